@@ -1,0 +1,17 @@
+"""langevin_md: sample Boltzmann distributions with Langevin dynamics.
+
+Heavy optional back ends (OpenMM, mdtraj, ASE, Dask) are imported only when used.
+"""
+
+from . import integrators, systems
+from .random import WalkerRNG
+from .result import SampleResult
+from .sampler import NonFiniteStateError, Reporter, Sampler, sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "analysis", "integrators", "systems",
+    "sample", "Sampler", "SampleResult", "Reporter", "NonFiniteStateError", "WalkerRNG",
+    "__version__",
+]

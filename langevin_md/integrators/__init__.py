@@ -1,0 +1,15 @@
+"""Langevin integrators and Metropolis baselines, as ``init``/``step`` pairs on batched walkers.
+
+Every integrator is a frozen dataclass of settings; see :mod:`langevin_md.integrators.base`.
+"""
+
+from .base import Integrator, State, StepInfo, UnderdampedState
+from .hmc import HMC
+from .metropolis import MALA, RandomWalkMetropolis
+from .overdamped import ULA, Brownian
+from .underdamped import BAOAB, OBABO
+
+__all__ = [
+    "Integrator", "State", "StepInfo", "UnderdampedState",
+    "ULA", "Brownian", "MALA", "RandomWalkMetropolis", "HMC", "BAOAB", "OBABO",
+]

@@ -1,0 +1,7 @@
+"""Boltzmann targets p(x) ∝ exp(−U(x)/kT): analytic potentials, OpenMM force fields, learned
+models and weighted sums of these."""
+
+from .base import SumSystem, System
+from .harmonic import Harmonic
+
+__all__ = ["System", "SumSystem", "Harmonic"]

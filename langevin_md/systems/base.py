@@ -1,0 +1,190 @@
+"""The Boltzmann-target protocol, and weighted sums of targets.
+
+A system describes p(x) ∝ exp(−U(x)/kT). Implementations provide ``event_shape``, ``kT``,
+``masses`` and ``_energy_and_forces``; this base class adds input checks, arithmetic
+(``a + b``, ``0.5 * a``) and default initial positions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` naming it and what was expected."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    ok = v >= 0 if allow_zero else v > 0
+    if not math.isfinite(v) or not ok:
+        what = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite {what} number, got {value!r}")
+    return v
+
+
+class System:
+    """Base class of Boltzmann targets p(x) ∝ exp(−U(x)/kT).
+
+    Subclasses set ``event_shape`` (tuple), ``kT`` (float, energy units) and ``masses``
+    (numpy float64, shape ``event_shape[:1]``: per coordinate for analytic systems of shape
+    ``(dim,)``, per particle for molecular systems of shape ``(n_particles, 3)``), and
+    implement :meth:`_energy_and_forces`.
+
+    Attributes
+    ----------
+    constrained : bool
+        True when the system carries holonomic constraints (only OpenMM systems do).
+    """
+
+    event_shape: tuple = ()
+    kT: float = 1.0
+    masses: np.ndarray
+    topology = None
+    constrained: bool = False
+
+    # ----------------------------------------------------------------- energy and forces
+    def energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Potential energy and forces for a batch of walkers.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape ``(n_walkers, *event_shape)``
+            Positions (nm for molecular systems, dimensionless otherwise).
+
+        Returns
+        -------
+        energy : torch.Tensor, shape ``(n_walkers,)``
+            U(x) in energy units (kJ/mol for molecular systems).
+        forces : torch.Tensor, shape ``(n_walkers, *event_shape)``
+            −∇U(x), same dtype and device as ``x``.
+        """
+        self.check_positions(x)
+        return self._energy_and_forces(x)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """U(x), shape ``(n_walkers,)``."""
+        return self.energy_and_forces(x)[0]
+
+    def _energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _energy_and_forces")
+
+    def check_positions(self, x) -> None:
+        """Raise a clear error unless ``x`` is a floating tensor of shape ``(n, *event_shape)``."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"positions must be a torch.Tensor of shape (n_walkers, {_fmt(self.event_shape)}), "
+                f"got {type(x).__name__}"
+            )
+        if tuple(x.shape[1:]) != tuple(self.event_shape) or x.ndim != len(self.event_shape) + 1:
+            raise ValueError(
+                f"positions have shape {tuple(x.shape)}; {type(self).__name__} expects "
+                f"(n_walkers, {_fmt(self.event_shape)})"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"positions must be floating point, got dtype {x.dtype}")
+
+    # ----------------------------------------------------------------- helpers
+    def dof_masses(self, like: torch.Tensor) -> torch.Tensor:
+        """Masses broadcastable to ``(n_walkers, *event_shape)``, on ``like``'s dtype/device."""
+        cache = self.__dict__.setdefault("_dof_mass_cache", {})
+        m = cache.get((like.dtype, like.device))
+        if m is None:
+            m = torch.as_tensor(np.asarray(self.masses, dtype=np.float64), dtype=like.dtype, device=like.device)
+            m = m.reshape(m.shape + (1,) * (len(self.event_shape) - 1))
+            cache[(like.dtype, like.device)] = m
+        return m
+
+    def initial_positions(self, n_walkers: int, generator) -> torch.Tensor:
+        """Starting positions, shape ``(n_walkers, *event_shape)``, float64 on the CPU.
+
+        The default is a standard normal draw around the origin; systems with a natural
+        starting structure override it.
+        """
+        return generator.normal(self.event_shape, dtype=torch.float64).cpu()
+
+    @property
+    def n_dof(self) -> int:
+        """Number of degrees of freedom (coordinates), before constraints."""
+        return int(math.prod(self.event_shape))
+
+    # ----------------------------------------------------------------- arithmetic
+    def __add__(self, other: "System") -> "SumSystem":
+        if not isinstance(other, System):
+            return NotImplemented
+        return SumSystem([(1.0, self), (1.0, other)])
+
+    def __mul__(self, weight) -> "SumSystem":
+        if isinstance(weight, torch.Tensor) or not isinstance(weight, (int, float, np.floating, np.integer)):
+            return NotImplemented
+        w = float(weight)
+        if not math.isfinite(w):
+            raise ValueError(f"a system's weight must be finite, got {weight!r}")
+        return SumSystem([(w, self)])
+
+    __rmul__ = __mul__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(event_shape={self.event_shape}, kT={self.kT:g})"
+
+
+def _fmt(shape: Sequence[int]) -> str:
+    return ", ".join(str(s) for s in shape)
+
+
+class SumSystem(System):
+    """A weighted sum of systems: U(x) = Σ_i w_i U_i(x), at the common kT.
+
+    Every term must have the same ``event_shape`` and ``kT``; masses and topology are taken
+    from the first term that has them (the parts must describe the same particles).
+
+    Parameters
+    ----------
+    terms : list of (float, System)
+    """
+
+    def __init__(self, terms: list[tuple[float, System]]):
+        flat: list[tuple[float, System]] = []
+        for w, s in terms:
+            if isinstance(s, SumSystem):
+                flat.extend((w * w2, s2) for w2, s2 in s.terms)
+            else:
+                flat.append((float(w), s))
+        first = flat[0][1]
+        for _, s in flat[1:]:
+            if tuple(s.event_shape) != tuple(first.event_shape):
+                raise ValueError(
+                    f"cannot add {type(s).__name__} with event_shape {tuple(s.event_shape)} to "
+                    f"{type(first).__name__} with event_shape {tuple(first.event_shape)}: the "
+                    "terms of a sum must describe the same coordinates"
+                )
+            if not math.isclose(s.kT, first.kT, rel_tol=1e-9):
+                raise ValueError(
+                    f"cannot add {type(s).__name__} at kT={s.kT:g} to {type(first).__name__} at "
+                    f"kT={first.kT:g}: the terms of a sum must share one temperature"
+                )
+        self.terms = flat
+        self.event_shape = tuple(first.event_shape)
+        self.kT = first.kT
+        self.masses = first.masses
+        self.topology = next((s.topology for _, s in flat if s.topology is not None), None)
+        self.constrained = any(s.constrained for _, s in flat)
+
+    def _energy_and_forces(self, x):
+        energy = None
+        forces = None
+        for w, s in self.terms:
+            e, f = s._energy_and_forces(x)
+            energy = w * e if energy is None else energy + w * e
+            forces = w * f if forces is None else forces + w * f
+        return energy, forces
+
+    def initial_positions(self, n_walkers, generator):
+        return self.terms[0][1].initial_positions(n_walkers, generator)
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g} * {s!r}" for w, s in self.terms)
