@@ -78,14 +78,13 @@ class _FrameRecorder:
             self.kinetic.append(torch.stack(kin).cpu().numpy())
         self._pending.clear()
 
-    def truncate_nonfinite(self) -> None:
-        """Drop pending frames from the first one holding a non-finite value."""
-        keep = []
-        for frame in self._pending:
+    def truncate_nonfinite(self) -> Optional[int]:
+        """Drop pending frames from the first one holding a non-finite value; return its step."""
+        for i, frame in enumerate(self._pending):
             if not (torch.isfinite(frame[1]).all() and torch.isfinite(frame[2]).all()):
-                break
-            keep.append(frame)
-        self._pending = keep
+                self._pending = self._pending[:i]
+                return frame[0]
+        return None
 
     def arrays(self, n_walkers: int, event_shape: tuple, dtype):
         self.flush()
@@ -215,14 +214,22 @@ class Sampler:
                    "or NaN coordinates)")
             raise NonFiniteStateError(msg, None, walkers, steps)
         name = type(self.integrator).__name__
-        msg = (f"non-finite state after step {steps[1]} (it first appeared between steps "
-               f"{steps[0] + 1} and {steps[1]}) for walkers [{shown}] ({len(walkers)} of "
+        if recorder is not None:
+            # Recorded frames narrow down when it happened, at no extra cost.
+            first_bad = recorder.truncate_nonfinite()
+            if recorder._pending:
+                steps = (recorder._pending[-1][0], steps[1])
+            elif recorder.steps:
+                steps = (recorder.steps[-1], steps[1])
+            if first_bad is not None:
+                steps = (steps[0], first_bad)
+        when = (f"at step {steps[1]}" if steps[0] + 1 >= steps[1]
+                else f"between steps {steps[0] + 1} and {steps[1]}")
+        msg = (f"non-finite state {when} for walkers [{shown}] ({len(walkers)} of "
                f"{self.n_walkers}). Likely causes: a step size too large for the stiffest "
                f"mode of the system (try a smaller step for {name}), a start far from "
                "equilibrium with huge forces (minimise first), or an energy that is not finite "
                "everywhere. Frames recorded before it are in the exception's .result.")
-        if recorder is not None:
-            recorder.truncate_nonfinite()
         result = self._result(recorder, 0.0) if recorder is not None else None
         raise NonFiniteStateError(msg, result, walkers, steps)
 

@@ -2,6 +2,6 @@
 models and weighted sums of these."""
 
 from .base import SumSystem, System
-from .harmonic import Harmonic
+from .harmonic import FreeParticle, Harmonic
 
-__all__ = ["System", "SumSystem", "Harmonic"]
+__all__ = ["System", "SumSystem", "Harmonic", "FreeParticle"]

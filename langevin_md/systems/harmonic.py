@@ -92,3 +92,29 @@ class Harmonic(System):
 
     def __repr__(self):
         return f"Harmonic(dim={self.event_shape[0]}, k={self.k.tolist()}, kT={self.kT:g})"
+
+
+class FreeParticle(System):
+    """No potential, U = 0: free diffusion, the reference for Brownian dynamics.
+
+    Not a normalisable Boltzmann target, so only dynamical laws (⟨Δx²⟩ = 2Dt) apply.
+
+    Parameters
+    ----------
+    dim : int
+    kT : float
+    masses : float or array of shape (dim,)
+    """
+
+    def __init__(self, dim: int = 1, kT: float = 1.0, masses=1.0):
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.event_shape = (int(dim),)
+        self.kT = check_positive("kT", kT)
+        self.masses = _per_dim("masses", masses, dim)
+
+    def _energy_and_forces(self, x):
+        return x.new_zeros(x.shape[0]), torch.zeros_like(x)
+
+    def initial_positions(self, n_walkers, generator):
+        return torch.zeros((n_walkers,) + self.event_shape, dtype=torch.float64)
