@@ -53,9 +53,11 @@ class Reporter:
 class _FrameRecorder:
     """Keeps recorded frames on the device and moves them to the host in blocks."""
 
-    def __init__(self, block: int, with_kinetic: bool):
+    def __init__(self, block: int, with_kinetic: bool, sinks: Sequence = (), keep: bool = True):
         self.block = block
         self.with_kinetic = with_kinetic
+        self.sinks = list(sinks)
+        self.keep = keep
         self._pending: list[tuple[int, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = []
         self.positions: list[np.ndarray] = []
         self.energies: list[np.ndarray] = []
@@ -71,12 +73,18 @@ class _FrameRecorder:
         if not self._pending:
             return
         steps, pos, en, kin = zip(*self._pending)
-        self.steps.extend(steps)
-        self.positions.append(torch.stack(pos).cpu().numpy())
-        self.energies.append(torch.stack(en).cpu().numpy())
-        if self.with_kinetic:
-            self.kinetic.append(torch.stack(kin).cpu().numpy())
+        block = (np.asarray(steps, dtype=np.int64), torch.stack(pos).cpu().numpy(),
+                 torch.stack(en).cpu().numpy(),
+                 torch.stack(kin).cpu().numpy() if self.with_kinetic else None)
         self._pending.clear()
+        for sink in self.sinks:
+            sink.write_frames(*block)
+        if self.keep:
+            self.steps.extend(steps)
+            self.positions.append(block[1])
+            self.energies.append(block[2])
+            if self.with_kinetic:
+                self.kinetic.append(block[3])
 
     def truncate_nonfinite(self) -> Optional[int]:
         """Drop pending frames from the first one holding a non-finite value; return its step."""
@@ -195,6 +203,47 @@ class Sampler:
                 )
         return x0.to(device=self.device, dtype=self.dtype).contiguous()
 
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything a bitwise-identical continuation needs, as host numpy arrays and ints.
+
+        Positions, velocities, cached energy and forces, adaptation state (per-walker step
+        sizes and dual-averaging statistics), every walker's random-stream counter, the step,
+        the burn-in boundary and the acceptance counts.
+        """
+        import dataclasses
+
+        fields = {}
+        for f in dataclasses.fields(self.state):
+            v = getattr(self.state, f.name)
+            fields[f.name] = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+        return {
+            "state_class": type(self.state).__name__,
+            "state": fields,
+            "rng": self.rng.state_dict(),
+            "step": self.step,
+            "burn_in_end": self.burn_in_end,
+            "production_steps": self.production_steps,
+            "accepted": self.accepted.cpu().numpy(),
+        }
+
+    def load_state_dict(self, checkpoint: dict) -> None:
+        """Restore a :meth:`state_dict` (same system, integrator and walkers)."""
+        from . import integrators as _integrators
+        from .integrators import metropolis as _metropolis
+
+        cls = getattr(_integrators, checkpoint["state_class"], None) or getattr(_metropolis, checkpoint["state_class"])
+        if not np.array_equal(np.asarray(checkpoint["rng"]["walker_indices"]), self.rng.walker_indices):
+            raise ValueError("checkpoint is for different walkers than this sampler runs")
+        values = {k: (torch.as_tensor(v, device=self.device) if isinstance(v, np.ndarray) else v)
+                  for k, v in checkpoint["state"].items()}
+        self.state = cls(**values)
+        self.rng = WalkerRNG.from_state_dict(checkpoint["rng"], device=self.device)
+        self.step = int(checkpoint["step"])
+        self.burn_in_end = int(checkpoint["burn_in_end"])
+        self.production_steps = int(checkpoint["production_steps"])
+        self.accepted = torch.as_tensor(checkpoint["accepted"], device=self.device)
+
     # ------------------------------------------------------------------ checks
     def _check_finite(self, state: State, steps: tuple[int, int], recorder, initial=False) -> None:
         tensors = [t for t in state.tensors().values() if t.is_floating_point()]
@@ -254,42 +303,55 @@ class Sampler:
         record_block : int, optional
             Frames kept on the device before they move to the host (default: about 64 MB).
         """
+        n_steps = _positive_int("n_steps", n_steps)
+        burn_in = _positive_int("burn_in", burn_in, allow_zero=True)
+        self.burn_in_end = self.step + burn_in
+        return self.run_to(self.step + burn_in + n_steps, record_every, reporters, progress,
+                           record_block)
+
+    def run_to(self, end: int, record_every: int = 1, reporters: Iterable[Reporter] = (),
+               progress: Optional[bool] = None, record_block: Optional[int] = None,
+               frame_sinks: Sequence = (), keep_frames: bool = True) -> SampleResult:
+        """Advance to global step ``end`` (used directly to continue from a checkpoint).
+
+        Frames are recorded at production steps s with (s − burn_in_end) % record_every == 0,
+        a rule that does not depend on where a run was interrupted. ``frame_sinks`` receive
+        every block of frames as it reaches the host (``write_frames(steps, positions,
+        energies, kinetic_energies)``), and always before any reporter is told about a later
+        step, so a checkpoint never runs ahead of the frames written.
+        """
         from tqdm.auto import tqdm
 
-        n_steps = _positive_int("n_steps", n_steps)
         record_every = _positive_int("record_every", record_every)
-        burn_in = _positive_int("burn_in", burn_in, allow_zero=True)
         reporters = list(reporters)
         start = self.step
-        self.burn_in_end = start + burn_in
-        end = start + burn_in + n_steps
+        if end < start:
+            raise ValueError(f"cannot run to step {end}: the sampler is already at step {start}")
         if record_block is None:
             frame_bytes = self.n_walkers * max(1, math.prod(self.system.event_shape)) * 8
             record_block = max(1, min(1000, (64 << 20) // frame_bytes))
-        recorder = _FrameRecorder(record_block, with_kinetic=self.integrator.has_velocities)
-        self._recorder = recorder
+        recorder = _FrameRecorder(record_block, self.integrator.has_velocities, frame_sinks, keep_frames)
         # tqdm's disable=None means "only on a terminal".
         disable = None if progress is None else not progress
         bar = tqdm(total=end - start, disable=disable, unit="step",
                    desc=type(self.integrator).__name__, leave=False)
         t0 = time.perf_counter()
-        checked = start
         try:
             while self.step < end:
+                checked = self.step
                 stop = end
                 for r in reporters:
                     due = r.next_report(self.step)
                     if due is not None:
                         stop = min(stop, self.step + max(1, due))
                 flush_needed = self._advance(stop, record_every, recorder)
-                self._check_finite(self.state, (checked, stop), recorder)
-                checked = stop
-                if flush_needed:
+                self._check_finite(self.state, (checked, self.step), recorder)
+                due_now = [r for r in reporters if r.next_report(self.step) == 0]
+                if flush_needed or due_now or self.step == end:
                     recorder.flush()
-                for r in reporters:
-                    if r.next_report(stop) == 0:
-                        r.report(self, self.state, stop)
-                bar.update(stop - bar.n - start)
+                for r in due_now:
+                    r.report(self, self.state, self.step)
+                bar.update(self.step - start - bar.n)
         finally:
             bar.close()
             for r in reporters:
