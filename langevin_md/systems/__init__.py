@@ -1,7 +1,21 @@
 """Boltzmann targets p(x) ∝ exp(−U(x)/kT): analytic potentials, OpenMM force fields, learned
-models and weighted sums of these."""
+models and weighted sums of these.
+
+OpenMM, mdtraj and ASE are imported only when a system that needs them is built.
+"""
 
 from .base import SumSystem, System
+from .box import UniformBox
+from .double_well import DoubleWell
 from .harmonic import FreeParticle, Harmonic
+from .lennard_jones import LennardJonesCluster
+from .mixture import GaussianMixture
+from .molecules import alanine_dipeptide
+from .muller_brown import MullerBrown
+from .openmm_system import OpenMMSystem
 
-__all__ = ["System", "SumSystem", "Harmonic", "FreeParticle"]
+__all__ = [
+    "System", "SumSystem",
+    "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
+    "LennardJonesCluster", "OpenMMSystem", "alanine_dipeptide",
+]
