@@ -3,7 +3,7 @@
 Heavy optional back ends (OpenMM, mdtraj, ASE, Dask) are imported only when used.
 """
 
-from . import integrators, systems
+from . import analysis, integrators, systems
 from .random import WalkerRNG
 from .result import SampleResult
 from .sampler import NonFiniteStateError, Reporter, Sampler, sample

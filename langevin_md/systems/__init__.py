@@ -10,12 +10,14 @@ from .double_well import DoubleWell
 from .harmonic import FreeParticle, Harmonic
 from .lennard_jones import LennardJonesCluster
 from .mixture import GaussianMixture
-from .molecules import alanine_dipeptide
+from .molecules import CATALOGUE, CatalogueEntry, alanine_dipeptide, lennard_jones_fluid, list_systems
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
+from .platforms import available_platforms
 
 __all__ = [
     "System", "SumSystem",
     "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
-    "LennardJonesCluster", "OpenMMSystem", "alanine_dipeptide",
+    "LennardJonesCluster", "OpenMMSystem", "alanine_dipeptide", "lennard_jones_fluid",
+    "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
 ]
