@@ -66,7 +66,42 @@ def _mix64_int(z: int) -> int:
     return _signed(z ^ (z >> 31))
 
 
-class WalkerRNG:
+class _Draws:
+    """Uniform and normal draws built on ``_words``; shared by the eager and compiled streams."""
+
+    n_walkers: int
+
+    def _words(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def uniform(self, shape: Sequence[int] = (), dtype=torch.float64) -> torch.Tensor:
+        """Uniform draws in [0, 1), shape ``(n_walkers, *shape)``."""
+        shape = tuple(shape)
+        n = math.prod(shape)
+        w = self._words(n)
+        if dtype == torch.float64:
+            u = _shr(w, 11).to(torch.float64) * 2.0**-53
+        else:
+            u = (_shr(w, 40).to(torch.float32) * 2.0**-24).to(dtype)
+        return u.reshape((self.n_walkers,) + shape)
+
+    def normal(self, shape: Sequence[int] = (), dtype=torch.float64) -> torch.Tensor:
+        """Standard normal draws, shape ``(n_walkers, *shape)`` (Box–Muller, both outputs used)."""
+        shape = tuple(shape)
+        n = math.prod(shape)
+        m = (n + 1) // 2
+        w = self._words(2 * m)
+        # Box-Muller in float64 whatever the output dtype: it costs little and keeps the
+        # tails right (|z| up to 8.6 rather than 5.6 for 24-bit uniforms).
+        u1 = 1.0 - _shr(w[:, :m], 11).to(torch.float64) * 2.0**-53  # (0, 1]
+        u2 = _shr(w[:, m:], 11).to(torch.float64) * 2.0**-53
+        r = torch.sqrt(-2.0 * torch.log(u1))
+        theta = (2.0 * math.pi) * u2
+        z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :n]
+        return z.to(dtype).reshape((self.n_walkers,) + shape)
+
+
+class WalkerRNG(_Draws):
     """Independent, reproducible random streams for a set of walkers.
 
     Parameters
@@ -129,28 +164,30 @@ class WalkerRNG:
         self.counter += n
         return mix64(self._keys[:, None] + (offs + base))
 
-    def uniform(self, shape: Sequence[int] = (), dtype=torch.float64) -> torch.Tensor:
-        """Uniform draws in [0, 1), shape ``(n_walkers, *shape)``."""
-        shape = tuple(shape)
-        n = math.prod(shape)
-        w = self._words(n)
-        if dtype == torch.float64:
-            u = _shr(w, 11).to(torch.float64) * 2.0**-53
-        else:
-            u = (_shr(w, 40).to(torch.float32) * 2.0**-24).to(dtype)
-        return u.reshape((self.n_walkers,) + shape)
 
-    def normal(self, shape: Sequence[int] = (), dtype=torch.float64) -> torch.Tensor:
-        """Standard normal draws, shape ``(n_walkers, *shape)`` (Box–Muller, both outputs used)."""
-        shape = tuple(shape)
-        n = math.prod(shape)
-        m = (n + 1) // 2
-        w = self._words(2 * m)
-        # Box-Muller in float64 whatever the output dtype: it costs little and keeps the
-        # tails right (|z| up to 8.6 rather than 5.6 for 24-bit uniforms).
-        u1 = 1.0 - _shr(w[:, :m], 11).to(torch.float64) * 2.0**-53  # (0, 1]
-        u2 = _shr(w[:, m:], 11).to(torch.float64) * 2.0**-53
-        r = torch.sqrt(-2.0 * torch.log(u1))
-        theta = (2.0 * math.pi) * u2
-        z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :n]
-        return z.to(dtype).reshape((self.n_walkers,) + shape)
+class CounterStream(_Draws):
+    """The same streams with the counter held in a 0-d int64 tensor, for compiled graphs.
+
+    ``torch.compile`` specialises on Python ints, so a compiled chunk of steps takes the
+    counter as a tensor input and tracks only the (trace-time constant) words it consumes
+    since the chunk started. Draws equal the :class:`WalkerRNG` draws word for word.
+
+    Parameters
+    ----------
+    keys : torch.Tensor of int64, shape ``(n_walkers,)``
+        Per-walker keys (``WalkerRNG._keys``).
+    counter : torch.Tensor of int64, shape ``()``
+        Words consumed before this chunk.
+    """
+
+    def __init__(self, keys: torch.Tensor, counter: torch.Tensor):
+        self._keys = keys
+        self.counter = counter
+        self.consumed = 0
+        self.n_walkers = keys.shape[0]
+
+    def _words(self, n: int) -> torch.Tensor:
+        offs = torch.arange(n, dtype=torch.int64, device=self._keys.device) * GAMMA
+        base = (self.counter + self.consumed) * GAMMA
+        self.consumed += n
+        return mix64(self._keys[:, None] + (offs + base))

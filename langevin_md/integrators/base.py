@@ -80,6 +80,11 @@ class Integrator:
     #: True for schemes that need an energy (not just a score).
     needs_energy = False
 
+    @property
+    def adaptive(self) -> bool:
+        """True when :meth:`adapt` changes the kernel during burn-in."""
+        return False
+
     def init(self, system: System, positions: torch.Tensor, generator: WalkerRNG) -> State:
         """Build the first state at ``positions`` (one force evaluation)."""
         energy, forces = system.energy_and_forces(positions)

@@ -119,6 +119,10 @@ class AdaptiveStepSize(Integrator):
     step_size: float
     target_accept: Optional[float]
 
+    @property
+    def adaptive(self) -> bool:
+        return self.target_accept is not None
+
     def init(self, system, positions, generator):
         return init_adaptive(super().init(system, positions, generator), self.step_size)
 
