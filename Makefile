@@ -2,8 +2,8 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-# The CPU build of torch; a GPU user installs a CUDA build into .venv first (see README),
-# and this pin is then already satisfied... unless TORCH overrides it.
+# Installed only when .venv has no torch yet: the CPU build on this kind of machine. A GPU
+# user installs a CUDA build into .venv first (see README) and it is kept.
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
@@ -11,7 +11,6 @@ STAMP   := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)

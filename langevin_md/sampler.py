@@ -474,7 +474,8 @@ class Sampler:
 
 def sample(system: System, integrator: Integrator, n_steps: int, n_walkers: int = 1,
            record_every: int = 1, burn_in: int = 0, seed: int = 0, device=None, dtype=None,
-           initial_positions=None, progress: Optional[bool] = None, backend: str = "torch") -> SampleResult:
+           initial_positions=None, progress: Optional[bool] = None, backend: str = "torch",
+           compile: bool = False) -> SampleResult:
     """Sample ``system`` with ``integrator`` on ``n_walkers`` independent walkers.
 
     Parameters
@@ -501,6 +502,8 @@ def sample(system: System, integrator: Integrator, n_steps: int, n_walkers: int 
         BAOAB, OBABO, Brownian, ULA or MALA entirely inside OpenMM, one Context per walker on
         the system's platform (OpenMM systems only; it also enforces constraints); see
         :mod:`langevin_md.openmm_executor`. ``device`` must then be None.
+    compile : bool
+        Torch executor only: fuse steps with ``torch.compile`` (see :class:`Sampler`).
 
     Returns
     -------
@@ -522,5 +525,5 @@ def sample(system: System, integrator: Integrator, n_steps: int, n_walkers: int 
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'openmm', got {backend!r}")
     sampler = Sampler(system, integrator, n_walkers=n_walkers, seed=seed, device=device,
-                      dtype=dtype, initial_positions=initial_positions)
+                      dtype=dtype, initial_positions=initial_positions, compile=compile)
     return sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)

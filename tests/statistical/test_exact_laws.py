@@ -149,3 +149,12 @@ def test_brownian_free_diffusion():
         wrong = 2 * (kT / gamma) * h * n  # the mass preconditioning left out
         exact = 2 * D * h * n
         assert_exact_and_rejects_wrong(r.positions[..., i] ** 2, exact, wrong=wrong)
+
+
+def test_compiled_path_samples_the_same_laws():
+    # One compile (~15 s) covers the fused path: BAOAB's exact <x^2> and OBABO's value rejected.
+    system = Harmonic(dim=1, k=1.0, kT=1.0)
+    h = 1.5
+    r = lmd.sample(system, lmd.integrators.BAOAB(timestep=h, friction=1.0), n_steps=400,
+                   n_walkers=20000, record_every=20, burn_in=200, seed=0, compile=True)
+    assert_exact_and_rejects_wrong(r.positions[..., 0] ** 2, 1.0, wrong=1 / (1 - h * h / 4))
