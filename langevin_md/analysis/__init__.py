@@ -1,7 +1,10 @@
 """Sampling-quality statistics and analysis of trajectories.
 
 Statistics take a series of shape ``(n_steps,)`` or ``(n_steps, n_walkers)`` (steps first,
-walkers second) and are pure numpy/scipy.
+walkers second) and are pure numpy/scipy. Molecular observables (φ/ψ, dihedrals, distances,
+metastable states) live in :mod:`.molecular`, distribution checks (histogram distances, energy
+KS tests, configurational and kinetic temperatures) in :mod:`.distributions`, and
+:func:`report` writes a folder of plots with ``report.md``/``report.html``.
 """
 
 from .autocorrelation import (
@@ -13,6 +16,35 @@ from .autocorrelation import (
 from .circular import circular_mean, circular_standard_error
 from .convergence import mcse, rhat
 from .equilibration import Equilibration, detect_equilibration
+from .distributions import (
+    HistogramDistance,
+    KSResult,
+    TemperatureEstimate,
+    configurational_temperature,
+    distance_to_density,
+    distance_to_probabilities,
+    distance_to_reference,
+    energy_ks_test,
+    kinetic_temperature,
+)
+from .molecular import (
+    ALANINE_DIPEPTIDE_STATES,
+    Populations,
+    RamachandranSurface,
+    RoundTrips,
+    StateCore,
+    assign_states,
+    core_assignment,
+    dihedrals,
+    distances,
+    phi_psi,
+    ramachandran_free_energy,
+    round_trip_times,
+    state_populations,
+    to_trajectory,
+    transition_counts,
+)
+from .report import Report, report
 
 __all__ = [
     "ShortChainWarning",
@@ -25,4 +57,33 @@ __all__ = [
     "Equilibration",
     "circular_mean",
     "circular_standard_error",
+    # distributions
+    "HistogramDistance",
+    "distance_to_probabilities",
+    "distance_to_density",
+    "distance_to_reference",
+    "KSResult",
+    "energy_ks_test",
+    "TemperatureEstimate",
+    "configurational_temperature",
+    "kinetic_temperature",
+    # molecular (mdtraj is imported only when these are called)
+    "to_trajectory",
+    "phi_psi",
+    "dihedrals",
+    "distances",
+    "RamachandranSurface",
+    "ramachandran_free_energy",
+    "StateCore",
+    "ALANINE_DIPEPTIDE_STATES",
+    "assign_states",
+    "core_assignment",
+    "transition_counts",
+    "RoundTrips",
+    "round_trip_times",
+    "Populations",
+    "state_populations",
+    # reports (matplotlib is imported only when a report is written)
+    "report",
+    "Report",
 ]

@@ -1,0 +1,530 @@
+"""Sampling-quality reports: a folder of PNG plots plus ``report.md``, ``report.html`` and
+``report.json``.
+
+:func:`report` analyses a :class:`~langevin_md.result.SampleResult`; :func:`main` is what
+``langevin-md analyze RUN_DIR`` runs (it writes ``RUN_DIR/report``).
+
+The table has one row per observable — the potential energy, each coordinate of a low-
+dimensional system, or the backbone φ/ψ of a molecule (treated circularly) — with the mean ±
+its Monte Carlo standard error, the integrated autocorrelation time τ (in sampler steps), the
+effective sample size, ESS per second of wall time and the split rank-normalised R-hat. Where
+the system knows its exact law (``exact="auto"``), histograms are compared with it, and the
+configurational (and kinetic) temperature with kT. Problems are spelled out as plain-language
+warnings.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .plots import Observable
+
+__all__ = ["report", "Report", "ObservableRow", "Check", "main"]
+
+#: R-hat above this means the walkers have not converged to one law (Vehtari et al. 2021).
+RHAT_WARN = 1.01
+#: A chain shorter than this many τ gives unreliable τ, ESS and MCSE (emcee's rule).
+MIN_TAUS = 50
+#: Metropolis acceptance below this means the proposals are too bold.
+LOW_ACCEPTANCE = 0.2
+#: |z| above this fails an exact comparison (EXACT_RESULTS testing rule).
+Z_FAIL = 5.0
+#: Coordinates of analytic systems up to this dimension get their own rows and plots.
+MAX_COORDINATES = 6
+#: Configurations used for the configurational temperature (evenly strided subsample); fewer
+#: for OpenMM systems, whose Laplacian costs four force evaluations per configuration.
+MAX_CONFIGURATIONS = 4000
+MAX_OPENMM_CONFIGURATIONS = 1000
+
+
+@dataclass
+class ObservableRow:
+    """One row of the report table. τ is in sampler steps; angles are in degrees."""
+
+    name: str
+    unit: str
+    mean: float
+    mcse: float
+    tau_steps: float
+    ess: float
+    ess_per_second: float
+    rhat: float
+    circular: bool
+
+
+@dataclass
+class Check:
+    """A comparison with an exact answer: measured value against exact, as a z-score."""
+
+    name: str
+    measured: str
+    exact: str
+    z: float
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """What :func:`report` wrote and found."""
+
+    output_dir: Path
+    rows: list = field(default_factory=list)
+    checks: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    states: Optional[dict] = None
+
+    def row(self, name: str) -> ObservableRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no observable {name!r}; have {[r.name for r in self.rows]}")
+
+
+# --------------------------------------------------------------------------- observables
+def _record_every(result) -> float:
+    steps = np.asarray(result.steps)
+    if steps.size >= 2:
+        return float(max(1, steps[1] - steps[0]))
+    return 1.0
+
+
+def _molecular_angles(result) -> Optional[tuple]:
+    if len(result.event_shape) != 2:
+        return None
+    from .molecular import phi_psi
+
+    try:
+        return phi_psi(result)
+    except (ValueError, TypeError):
+        return None
+
+
+def _observables(result, angles) -> tuple[list, list[str]]:
+    steps = np.asarray(result.steps)
+    obs = [Observable("energy", result.energies, "kJ/mol" if len(result.event_shape) == 2 else "", None, steps)]
+    notes = []
+    if angles is not None:
+        phi, psi = angles
+        obs.append(Observable("φ", np.degrees(phi), "deg", 360.0, steps))
+        obs.append(Observable("ψ", np.degrees(psi), "deg", 360.0, steps))
+    elif len(result.event_shape) == 1:
+        d = result.event_shape[0]
+        for i in range(min(d, MAX_COORDINATES)):
+            obs.append(Observable(f"x[{i}]", result.positions[..., i], "", None, steps))
+        if d > MAX_COORDINATES:
+            notes.append(f"only the first {MAX_COORDINATES} of {d} coordinates are tabulated")
+    return obs, notes
+
+
+def _row(obs: Observable, record_every: float, wall_time: float, warn: list) -> ObservableRow:
+    from .autocorrelation import ShortChainWarning, integrated_autocorrelation_time
+    from .circular import circular_mean
+    from .convergence import mcse, rhat
+
+    v = obs.values
+    n, w = v.shape
+    nan = float("nan")
+    if np.all(v.max(0) == v.min(0)):
+        warn.append(f"{obs.name} never changes in any walker: the walkers are stuck (step size too "
+                    "large, or every proposal rejected)")
+        return ObservableRow(obs.name, obs.unit, float(v.mean()), nan, nan, nan, nan, nan, obs.period is not None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShortChainWarning)
+        try:
+            tau = float(integrated_autocorrelation_time(v, period=obs.period))
+        except ValueError:
+            tau = nan
+        try:
+            err = float(mcse(v, period=obs.period))
+        except ValueError:
+            err = nan
+    mean = float(circular_mean(v, obs.period)) if obs.period else float(v.mean())
+    try:
+        r = rhat(v, period=obs.period)
+    except ValueError:
+        r = nan
+    ess = n * w / tau if np.isfinite(tau) else nan
+    eps = ess / wall_time if wall_time > 0 else nan
+    if np.isfinite(tau) and n < MIN_TAUS * tau:
+        warn.append(f"chain shorter than {MIN_TAUS} τ for {obs.name}: {n} frames per walker, "
+                    f"τ = {tau:.3g} frames; τ, ESS and the error bars are unreliable (usually too "
+                    "optimistic): run longer")
+    if np.isfinite(r) and r > RHAT_WARN:
+        verdict = "not mixed" if r > 1.1 else "not yet converged; run longer"
+        what = "the walkers disagree" if w > 1 else "the two halves of the chain disagree"
+        warn.append(f"R-hat {r:.2f} for {obs.name}: {what}; {verdict}")
+    return ObservableRow(obs.name, obs.unit, mean, err, tau * record_every, ess, eps, r, obs.period is not None)
+
+
+# --------------------------------------------------------------------------- exact laws
+def _exact_marginals(system, obs_names: list[str], positions: np.ndarray) -> dict:
+    """Exact 1-d law of each coordinate observable: name -> (edges, bin probabilities, x, density)."""
+    from scipy import stats
+
+    from ..systems import DoubleWell, GaussianMixture, Harmonic, MullerBrown, UniformBox
+
+    out = {}
+    coords = [int(n[2:-1]) for n in obs_names if n.startswith("x[")]
+    if isinstance(system, MullerBrown):
+        x, px, y, py = system.marginals(bins=120)
+        for i, (g, p) in enumerate(((x, px), (y, py))):
+            if i in coords:
+                h = g[1] - g[0]
+                edges = np.concatenate([g - h / 2, [g[-1] + h / 2]])
+                out[f"x[{i}]"] = (edges, p * h, g, p)
+        return out
+    for i in coords:
+        v = positions[..., i]
+        lo, hi = np.quantile(v, [0.0005, 0.9995])
+        pad = 0.1 * (hi - lo)
+        edges = np.linspace(lo - pad, hi + pad, 61)
+        grid = np.linspace(edges[0], edges[-1], 400)
+        if isinstance(system, Harmonic):
+            law = stats.norm(system.mean[i], math.sqrt(system.variance[i]))
+            out[f"x[{i}]"] = (edges, np.diff(law.cdf(edges)), grid, law.pdf(grid))
+        elif isinstance(system, UniformBox):
+            out[f"x[{i}]"] = (edges, system.bin_probabilities(edges, i), grid, system.marginal_density(grid, i))
+        elif isinstance(system, DoubleWell):
+            if i == 0:
+                out["x[0]"] = (edges, system.bin_probabilities(edges), grid,
+                               np.exp(system.marginal_log_density(grid)))
+        elif isinstance(system, GaussianMixture) and system.kT == 1.0:
+            laws = [stats.norm(m[i], math.sqrt(c[i, i])) for m, c in zip(system.means, system.covariances)]
+            p = sum(wt * np.diff(law.cdf(edges)) for wt, law in zip(system.weights, laws))
+            dens = sum(wt * law.pdf(grid) for wt, law in zip(system.weights, laws))
+            out[f"x[{i}]"] = (edges, p, grid, dens)
+    return out
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a" if x is None or np.isnan(x) else ("∞" if x > 0 else "−∞")
+    return f"{x:.{digits}g}"
+
+
+def _exact_checks(result, system, obs: list, rows: dict, warn: list, checks: list) -> dict:
+    """Distribution distances, energy law and configurational temperature; returns the
+    exact densities for the histogram plot."""
+    from .distributions import configurational_temperature, distance_to_probabilities, energy_ks_test
+    from ..systems import Harmonic
+
+    plot_exact = {}
+    marginals = _exact_marginals(system, [o.name for o in obs], result.positions)
+    for o in obs:
+        if o.name not in marginals:
+            continue
+        edges, p, grid, dens = marginals[o.name]
+        plot_exact[o.name] = (grid, dens)
+        ess = rows[o.name].ess
+        d = distance_to_probabilities(o.values, edges, p, "tv",
+                                      n_effective=min(ess, o.values.size) if np.isfinite(ess) else None)
+        ok = d.z <= Z_FAIL
+        checks.append(Check(f"histogram of {o.name} vs exact (total variation)", _fmt(d.distance, 3),
+                            f"noise level {_fmt(d.noise_floor, 3)}", d.z, ok,
+                            f"{len(edges) - 1} bins, ESS {_fmt(ess, 3)}"))
+        if not ok:
+            warn.append(f"the distribution of {o.name} differs from the exact one: total variation "
+                        f"{d.distance:.3f}, where sampling noise alone gives about {d.noise_floor:.3f} "
+                        f"(z = {d.z:.1f}): biased or not converged")
+    if isinstance(system, Harmonic):
+        ks = energy_ks_test(result.energies, system.event_shape[0], system.kT)
+        ok = ks.pvalue > 1e-6
+        checks.append(Check("energy law U/kT ~ Gamma(d/2) (KS test)", f"D = {ks.statistic:.4f}",
+                            f"p-value {ks.pvalue:.2g}", float("nan"), ok,
+                            f"{ks.n_used} samples, every {ks.thin}th frame"))
+        if not ok:
+            warn.append(f"the energy distribution is not the exact Gamma law (KS p-value {ks.pvalue:.1e})")
+    n_dof = int(np.prod(result.event_shape))
+    cheap = callable(getattr(system, "laplacian", None)) or n_dof <= 64 or getattr(system, "openmm_system", None) is not None
+    if cheap:
+        pos = result.positions
+        limit = MAX_OPENMM_CONFIGURATIONS if getattr(system, "openmm_system", None) is not None else MAX_CONFIGURATIONS
+        stride = max(1, math.ceil(pos.shape[0] * pos.shape[1] / limit))
+        sub = pos[::stride] if pos[::stride].shape[0] >= 2 else pos
+        try:
+            t = configurational_temperature(system, sub, n_probes=2)
+        except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+            warn.append(f"configurational temperature not computed: {exc}")
+        else:
+            z = t.z(system.kT)
+            ok = abs(z) <= Z_FAIL
+            checks.append(Check("configurational temperature ⟨|∇U|²⟩/⟨∇²U⟩", f"{t.kT:.4g} ± {t.standard_error:.2g}",
+                                f"kT = {system.kT:.4g}", z, ok, f"Laplacian: {t.method}, {sub.shape[0] * sub.shape[1]} configurations"))
+            if not ok:
+                warn.append(f"configurational temperature {t.kT:.4g} ± {t.standard_error:.2g} differs "
+                            f"from kT = {system.kT:.4g} (z = {z:.1f}): the positions are not "
+                            "Boltzmann-distributed (step too large, or not equilibrated)")
+    return plot_exact
+
+
+# --------------------------------------------------------------------------- molecules
+def _state_analysis(result, angles, record_every: float) -> dict:
+    from .molecular import (ALANINE_DIPEPTIDE_STATES, assign_states, round_trip_times,
+                            state_populations, transition_counts)
+
+    phi, psi = angles
+    lab = assign_states(phi, psi, ALANINE_DIPEPTIDE_STATES)
+    k = len(ALANINE_DIPEPTIDE_STATES)
+    names = [s.name for s in ALANINE_DIPEPTIDE_STATES]
+    info = {"names": names, "transition_counts": transition_counts(lab, k).tolist()}
+    if (lab >= 0).any():
+        pops = state_populations(lab, k)
+        info["populations"] = pops.populations.tolist()
+        info["standard_errors"] = pops.standard_errors.tolist()
+    rt = round_trip_times(lab, 0, 1, dt=record_every)
+    info["round_trip_C7eq_alphaR_steps"] = (rt.mean, rt.standard_error, rt.n_round_trips)
+    return info
+
+
+# --------------------------------------------------------------------------- writing
+def _table_rows(rows: list) -> list[list[str]]:
+    out = []
+    for r in rows:
+        unit = f" {r.unit}" if r.unit else ""
+        name = r.name + (" (circular)" if r.circular else "")
+        out.append([name, f"{_fmt(r.mean, 5)} ± {_fmt(r.mcse, 2)}{unit}", _fmt(r.tau_steps, 3),
+                    _fmt(r.ess, 3), _fmt(r.ess_per_second, 3), _fmt(r.rhat, 4)])
+    return out
+
+
+HEADER = ["observable", "mean ± MCSE", "τ (steps)", "ESS", "ESS per second", "R-hat"]
+CHECK_HEADER = ["check", "measured", "exact", "z", "result", "note"]
+
+
+def _md_table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _check_rows(checks) -> list[list[str]]:
+    return [[c.name, c.measured, c.exact, _fmt(c.z, 3), "pass" if c.passed else "FAIL", c.note] for c in checks]
+
+
+def _state_rows(states: dict) -> list[list[str]]:
+    rows = []
+    pops = states.get("populations")
+    for i, name in enumerate(states["names"]):
+        p = f"{pops[i]:.4f} ± {states['standard_errors'][i]:.2g}" if pops else "n/a"
+        out_ = sum(states["transition_counts"][i])
+        rows.append([name, p, str(out_)])
+    return rows
+
+
+def _summary_lines(result, record_every) -> list[str]:
+    md = result.metadata or {}
+    lines = [f"- system: {md.get('system', type(result.system).__name__ if result.system is not None else 'unknown')}",
+             f"- integrator: {md.get('integrator', 'unknown')}",
+             f"- {result.n_walkers} walkers × {result.n_frames} frames (every {record_every:g} steps), "
+             f"{result.n_steps_run} steps per walker, kT = {result.kT:.4g}",
+             f"- wall time {result.wall_time:.3g} s, backend {md.get('backend', 'n/a')}"]
+    if result.acceptance_rate is not None:
+        acc = np.asarray(result.acceptance_rate)
+        lines.append(f"- acceptance rate: mean {acc.mean():.3f}, walkers from {acc.min():.3f} to {acc.max():.3f}")
+    return lines
+
+
+def _write(rep: Report, result, record_every: float, title: str) -> None:
+    out = rep.output_dir
+    summary = _summary_lines(result, record_every)
+    table = _table_rows(rep.rows)
+    warn_md = "\n".join(f"- ⚠ {w}" for w in rep.warnings) or "- none: no problem detected"
+    md = [f"# {title}", "", *summary, "", "## Sampling quality", "", _md_table(HEADER, table), "",
+          "τ: integrated autocorrelation time (Sokal window), in sampler steps. ESS: effective "
+          "number of independent samples, all walkers. R-hat: split rank-normalised; above "
+          f"{RHAT_WARN} the walkers have not converged to one distribution. Angles are in degrees "
+          "and averaged on the circle.", "", "## Warnings", "", warn_md, ""]
+    if rep.checks:
+        md += ["## Exact checks", "", _md_table(CHECK_HEADER, _check_rows(rep.checks)), ""]
+    if rep.states:
+        md += ["## Metastable states (core-based assignment)", "",
+               _md_table(["state", "population ± SE (across walkers)", "transitions out"], _state_rows(rep.states)), ""]
+        mean, se, n = rep.states["round_trip_C7eq_alphaR_steps"]
+        md += [f"Mean round trip C7eq/β → αR → C7eq/β: {_fmt(mean, 4)} ± {_fmt(se, 2)} steps ({n} round trips).", ""]
+    md += ["## Plots", ""]
+    md += [f"![{name}]({Path(p).name})" for name, p in rep.files.items() if p.endswith(".png")]
+    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+
+    esc = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{esc(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #999;padding:4px 8px;"
+             "text-align:right}td:first-child,th:first-child{text-align:left}"
+             ".warn{color:#a00}img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}</style></head><body>",
+             f"<h1>{esc(title)}</h1><ul>" + "".join(f"<li>{esc(s[2:])}</li>" for s in summary) + "</ul>",
+             "<h2>Sampling quality</h2>", _html_table(HEADER, table),
+             "<h2>Warnings</h2><ul>"
+             + ("".join(f"<li class='warn'>⚠ {esc(w)}</li>" for w in rep.warnings) or "<li>none: no problem detected</li>")
+             + "</ul>"]
+    if rep.checks:
+        parts += ["<h2>Exact checks</h2>", _html_table(CHECK_HEADER, _check_rows(rep.checks))]
+    if rep.states:
+        parts += ["<h2>Metastable states (core-based assignment)</h2>",
+                  _html_table(["state", "population ± SE (across walkers)", "transitions out"], _state_rows(rep.states))]
+    parts += ["<h2>Plots</h2>"] + [f"<h3>{esc(name)}</h3><img src='{esc(Path(p).name)}' alt='{esc(name)}'>"
+                                   for name, p in rep.files.items() if p.endswith(".png")]
+    parts.append("</body></html>")
+    (out / "report.html").write_text("\n".join(parts), encoding="utf-8")
+
+    data = {"rows": [asdict(r) for r in rep.rows], "checks": [asdict(c) for c in rep.checks],
+            "warnings": rep.warnings, "states": rep.states}
+    (out / "report.json").write_text(json.dumps(data, indent=1, default=float, allow_nan=True), encoding="utf-8")
+    rep.files.update({"report.md": str(out / "report.md"), "report.html": str(out / "report.html"),
+                      "report.json": str(out / "report.json")})
+
+
+# --------------------------------------------------------------------------- entry points
+def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Report:
+    """Analyse a run and write a report folder.
+
+    Parameters
+    ----------
+    result : SampleResult
+        From :func:`langevin_md.sample` or :func:`langevin_md.load_run`; at least 4 frames.
+    output_dir : str or PathLike
+        Created if missing. Receives ``trace.png``, ``autocorrelation.png``,
+        ``running_mean.png``, ``histograms.png``, ``ramachandran.png`` (molecules),
+        ``acceptance.png`` (Metropolis schemes), ``report.md``, ``report.html`` and
+        ``report.json``.
+    exact : None or "auto"
+        "auto": where ``result.system`` knows its exact law (Harmonic, DoubleWell,
+        MullerBrown, UniformBox, GaussianMixture at kT = 1), compare each coordinate's
+        histogram with it (total variation against its noise level), test the energy law
+        of harmonic wells, and compare the configurational temperature with kT when it is
+        cheap. None: no exact comparisons.
+    title : str, optional
+
+    Returns
+    -------
+    Report
+        Rows, checks, warnings and file paths.
+    """
+    if exact not in (None, "auto"):
+        raise ValueError(f"exact must be None or 'auto', got {exact!r}")
+    if result.n_frames < 4:
+        raise ValueError(f"the result has {result.n_frames} frames; a report needs at least 4")
+    from . import plots
+    from .equilibration import detect_equilibration
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = Report(out)
+    record_every = _record_every(result)
+    angles = _molecular_angles(result)
+    obs, notes = _observables(result, angles)
+    rep.warnings.extend(notes)
+    wall = float(result.wall_time or 0.0)
+    for o in obs:
+        rep.rows.append(_row(o, record_every, wall, rep.warnings))
+    rows = {r.name: r for r in rep.rows}
+
+    if result.n_walkers == 1:
+        rep.warnings.append("one walker only: R-hat can compare only the two halves of the chain "
+                            "and cannot see modes the walker never visited; run several walkers")
+    if result.acceptance_rate is not None:
+        acc = np.asarray(result.acceptance_rate, dtype=np.float64)
+        if acc.mean() < LOW_ACCEPTANCE:
+            rep.warnings.append(f"acceptance below {LOW_ACCEPTANCE}: mean {acc.mean():.3f}; the step size is too "
+                                "large and the chain moves rarely (reduce it, or set target_accept)")
+        elif (acc < LOW_ACCEPTANCE).any():
+            rep.warnings.append(f"acceptance below {LOW_ACCEPTANCE} for {(acc < LOW_ACCEPTANCE).sum()} of "
+                                f"{acc.size} walkers (lowest {acc.min():.3f}): those walkers are stuck "
+                                "in stiff regions")
+    energy = np.asarray(result.energies, dtype=np.float64)
+    if result.n_frames >= 40 and np.all(energy.max(0) > energy.min(0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = detect_equilibration(energy).t0
+        if t0 > 0.2 * result.n_frames:
+            rep.warnings.append(f"the energy drifts over the first {t0} of {result.n_frames} frames "
+                                f"({100 * t0 / result.n_frames:.0f} %): burn-in was too short; "
+                                "discard those frames or run longer")
+
+    system = result.system if exact == "auto" else None
+    plot_exact = {}
+    if system is not None:
+        try:
+            plot_exact = _exact_checks(result, system, obs, rows, rep.warnings, rep.checks)
+        except (ValueError, RuntimeError) as exc:  # an exact law that does not apply here
+            rep.warnings.append(f"exact comparison skipped: {exc}")
+    if result.kinetic_energies is not None:
+        from .distributions import kinetic_temperature
+
+        t = kinetic_temperature(result)
+        z = t.z(result.kT)
+        rel = t.kT / result.kT - 1
+        rep.checks.append(Check("kinetic temperature 2⟨K⟩/N_dof", f"{t.kT:.4g} ± {t.standard_error:.2g}",
+                                f"kT = {result.kT:.4g}", z, abs(rel) < 0.1,
+                                "step-end velocities of BAOAB are biased by O(h²) by design"))
+        if abs(rel) >= 0.1:
+            rep.warnings.append(f"kinetic temperature {t.kT:.4g} is {100 * rel:+.0f} % off kT = {result.kT:.4g}: "
+                                "the timestep is too large for the fastest motions (BAOAB's positions "
+                                "can still be right: see the configurational temperature)")
+    if angles is not None:
+        rep.states = _state_analysis(result, angles, record_every)
+
+    title = title or "langevin_md sampling report"
+    rep.files["trace"] = plots.plot_traces(obs, out / "trace.png")
+    rep.files["autocorrelation"] = plots.plot_autocorrelations(
+        obs, [r.tau_steps / record_every for r in rep.rows], out / "autocorrelation.png", frame_spacing=record_every)
+    rep.files["running mean"] = plots.plot_running_means(obs, out / "running_mean.png")
+    rep.files["histograms"] = plots.plot_histograms(obs, out / "histograms.png", plot_exact)
+    if angles is not None:
+        from .molecular import ALANINE_DIPEPTIDE_STATES
+
+        rep.files["ramachandran"] = plots.plot_ramachandran(angles[0], angles[1], result.kT, out / "ramachandran.png",
+                                                            states=ALANINE_DIPEPTIDE_STATES)
+    if result.acceptance_rate is not None:
+        rep.files["acceptance"] = plots.plot_acceptance(result.acceptance_rate, out / "acceptance.png", LOW_ACCEPTANCE)
+    _write(rep, result, record_every, title)
+    return rep
+
+
+def main(run_dir) -> int:
+    """``langevin-md analyze RUN_DIR``: write ``RUN_DIR/report`` and print where it is.
+
+    The system is rebuilt from the run's ``config.toml`` when possible, so analytic systems
+    get their exact comparisons; otherwise the report goes without them.
+
+    Returns
+    -------
+    int
+        0 (the report was written, whatever it found).
+    """
+    from langevin_md.io.run_folder import load_run
+
+    run_dir = Path(run_dir)
+    result = load_run(run_dir)
+    try:
+        from langevin_md.config import load_config
+
+        result.system = load_config(run_dir / "config.toml").build_system()
+    except Exception as exc:  # the report is still useful without exact comparisons
+        print(f"note: could not rebuild the system from {run_dir / 'config.toml'} ({exc}); "
+              "no exact comparisons")
+    rep = report(result, run_dir / "report", exact="auto", title=f"Report for {run_dir.name}")
+    print(f"report written to {rep.output_dir / 'report.html'}")
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+# ``langevin_md.analysis.report`` is this function once the package is imported (it shadows the
+# module name), and the command line calls ``langevin_md.analysis.report.main(run_dir)``.
+report.main = main
