@@ -519,6 +519,9 @@ def sample(system: System, integrator: Integrator, n_steps: int, n_walkers: int 
     if backend == "openmm":
         from .openmm_executor import sample_openmm
 
+        if compile:
+            raise ValueError("compile=True applies to backend='torch' only; the OpenMM executor "
+                             "already runs every step inside OpenMM")
         return sample_openmm(system, integrator, n_steps, n_walkers=n_walkers, record_every=record_every,
                              burn_in=burn_in, seed=seed, device=device, dtype=dtype,
                              initial_positions=initial_positions, progress=progress)
