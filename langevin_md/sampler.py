@@ -157,7 +157,11 @@ class Sampler:
         Shape ``(n_walkers, *event_shape)``, or ``event_shape`` to start every walker at one
         point. By default the system's ``initial_positions``.
     walker_indices : sequence of int, optional
-        Global walker indices this sampler runs (a shard of a larger run).
+        Global walker indices this sampler runs (a shard of a larger run); overrides
+        ``n_walkers`` and ``first_walker``.
+    first_walker : int
+        Global index of the first walker: the sampler runs walkers ``first_walker`` to
+        ``first_walker + n_walkers - 1``, exactly as they run inside a larger run.
     compile : bool
         Fuse steps into ``torch.compile``d chunks of :attr:`COMPILE_CHUNK` steps. It removes
         most per-step Python and kernel-launch overhead (tens of µs per step instead of
@@ -169,7 +173,8 @@ class Sampler:
 
     def __init__(self, system: System, integrator: Integrator, n_walkers: int = 1, seed: int = 0,
                  device=None, dtype=None, initial_positions=None,
-                 walker_indices: Optional[Sequence[int]] = None, compile: bool = False):
+                 walker_indices: Optional[Sequence[int]] = None, first_walker: int = 0,
+                 compile: bool = False):
         if not isinstance(system, System):
             raise TypeError(f"system must be a langevin_md System, got {type(system).__name__}")
         if not isinstance(integrator, Integrator):
@@ -180,7 +185,8 @@ class Sampler:
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype)
         if walker_indices is None:
-            walker_indices = range(_positive_int("n_walkers", n_walkers))
+            first = _positive_int("first_walker", first_walker, allow_zero=True)
+            walker_indices = range(first, first + _positive_int("n_walkers", n_walkers))
         self.rng = WalkerRNG(seed, walker_indices, device=self.device)
         self.seed = self.rng.seed
         self.n_walkers = self.rng.n_walkers
@@ -240,9 +246,8 @@ class Sampler:
     def load_state_dict(self, checkpoint: dict) -> None:
         """Restore a :meth:`state_dict` (same system, integrator and walkers)."""
         from . import integrators as _integrators
-        from .integrators import metropolis as _metropolis
 
-        cls = getattr(_integrators, checkpoint["state_class"], None) or getattr(_metropolis, checkpoint["state_class"])
+        cls = getattr(_integrators, checkpoint["state_class"])
         if not np.array_equal(np.asarray(checkpoint["rng"]["walker_indices"]), self.rng.walker_indices):
             raise ValueError("checkpoint is for different walkers than this sampler runs")
         values = {k: (torch.as_tensor(v, device=self.device) if isinstance(v, np.ndarray) else v)

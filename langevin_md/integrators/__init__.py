@@ -4,12 +4,16 @@ Every integrator is a frozen dataclass of settings; see :mod:`langevin_md.integr
 """
 
 from .base import Integrator, State, StepInfo, UnderdampedState
+from .annealed import AnnealedLangevin, AnnealedState, PredictorCorrector
 from .hmc import HMC
-from .metropolis import MALA, RandomWalkMetropolis
+from .metropolis import MALA, AdaptiveState, RandomWalkMetropolis
+from .sgld import SGLD, SGLDState
 from .overdamped import ULA, Brownian
 from .underdamped import BAOAB, OBABO
 
 __all__ = [
     "Integrator", "State", "StepInfo", "UnderdampedState",
     "ULA", "Brownian", "MALA", "RandomWalkMetropolis", "HMC", "BAOAB", "OBABO",
+    "AnnealedLangevin", "PredictorCorrector", "SGLD",
+    "AdaptiveState", "AnnealedState", "SGLDState",
 ]

@@ -13,6 +13,8 @@ from .mixture import GaussianMixture
 from .molecules import CATALOGUE, CatalogueEntry, alanine_dipeptide, lennard_jones_fluid, list_systems
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
+from .torch_models import BayesianPosterior, FeaturePrior, MinibatchSystem, ScoreModel, TorchEnergy
+from . import features
 from .platforms import available_platforms
 
 __all__ = [
@@ -20,4 +22,5 @@ __all__ = [
     "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
     "LennardJonesCluster", "OpenMMSystem", "alanine_dipeptide", "lennard_jones_fluid",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
+    "TorchEnergy", "FeaturePrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
 ]

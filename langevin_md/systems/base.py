@@ -39,6 +39,8 @@ class System:
     ----------
     constrained : bool
         True when the system carries holonomic constraints (only OpenMM systems do).
+    score_only : bool
+        True when forces come from a score model with no energy (Metropolis schemes refuse it).
     """
 
     event_shape: tuple = ()
@@ -46,6 +48,7 @@ class System:
     masses: np.ndarray
     topology = None
     constrained: bool = False
+    score_only: bool = False
 
     # ----------------------------------------------------------------- energy and forces
     def energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +176,8 @@ class SumSystem(System):
         self.masses = first.masses
         self.topology = next((s.topology for _, s in flat if s.topology is not None), None)
         self.constrained = any(s.constrained for _, s in flat)
+        # A sum with a score-only term has no energy either: Metropolis schemes must refuse it.
+        self.score_only = any(getattr(s, "score_only", False) for _, s in flat)
 
     def _energy_and_forces(self, x):
         energy = None

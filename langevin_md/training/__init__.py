@@ -1,0 +1,16 @@
+"""Fitting learned energy and score priors to samples by denoising score matching.
+
+* :func:`fit` trains an :class:`EnergyMLP` or :class:`ScoreMLP` (or any ``model(x, σ)``)
+  over a geometric noise schedule (:func:`geometric_sigmas`), with a validation loss,
+  early stopping and checkpoints.
+* :func:`save_model` / :func:`load_model` write and read weights without pickle.
+* :func:`main` is ``langevin-md train CONFIG.toml``.
+"""
+
+from .config import main
+from .dsm import TrainResult, dsm_loss, fit, geometric_sigmas, model_score
+from .io import load_model, save_model
+from .models import EnergyMLP, ScoreMLP, build_model
+
+__all__ = ["fit", "dsm_loss", "model_score", "geometric_sigmas", "TrainResult", "EnergyMLP", "ScoreMLP",
+           "build_model", "save_model", "load_model", "main"]
