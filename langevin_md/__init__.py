@@ -6,12 +6,13 @@ Heavy optional back ends (OpenMM, mdtraj, ASE, Dask) are imported only when used
 from . import analysis, integrators, systems
 from .random import WalkerRNG
 from .result import SampleResult
+from .io.run_folder import load_run
 from .sampler import NonFiniteStateError, Reporter, Sampler, sample
 
 __version__ = "0.1.0"
 
 __all__ = [
     "analysis", "integrators", "systems",
-    "sample", "Sampler", "SampleResult", "Reporter", "NonFiniteStateError", "WalkerRNG",
+    "sample", "Sampler", "load_run", "SampleResult", "Reporter", "NonFiniteStateError", "WalkerRNG",
     "__version__",
 ]

@@ -1,0 +1,323 @@
+"""The ``langevin-md`` command line.
+
+Subcommands: ``run``, ``resume``, ``systems``, ``export``, and ``demo``, ``analyze``,
+``validate``, ``train`` (which delegate to their modules). Every handler imports what it
+needs when it runs, so ``langevin-md --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 1        # run folder, storage or other runtime errors
+EXIT_USAGE = 2        # bad command line or config file
+EXIT_NONFINITE = 3    # the state went NaN/inf
+
+_EPILOG = """\
+exit status: 0 done; 1 error (run folder, disk, ...); 2 bad command line or config;
+3 the state went non-finite; 128+N stopped by signal N (130 for Ctrl-C, 143 for SIGTERM)
+after writing a checkpoint (continue with `langevin-md resume RUN_DIR`).
+"""
+
+
+def _die(message: str, code: int) -> int:
+    print(f"langevin-md: error: {message}", file=sys.stderr)
+    return code
+
+
+# --------------------------------------------------------------------------- run / resume
+def _execute(run_dir: Path, progress: Optional[bool]) -> int:
+    from langevin_md.config import ConfigError
+    from langevin_md.io.checkpoint import RunInterrupted
+    from langevin_md.io.run_folder import RunFailed, RunFolderError, execute
+
+    try:
+        summary = execute(run_dir, progress=progress, echo=True)
+    except RunInterrupted as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"langevin-md: stopped by {name} at step {exc.step}; checkpoint written to "
+              f"{exc.checkpoint}.\nTo continue: langevin-md resume {run_dir}", file=sys.stderr)
+        return 128 + exc.signum
+    except RunFailed as exc:
+        return _die(str(exc), EXIT_NONFINITE)
+    except ConfigError as exc:
+        return _die(str(exc), EXIT_USAGE)
+    except RunFolderError as exc:
+        return _die(str(exc), EXIT_ERROR)
+    print(f"langevin-md: {summary['status']}: {summary['n_frames']} frames up to step {summary['step']} "
+          f"in {run_dir}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from langevin_md.config import ConfigError, load_config
+    from langevin_md.io.run_folder import RunFolderError, create_run
+
+    config_path = Path(args.config)
+    try:
+        cfg = load_config(config_path)
+        # Building the system and integrator now reports bad values before a folder exists.
+        cfg.build_integrator()
+        if cfg.system_kind == "analytic":  # molecular ones are built once, by the run itself
+            cfg.build_system()
+    except FileNotFoundError as exc:
+        return _die(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        return _die(str(exc), EXIT_USAGE)
+    run_dir = Path(args.output) if args.output else Path("runs") / config_path.stem
+    if args.scheduler is not None:
+        return _run_distributed(cfg, run_dir, args)
+    if args.shards is not None:
+        return _die("--shards needs --scheduler ADDRESS", EXIT_USAGE)
+    try:
+        create_run(cfg, run_dir, force=args.force)
+    except RunFolderError as exc:
+        return _die(str(exc), EXIT_ERROR)
+    print(f"langevin-md: run folder {run_dir}", file=sys.stderr)
+    return _execute(run_dir, args.progress)
+
+
+def _run_distributed(cfg, run_dir: Path, args) -> int:
+    try:
+        from langevin_md.distributed import run_distributed
+        import distributed  # noqa: F401
+    except ImportError:
+        return _die("--scheduler needs Dask: pip install 'langevin_md[distributed]'", EXIT_USAGE)
+    from langevin_md.io.run_folder import RunFolderError
+
+    print(f"langevin-md: run folder {run_dir}, walkers sharded on {args.scheduler}", file=sys.stderr)
+    try:
+        summary = run_distributed(cfg, run_dir, args.scheduler, n_shards=args.shards, force=args.force,
+                                  progress=args.progress)
+    except (RunFolderError, ValueError) as exc:
+        return _die(str(exc), EXIT_ERROR)
+    except OSError as exc:
+        return _die(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}", EXIT_ERROR)
+    retried = summary["distributed"]["retried_shards"]
+    print(f"langevin-md: completed: {summary['n_frames']} frames from {summary['distributed']['n_shards']} "
+          f"shards in {run_dir}; retried shards: {', '.join(retried) or 'none'}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    from langevin_md.io.run_folder import is_run_folder
+
+    run_dir = Path(args.run_dir)
+    if not is_run_folder(run_dir):
+        return _die(f"{run_dir} is not a langevin-md run folder (make one with `langevin-md run CONFIG.toml`)",
+                    EXIT_USAGE)
+    return _execute(run_dir, args.progress)
+
+
+# --------------------------------------------------------------------------- systems
+def cmd_systems(args) -> int:
+    from langevin_md.config import parameters, system_choices
+
+    choices = system_choices()
+    for kind in ("analytic", "molecular"):
+        rows = [c for c in choices.values() if c.kind == kind]
+        if not rows:
+            continue
+        print(f"{kind} systems:")
+        for c in sorted(rows, key=lambda c: c.name):
+            print(f"  {c.name:28s} {c.description}")
+            if args.verbose:
+                for p in parameters(c.factory).values():
+                    default = "(required)" if p.required else f"= {p.default!r}"
+                    print(f"      {p.name} {default}")
+        print()
+    print("Use one as [system] name = \"...\" in a config file; its other keys are the constructor's "
+          "arguments (`langevin-md systems -v` lists them with their defaults).")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    from langevin_md.io.run_folder import RunFolderError, load_run
+    from langevin_md.io.trajectory import TrajectoryError
+
+    run_dir = Path(args.run_dir)
+    try:
+        result = load_run(run_dir)
+    except RunFolderError as exc:
+        return _die(str(exc), EXIT_USAGE)
+    except TrajectoryError as exc:
+        return _die(str(exc), EXIT_ERROR)
+    if not 0 <= args.walker < result.n_walkers:
+        return _die(f"--walker must be in [0, {result.n_walkers}), got {args.walker}", EXIT_USAGE)
+    out = Path(args.output) if args.output else run_dir / f"walker_{args.walker}.{args.format}"
+    try:
+        written = export(result, args.walker, args.format, out)
+    except ValueError as exc:
+        return _die(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _die(f"writing {out} failed: {exc}", EXIT_ERROR)
+    print("\n".join(str(p) for p in written))
+    return EXIT_OK
+
+
+def export(result, walker: int, fmt: str, out: Path) -> list[Path]:
+    """Write one walker's frames as ``dcd``, ``h5`` (mdtraj HDF5) or ``extxyz``.
+
+    Returns the files written (DCD files get a PDB of the first frame beside them, as DCD
+    holds no topology).
+    """
+    out = Path(out)
+    if fmt == "extxyz":
+        from langevin_md.ase_interop import write_extxyz
+
+        write_extxyz(result, walker, out)
+        return [out]
+    if result.metadata.get("topology") is None and getattr(result.system, "topology", None) is None:
+        raise ValueError(f"--format {fmt} needs a molecular run (with a topology); "
+                         "use --format extxyz for this system")
+    traj = result.to_mdtraj(walker=walker)
+    if fmt == "h5":
+        traj.save_hdf5(str(out), force_overwrite=True)
+        return [out]
+    if fmt == "dcd":
+        traj.save_dcd(str(out), force_overwrite=True)
+        pdb = out.with_suffix(".pdb")
+        traj[0].save_pdb(str(pdb), force_overwrite=True)
+        return [out, pdb]
+    raise ValueError(f"--format must be dcd, h5 or extxyz, got {fmt!r}")
+
+
+# --------------------------------------------------------------------------- delegates
+class _Unavailable(Exception):
+    pass
+
+
+def _module(name: str, command: str):
+    """Import a module a subcommand delegates to; a clear error if it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise _Unavailable(f"`langevin-md {command}` is not available: module {name} is missing "
+                               "from this installation") from None
+        raise
+
+
+def cmd_demo(args) -> int:
+    return _module("langevin_md.demo", "demo").main(args.output) or EXIT_OK
+
+
+def cmd_analyze(args) -> int:
+    return _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    return _module("langevin_md.validate", "validate").main(args.args) or EXIT_OK
+
+
+def cmd_train(args) -> int:
+    return _module("langevin_md.training", "train").main(args.config) or EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from langevin_md import __version__
+
+    p = argparse.ArgumentParser(
+        prog="langevin-md",
+        description="Sample Boltzmann distributions with Langevin dynamics.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"langevin-md {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def progress_flag(sp):
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="show a progress bar (default: only on a terminal)")
+        g.add_argument("--no-progress", dest="progress", action="store_false", help="never show one")
+
+    sp = sub.add_parser(
+        "run", help="run a config file into a new run folder",
+        description="Run CONFIG.toml into a new run folder holding the resolved config, run.log, "
+                    "trajectory.h5, checkpoints/ and summary.json. Ctrl-C or SIGTERM finish the "
+                    "current chunk, write a checkpoint and exit; continue with `langevin-md resume`.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("config", metavar="CONFIG.toml", help="TOML config with [system], [integrator], [sampler]")
+    sp.add_argument("--output", "-o", metavar="RUN_DIR", help="run folder (default: runs/<config name>)")
+    sp.add_argument("--force", action="store_true", help="replace RUN_DIR if it is an existing run folder")
+    sp.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                    help="run the walkers in shards on the Dask cluster at ADDRESS (tcp://host:8786); "
+                         "the result is bitwise equal to a local run")
+    sp.add_argument("--shards", type=int, default=None, metavar="N",
+                    help="number of shards with --scheduler (default: one per worker)")
+    progress_flag(sp)
+    sp.set_defaults(handler=cmd_run)
+
+    sp = sub.add_parser(
+        "resume", help="continue a stopped or crashed run from its newest checkpoint",
+        description="Continue RUN_DIR from its newest checkpoint. Frames written after that "
+                    "checkpoint are dropped and computed again, so the trajectory equals that of "
+                    "an uninterrupted run bit for bit. You may raise [sampler] n_steps in "
+                    "RUN_DIR/config.toml first to extend a finished run.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("run_dir", metavar="RUN_DIR")
+    progress_flag(sp)
+    sp.set_defaults(handler=cmd_resume)
+
+    sp = sub.add_parser("systems", help="list the built-in systems (analytic and molecular)",
+                        description="List the built-in systems usable as [system] name = ... in a config.")
+    sp.add_argument("--verbose", "-v", action="store_true", help="also list each system's keys and defaults")
+    sp.set_defaults(handler=cmd_systems)
+
+    sp = sub.add_parser(
+        "export", help="write one walker's trajectory as DCD, mdtraj HDF5 or extended XYZ",
+        description="Write walker I of RUN_DIR for other tools: dcd (plus a PDB topology) and h5 "
+                    "(mdtraj's HDF5) for molecular runs, read by mdtraj; extxyz, read by ASE "
+                    "(molecular runs in Å and eV, others in their reduced units).")
+    sp.add_argument("run_dir", metavar="RUN_DIR")
+    sp.add_argument("--walker", "-w", type=int, default=0, metavar="I", help="walker index (default 0)")
+    sp.add_argument("--format", "-f", choices=("dcd", "h5", "extxyz"), default="h5")
+    sp.add_argument("--output", "-o", metavar="PATH", help="file to write (default RUN_DIR/walker_I.FORMAT)")
+    sp.set_defaults(handler=cmd_export)
+
+    sp = sub.add_parser("demo", help="a short tour: sample, analyse and plot a built-in system",
+                        description="Run the demo (langevin_md.demo) and write its outputs to DIR.")
+    sp.add_argument("--output", "-o", default="demo_output", metavar="DIR", help="default: demo_output")
+    sp.set_defaults(handler=cmd_demo)
+
+    sp = sub.add_parser("analyze", help="sampling-quality report of a run folder",
+                        description="Write an analysis report (autocorrelation, ESS, R-hat) for RUN_DIR.")
+    sp.add_argument("run_dir", metavar="RUN_DIR")
+    sp.set_defaults(handler=cmd_analyze)
+
+    sp = sub.add_parser("validate", help="check the samplers against exact answers",
+                        description="Run langevin_md.validate; arguments after `validate` are passed on.")
+    sp.add_argument("args", nargs=argparse.REMAINDER, help="arguments for langevin_md.validate")
+    sp.set_defaults(handler=cmd_validate)
+
+    sp = sub.add_parser("train", help="fit a learned energy/score prior from a config",
+                        description="Train a learned prior as described by CONFIG.toml (langevin_md.training).")
+    sp.add_argument("config", metavar="CONFIG.toml")
+    sp.set_defaults(handler=cmd_train)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``langevin-md`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.handler(args)
+    except _Unavailable as exc:
+        return _die(str(exc), EXIT_ERROR)
+    except KeyboardInterrupt:
+        print("langevin-md: interrupted", file=sys.stderr)
+        return 130
+    # Delegated commands may return None or a value (e.g. an output path): that is success.
+    return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

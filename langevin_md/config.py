@@ -1,0 +1,505 @@
+"""Run configuration files: TOML in, the Python API's own objects out.
+
+A config has three tables, and every key maps onto a Python argument::
+
+    [system]                 # name = a built-in system; other keys are its constructor's arguments
+    name = "muller_brown"
+    kT = 20.0
+
+    [integrator]             # name = ula, brownian, mala, baoab, obabo, hmc, rwm
+    name = "mala"
+    step_size = 1e-4
+
+    [sampler]                # Sampler(...), Sampler.run(...) and CheckpointReporter(every=...)
+    n_steps = 10000
+    n_walkers = 64
+    record_every = 10
+    seed = 0
+    checkpoint_every = 1000
+
+Defaults are never restated here: the allowed keys, their defaults and (where annotated) their
+types are read from the constructors' signatures with :mod:`inspect`, so the config file and
+the Python API cannot drift apart. Only TOML is read (``tomllib``): a config file cannot run
+code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import inspect
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SECTIONS = ("system", "integrator", "sampler")
+
+
+class ConfigError(ValueError):
+    """A config file is malformed; the message names the key and what is allowed."""
+
+
+# --------------------------------------------------------------------------- registries
+@dataclass(frozen=True)
+class Choice:
+    """A named constructor that a config table can select with ``name = ...``.
+
+    Attributes
+    ----------
+    name : str
+    factory : callable
+        Called with the table's other keys as keyword arguments.
+    kind : str
+        ``"analytic"`` or ``"molecular"`` (systems), ``"integrator"``.
+    description : str
+    path_keys : tuple of str
+        Keys holding file paths; relative paths are taken relative to the config file.
+    """
+
+    name: str
+    factory: Callable
+    kind: str
+    description: str
+    path_keys: tuple = ()
+
+
+# Analytic systems: (name, module, class). Modules are imported only when listed or used.
+_ANALYTIC = (
+    ("harmonic", "harmonic", "Harmonic"),
+    ("free_particle", "harmonic", "FreeParticle"),
+    ("double_well", "double_well", "DoubleWell"),
+    ("muller_brown", "muller_brown", "MullerBrown"),
+    ("gaussian_mixture", "mixture", "GaussianMixture"),
+    ("uniform_box", "box", "UniformBox"),
+    ("lennard_jones_cluster", "lennard_jones", "LennardJonesCluster"),
+)
+
+# [sampler] keys taken from Sampler.run's signature.
+_RUN_KEYS = ("n_steps", "record_every", "burn_in")
+
+# Integrator names that are not simply the lower-cased class name.
+_INTEGRATOR_ALIASES = {"RandomWalkMetropolis": "rwm"}
+
+
+def _first_line(obj) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _analytic_systems() -> dict[str, Choice]:
+    import importlib
+
+    out = {}
+    for name, module, cls_name in _ANALYTIC:
+        try:
+            cls = getattr(importlib.import_module(f"langevin_md.systems.{module}"), cls_name)
+        except (ImportError, AttributeError):  # a system another contributor has not added yet
+            continue
+        out[name] = Choice(name, cls, "analytic", _first_line(cls))
+    return out
+
+
+def _molecular_systems() -> dict[str, Choice]:
+    try:
+        from langevin_md.systems import molecules
+    except ImportError:  # pragma: no cover - molecules.py not present yet
+        return {}
+    out = {}
+    for name, entry in getattr(molecules, "CATALOGUE", {}).items():
+        out[name] = Choice(name, entry.factory, "molecular", entry.description)
+    if "alanine_dipeptide" not in out and hasattr(molecules, "alanine_dipeptide"):
+        out["alanine_dipeptide"] = Choice("alanine_dipeptide", molecules.alanine_dipeptide, "molecular",
+                                          _first_line(molecules.alanine_dipeptide))
+
+    def from_pdb(*args, **kwargs):  # resolved lazily: importing openmm_system imports torch only
+        from langevin_md.systems.openmm_system import OpenMMSystem
+        return OpenMMSystem.from_pdb(*args, **kwargs)
+
+    def from_xml(*args, **kwargs):
+        from langevin_md.systems.openmm_system import OpenMMSystem
+        return OpenMMSystem.from_xml(*args, **kwargs)
+
+    try:
+        from langevin_md.systems.openmm_system import OpenMMSystem
+    except ImportError:  # pragma: no cover
+        return out
+    # Keep the real signatures (and so the real defaults) on the lazy wrappers.
+    from_pdb.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_pdb))
+    from_xml.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_xml))
+    from_xml.__signature__ = from_xml.__signature__.replace(parameters=[
+        p for p in from_xml.__signature__.parameters.values() if p.name != "positions"])
+    out["openmm_pdb"] = Choice(
+        "openmm_pdb", from_pdb, "molecular",
+        "any PDB/PDBx structure with OpenMM force-field XML files (OpenMMSystem.from_pdb); "
+        "set trusted = true to allow <Script> blocks in user XML",
+        path_keys=("pdb_path", "forcefield"))
+    out["openmm_xml"] = Choice(
+        "openmm_xml", from_xml, "molecular",
+        "a serialized openmm.System plus a PDB structure (OpenMMSystem.from_xml); "
+        "set trusted = true to allow <Script> blocks",
+        path_keys=("system_xml_path", "pdb_path_or_topology"))
+    return out
+
+
+def _drop_first(sig: inspect.Signature) -> inspect.Signature:
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("cls", "self"):
+        params = params[1:]
+    return sig.replace(parameters=params)
+
+
+def system_choices() -> dict[str, Choice]:
+    """Every built-in system by config name: analytic potentials and the molecular catalogue."""
+    out = _analytic_systems()
+    out.update(_molecular_systems())
+    return out
+
+
+def integrator_choices() -> dict[str, Choice]:
+    """Every integrator by config name: the class name in snake case (``BAOAB`` -> ``baoab``,
+    ``AnnealedLangevin`` -> ``annealed_langevin``), ``rwm`` for random-walk Metropolis."""
+    from langevin_md import integrators
+    from langevin_md.integrators.base import Integrator
+
+    out = {}
+    for cls_name in integrators.__all__:
+        cls = getattr(integrators, cls_name)
+        if isinstance(cls, type) and issubclass(cls, Integrator) and cls is not Integrator:
+            name = _INTEGRATOR_ALIASES.get(cls_name, re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls_name).lower())
+            out[name] = Choice(name, cls, "integrator", _first_line(cls))
+    return out
+
+
+def _sampler_targets() -> dict[str, tuple[Callable, str]]:
+    """[sampler] keys and the (callable, parameter) each one is passed to."""
+    from langevin_md.io.checkpoint import CheckpointReporter
+    from langevin_md.sampler import Sampler
+
+    out = {}
+    # Every Sampler argument that a TOML value can express is a key, passed on as it is.
+    skip = {"self", "system", "integrator", "initial_positions", "walker_indices"}
+    for p in inspect.signature(Sampler.__init__).parameters:
+        if p not in skip:
+            out[p] = (Sampler.__init__, p)
+    # The run's length and recording, with Sampler.run's defaults (the runner calls run_to).
+    for p in _RUN_KEYS:
+        out[p] = (Sampler.run, p)
+    out["checkpoint_every"] = (CheckpointReporter.__init__, "every")
+    return out
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class Param:
+    """One allowed key: its default (``inspect.Parameter.empty`` when required) and type."""
+
+    name: str
+    default: Any
+    annotation: Optional[str]
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+def parameters(fn: Callable) -> dict[str, Param]:
+    """Keyword parameters of ``fn`` (a class, function or ``functools.partial``) as :class:`Param`.
+
+    Arguments already bound by a ``functools.partial`` are not offered again.
+    """
+    bound = set(fn.keywords) if isinstance(fn, functools.partial) else set()
+    out = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in ("self", "cls") or p.name in bound or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        ann = p.annotation
+        ann = None if ann is inspect.Parameter.empty else (ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann)))
+        out[p.name] = Param(p.name, p.default, ann)
+    return out
+
+
+_SIMPLE = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _expected_types(annotation: Optional[str]) -> Optional[tuple[str, bool]]:
+    """``(type name, None allowed)`` for simple annotations such as ``float`` or ``Optional[str]``."""
+    if annotation is None:
+        return None
+    a = annotation.replace(" ", "")
+    m = re.fullmatch(r"Optional\[(\w+)\]", a) or re.fullmatch(r"(\w+)\|None", a) or re.fullmatch(r"None\|(\w+)", a)
+    if m and m.group(1) in _SIMPLE:
+        return m.group(1), True
+    if a in _SIMPLE:
+        return a, False
+    return None
+
+
+def _check_type(where: str, key: str, value, param: Param) -> None:
+    expected = _expected_types(param.annotation)
+    if expected is None:
+        return  # the constructor validates it, and its error is reported with the key
+    tname, _ = expected
+    ok = isinstance(value, _SIMPLE[tname]) and not (isinstance(value, bool) and tname != "bool")
+    if not ok:
+        raise ConfigError(f"{where} {key}: expected {_TYPE_WORDS[tname]} ({tname}), got "
+                          f"{value!r} ({_toml_type(value)})")
+
+
+def _toml_type(value) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _unknown(what: str, key: str, allowed) -> str:
+    allowed = list(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {key!r}{hint}; allowed: {', '.join(allowed) if allowed else '(none)'}"
+
+
+# --------------------------------------------------------------------------- the config
+@dataclass
+class RunConfig:
+    """A validated config with every default filled in.
+
+    Attributes
+    ----------
+    system : dict
+        ``name`` plus the system constructor's keyword arguments.
+    integrator : dict
+        ``name`` plus the integrator's settings.
+    sampler : dict
+        n_steps, n_walkers, record_every, burn_in, seed, device, dtype, checkpoint_every.
+    source : str or None
+        The file it was read from.
+    """
+
+    system: dict
+    integrator: dict
+    sampler: dict
+    source: Optional[str] = field(default=None, compare=False)
+
+    @property
+    def system_kind(self) -> str:
+        """``"analytic"`` or ``"molecular"``."""
+        return system_choices()[self.system["name"]].kind
+
+    # ----------------------------------------------------------------- building
+    def build_system(self):
+        """The :class:`~langevin_md.systems.base.System` this config describes."""
+        choice = system_choices()[self.system["name"]]
+        kwargs = {k: v for k, v in self.system.items() if k != "name"}
+        return _call("[system]", choice, kwargs)
+
+    def build_integrator(self):
+        choice = integrator_choices()[self.integrator["name"]]
+        kwargs = {k: v for k, v in self.integrator.items() if k != "name"}
+        return _call("[integrator]", choice, kwargs)
+
+    def build_sampler(self, system=None, integrator=None):
+        """A :class:`~langevin_md.sampler.Sampler` at step 0 (system/integrator built if not given)."""
+        from langevin_md.sampler import Sampler
+
+        system = self.build_system() if system is None else system
+        integrator = self.build_integrator() if integrator is None else integrator
+        kwargs = {k: v for k, v in self.sampler.items() if _sampler_targets()[k][0] is Sampler.__init__}
+        try:
+            return Sampler(system, integrator, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[sampler]: {exc}") from None
+
+    # ----------------------------------------------------------------- output
+    def to_dict(self) -> dict:
+        return {"system": dict(self.system), "integrator": dict(self.integrator), "sampler": dict(self.sampler)}
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML; keys whose value is None are shown as comments."""
+        lines = ["# Resolved by langevin-md: every key with its value, defaults filled in.",
+                 "# Keys set to None (TOML has no null) appear as comments.", ""]
+        for section in SECTIONS:
+            lines.append(f"[{section}]")
+            for key, value in getattr(self, section).items():
+                if value is None:
+                    lines.append(f"# {key} = None (default)")
+                else:
+                    lines.append(f"{key} = {toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the trajectory (not n_steps or checkpoint_every,
+        which a resumed run may change without changing any frame)."""
+        d = self.to_dict()
+        for k in ("n_steps", "checkpoint_every"):
+            d["sampler"].pop(k, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def end_step(self) -> int:
+        """Global step at which the run is complete (burn-in plus production)."""
+        return int(self.sampler["burn_in"]) + int(self.sampler["n_steps"])
+
+
+def _call(where: str, choice: Choice, kwargs: dict):
+    try:
+        return choice.factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} name = {choice.name!r}: {exc}") from None
+
+
+def toml_value(value) -> str:
+    """A TOML literal for a bool, int, float, str or (nested) list."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's string escapes are valid TOML basic-string escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: str, base_dir: Path) -> dict:
+    if "name" not in table:
+        raise ConfigError(f"{where} needs name = one of: {', '.join(sorted(choices))}")
+    name = table["name"]
+    if not isinstance(name, str) or name not in choices:
+        raise ConfigError(f"{where} name = {name!r} is not a known {what}; known {what}s: "
+                          f"{', '.join(sorted(choices))}")
+    choice = choices[name]
+    params = parameters(choice.factory)
+    out = {"name": name}
+    for key, value in table.items():
+        if key == "name":
+            continue
+        if key not in params:
+            raise ConfigError(f"{where} (name = {name!r}): " + _unknown("key", key, params))
+        _check_type(where, key, value, params[key])
+        if key in choice.path_keys:
+            value = _resolve_paths(value, base_dir)
+        out[key] = value
+    for key, p in params.items():
+        if key in out:
+            continue
+        if p.required:
+            raise ConfigError(f"{where} (name = {name!r}) is missing required key {key!r}")
+        out[key] = _plain(p.default)
+    return out
+
+
+def _resolve_paths(value, base_dir: Path):
+    """Make relative paths absolute (relative to the config file) when they exist there, so a
+    run folder's resolved config works from anywhere; built-in names like
+    ``amber14-all.xml`` are left as they are."""
+    if isinstance(value, list):
+        return [_resolve_paths(v, base_dir) for v in value]
+    if isinstance(value, str) and not os.path.isabs(value) and (base_dir / value).exists():
+        return str((base_dir / value).resolve())
+    return value
+
+
+def _plain(value):
+    """Defaults as TOML-writable values (tuples become lists)."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> RunConfig:
+    """Validate a config dictionary (as ``tomllib`` returns it) and fill in the defaults.
+
+    Raises
+    ------
+    ConfigError
+        Naming the section and key, and what is allowed.
+    """
+    base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+    prefix = f"{source}: " if source else ""
+    try:
+        for key, value in data.items():
+            if key not in SECTIONS:
+                close = difflib.get_close_matches(key, SECTIONS, n=1)
+                hint = f" (did you mean [{close[0]}]?)" if close else ""
+                allowed = ", ".join(f"[{s}]" for s in SECTIONS)
+                if isinstance(value, dict):
+                    raise ConfigError(f"unknown section [{key}]{hint}; allowed sections: {allowed}")
+                raise ConfigError(f"unknown top-level key {key!r}: every key belongs in one of the "
+                                  f"sections {allowed}")
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} must be a table ([{key}]), got {_toml_type(value)}")
+        for section in SECTIONS:
+            if section not in data:
+                raise ConfigError(f"missing section [{section}]")
+        system = _resolve_table("[system]", data["system"], system_choices(), "system", base_dir)
+        integrator = _resolve_table("[integrator]", data["integrator"], integrator_choices(), "integrator", base_dir)
+        sampler = _resolve_sampler(data["sampler"])
+    except ConfigError as exc:
+        raise ConfigError(prefix + str(exc)) from None
+    return RunConfig(system, integrator, sampler, source)
+
+
+def _resolve_sampler(table: dict) -> dict:
+    targets = _sampler_targets()
+    params = {key: parameters(fn)[p] for key, (fn, p) in targets.items()}
+    out = {}
+    for key, value in table.items():
+        if key not in params:
+            raise ConfigError("[sampler] " + _unknown("key", key, params))
+        p = params[key]
+        # Integer-valued settings are annotated in the signatures only through their defaults.
+        if p.annotation is None and isinstance(p.default, int) and not isinstance(p.default, bool):
+            p = Param(p.name, p.default, "int")
+        _check_type("[sampler]", key, value, p)
+        out[key] = value
+    for key, p in params.items():
+        if key not in out:
+            if p.required:
+                raise ConfigError(f"[sampler] is missing required key {key!r}")
+            out[key] = p.default
+    order = ["n_steps", "n_walkers", "record_every", "burn_in", "seed", "checkpoint_every", "device", "dtype"]
+    return {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
+
+
+def load_config(path) -> RunConfig:
+    """Read and validate a TOML config file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Raises
+    ------
+    ConfigError
+        For TOML syntax errors, unknown sections or keys, unknown names, wrong types.
+    FileNotFoundError
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
+    if path.suffix.lower() != ".toml":
+        raise ConfigError(f"{path}: config files are TOML and must end in .toml (got {path.suffix or 'no suffix'!r})")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path), base_dir=path.resolve().parent)

@@ -1,0 +1,499 @@
+"""Run folders: one config, one trajectory, checkpoints, a log and a summary per run.
+
+::
+
+    RUN_DIR/
+      config.toml       the resolved config: every key, defaults filled in (what resume reads)
+      run.log           what happened, with times (appended to by every session)
+      trajectory.h5     frames, chunked HDF5 (see langevin_md.io.trajectory)
+      checkpoints/      step_000000001000.npz ... (the newest two are kept)
+      summary.json      status, steps done, frames, throughput, acceptance, errors
+
+A run is deterministic, so a run that stops for any reason (SIGKILL included) and is
+resumed from its newest checkpoint writes exactly the frames an uninterrupted run would:
+frames written after that checkpoint are dropped from the trajectory and computed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .checkpoint import (CheckpointReporter, RunInterrupted, atomic_write_bytes, latest_checkpoint,
+                         list_checkpoints)
+from .trajectory import (TrajectoryError, TrajectoryWriter, read_trajectory, system_units,
+                         topology_from_json)
+
+CONFIG = "config.toml"
+LOG = "run.log"
+TRAJECTORY = "trajectory.h5"
+CHECKPOINTS = "checkpoints"
+SUMMARY = "summary.json"
+_LOCK = ".lock"
+_HEADER = "# Resolved by langevin-md"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder cannot be created, used or read (exists, locked, not a run folder...)."""
+
+
+class RunStorageError(RunFolderError):
+    """Writing to the run folder failed (full disk, no permission, read-only file system)."""
+
+
+class RunFailed(RuntimeError):
+    """The state went non-finite; nothing after the last good checkpoint was checkpointed.
+
+    Attributes
+    ----------
+    steps : tuple of int
+        ``(first, last)`` steps between which it happened.
+    walkers : list of int
+    checkpoint : pathlib.Path or None
+        The last good checkpoint.
+    committed_step : int
+        Frames up to this step are on disk.
+    """
+
+    def __init__(self, message: str, steps=(0, 0), walkers=(), checkpoint=None, committed_step: int = 0):
+        super().__init__(message)
+        self.steps = tuple(steps)
+        self.walkers = list(walkers)
+        self.checkpoint = checkpoint
+        self.committed_step = committed_step
+
+
+# --------------------------------------------------------------------------- helpers
+def is_run_folder(path) -> bool:
+    """True when ``path`` holds a config written by :func:`create_run`."""
+    cfg = Path(path) / CONFIG
+    try:
+        with open(cfg, encoding="utf-8") as f:
+            return f.read(len(_HEADER)) == _HEADER
+    except OSError:
+        return False
+
+
+def _storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
+    num = exc.errno
+    if num is None:  # HDF5 reports the system error inside its message
+        m = re.search(r"errno\s*=\s*(\d+)", str(exc))
+        num = int(m.group(1)) if m else None
+    code = errno.errorcode.get(num, "") if num else ""
+    hints = {
+        errno.ENOSPC: "the disk is full; free space",
+        errno.EDQUOT: "the disk quota is exceeded; free space",
+        errno.EFBIG: "the file-size limit was reached; raise it (ulimit -f) or free space",
+        errno.EACCES: "permission denied; make the folder writable",
+        errno.EPERM: "operation not permitted; make the folder writable",
+        errno.EROFS: "the file system is read-only; use another --output folder",
+    }
+    hint = hints.get(num, "check the disk and the folder's permissions")
+    what = f"{code}: {exc.strerror or os.strerror(num)}" if code else str(exc)
+    return RunStorageError(f"{doing} failed ({what}): {hint}. {safe}")
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path):
+    """Hold an exclusive lock on the run folder (released by the OS even after SIGKILL)."""
+    import fcntl
+
+    path = run_dir / _LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise RunFolderError(f"another langevin-md process (pid {other or '?'}) is using {run_dir}; "
+                                 "wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _run_logger(run_dir: Path, echo: bool):
+    logger = logging.getLogger(f"langevin_md.run.{id(run_dir)}.{time.monotonic_ns()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers = [logging.FileHandler(run_dir / LOG, encoding="utf-8")]
+    if echo:
+        stream = logging.StreamHandler()
+        stream.addFilter(lambda record: record.levelno < logging.ERROR)  # the caller reports errors
+        handlers.append(stream)
+    for h in handlers:
+        h.setFormatter(fmt)
+        logger.addHandler(h)
+    try:
+        yield logger
+    finally:
+        for h in handlers:
+            logger.removeHandler(h)
+            h.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(reporter: CheckpointReporter, logger, enabled: bool):
+    """SIGINT/SIGTERM ask the reporter to checkpoint and stop; a second one stops at once."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if reporter.stop_signal is not None:
+            # Second signal: give up on the graceful stop (the last checkpoint is still good).
+            signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)
+            return
+        reporter.request_stop(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def _read_summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_summary(run_dir: Path, summary: dict, logger=None) -> None:
+    try:
+        atomic_write_bytes(run_dir / SUMMARY, (json.dumps(summary, indent=2, default=_json_default) + "\n").encode())
+    except OSError as exc:  # a full disk must not hide the run's real outcome
+        if logger is not None:
+            logger.error("could not write %s: %s", SUMMARY, exc)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _versions() -> dict:
+    import h5py
+    import torch
+
+    from langevin_md import __version__
+
+    return {"langevin_md": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "h5py": h5py.__version__}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# --------------------------------------------------------------------------- create
+def create_run(config, run_dir, force: bool = False) -> Path:
+    """Create a run folder holding the resolved ``config`` (a :class:`~langevin_md.config.RunConfig`).
+
+    Parameters
+    ----------
+    config : RunConfig
+    run_dir : str or PathLike
+    force : bool
+        Replace an existing run folder. A non-empty folder that is not a run folder is
+        never deleted.
+
+    Raises
+    ------
+    RunFolderError
+        The folder exists (and ``force`` is False), or is not a run folder.
+    RunStorageError
+        The folder cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} exists and is not a folder")
+    if run_dir.is_dir() and any(p.name != _LOCK for p in run_dir.iterdir()):
+        if not force:
+            raise RunFolderError(f"run folder {run_dir} already exists; pass --force to replace it, "
+                                 f"`langevin-md resume {run_dir}` to continue it, or choose another --output")
+        if not is_run_folder(run_dir):
+            raise RunFolderError(f"{run_dir} is not empty and is not a langevin-md run folder "
+                                 f"(no {CONFIG} written by langevin-md); refusing to delete it even with --force")
+        with _locked(run_dir):
+            for p in run_dir.iterdir():
+                if p.name == _LOCK:
+                    continue
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
+        atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + _now() + "\n" + config.to_toml()).encode())
+    except OSError as exc:
+        raise _storage_error(exc, f"creating run folder {run_dir}", "Nothing was run.") from None
+    return run_dir
+
+
+# --------------------------------------------------------------------------- run / resume
+def execute(run_dir, progress: Optional[bool] = None, handle_signals: bool = True,
+            echo: bool = False) -> dict:
+    """Run (or continue) the run in ``run_dir`` to its last step.
+
+    Starts from the newest checkpoint when there is one (dropping frames written after it),
+    otherwise from step 0. Checkpoints every ``checkpoint_every`` steps and at the end.
+
+    Parameters
+    ----------
+    run_dir : str or PathLike
+        A folder made by :func:`create_run`.
+    progress : bool, optional
+        Progress bar (default: only on a terminal).
+    handle_signals : bool
+        SIGINT/SIGTERM finish the current chunk, checkpoint and raise :class:`RunInterrupted`.
+    echo : bool
+        Also log to stderr.
+
+    Returns
+    -------
+    dict
+        The summary (also in ``summary.json``).
+
+    Raises
+    ------
+    RunInterrupted, RunFailed, RunStorageError, RunFolderError, ConfigError
+    """
+    from langevin_md.config import load_config
+    from langevin_md.sampler import NonFiniteStateError
+
+    run_dir = Path(run_dir)
+    if not is_run_folder(run_dir):
+        raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {CONFIG} written by "
+                             "`langevin-md run`)")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_locked(run_dir))
+            log = stack.enter_context(_run_logger(run_dir, echo))
+        except OSError as exc:
+            raise _storage_error(exc, f"opening run folder {run_dir}", "Nothing was run.") from None
+        cfg = load_config(run_dir / CONFIG)
+        return _execute(run_dir, cfg, log, progress, handle_signals, NonFiniteStateError)
+
+
+def _execute(run_dir: Path, cfg, log, progress, handle_signals, NonFiniteStateError) -> dict:
+    ckdir = run_dir / CHECKPOINTS
+    traj = run_dir / TRAJECTORY
+    for stale in ckdir.glob(".*.tmp-*"):  # left by a writer killed mid-checkpoint
+        stale.unlink()
+    prev = _read_summary(run_dir)
+    system = cfg.build_system()
+    integrator = cfg.build_integrator()
+    sampler = cfg.build_sampler(system, integrator)
+    end = cfg.end_step
+    fingerprint = cfg.fingerprint()
+    s = cfg.sampler
+    found = latest_checkpoint(ckdir)
+    if found is not None:
+        ck_path, sd, extra = found
+        if extra.get("config") != fingerprint:
+            raise RunFolderError(
+                f"{run_dir / CONFIG} was changed after the run started (only n_steps and "
+                "checkpoint_every may change between sessions); restore it or start a new run")
+        sampler.load_state_dict(sd)
+        if sampler.step > end:
+            raise RunFolderError(f"the newest checkpoint is at step {sampler.step}, past the run's end "
+                                 f"(step {end} = burn_in + n_steps); n_steps cannot shrink")
+        try:
+            writer = TrajectoryWriter.reopen(traj, sampler.step, int(extra["n_frames"]))
+        except TrajectoryError as exc:
+            raise RunFolderError(f"cannot resume {run_dir}: {exc}") from None
+        except OSError as exc:
+            raise _storage_error(exc, f"rewriting {traj} up to step {sampler.step}",
+                                 f"The checkpoint {ck_path} is intact.") from None
+        log.info("resuming from %s: step %d, %d frames kept", ck_path.name, sampler.step, writer.n_frames)
+    else:
+        sampler.burn_in_end = sampler.step + int(s["burn_in"])  # as Sampler.run does
+        try:
+            writer = TrajectoryWriter.create(
+                traj, sampler.n_walkers, system.event_shape, np.dtype(str(sampler.dtype).replace("torch.", "")),
+                integrator.has_velocities, sampler.rng.walker_indices, system.kT, system_units(system),
+                getattr(system, "topology", None))
+        except OSError as exc:
+            raise _storage_error(exc, f"creating {traj}", "Nothing was run.") from None
+        log.info("starting %s with %s on %d walkers (seed %d, %s, %s), steps 0 -> %d",
+                 cfg.system["name"], cfg.integrator["name"], sampler.n_walkers, sampler.seed,
+                 sampler.device, sampler.dtype, end)
+        ck_path = None
+    start_step = sampler.step
+    metadata = {"system": repr(system), "integrator": repr(integrator), "seed": sampler.seed,
+                "device": str(sampler.device), "dtype": str(sampler.dtype), "backend": "torch"}
+    summary = {
+        "status": "running", "step": sampler.step, "end_step": end, "n_frames": writer.n_frames,
+        "committed_step": sampler.step if found else 0,
+        "last_checkpoint": str(ck_path.relative_to(run_dir)) if ck_path else None,
+        "wall_time": float(prev.get("wall_time", 0.0)), "metadata": metadata,
+        "sessions": prev.get("sessions", []) + [{"started": _now(), "from_step": start_step}],
+        "versions": _versions(), "error": None,
+    }
+    _write_summary(run_dir, summary, log)
+
+    def on_checkpoint(path, step):
+        log.info("checkpoint %s (step %d, %d frames)", path.name, step, writer.n_frames)
+
+    reporter = CheckpointReporter(ckdir, every=s["checkpoint_every"], end=end, commit=writer.commit,
+                                  extra={"config": fingerprint}, on_checkpoint=on_checkpoint)
+    reporter.last_step = sampler.step
+    reporter.last_path = ck_path
+    t0 = time.perf_counter()
+    error: Optional[BaseException] = None
+    try:
+        with _stop_on_signals(reporter, log, handle_signals):
+            sampler.run_to(end, record_every=s["record_every"], reporters=[reporter], progress=progress,
+                           frame_sinks=[writer], keep_frames=False)
+        summary["status"] = "completed"
+        log.info("completed: step %d, %d frames", sampler.step, writer.n_frames)
+    except RunInterrupted as exc:
+        summary["status"] = "interrupted"
+        log.info("stopped by signal %d at step %d; checkpoint %s", exc.signum, exc.step, exc.checkpoint.name)
+        error = exc
+    except NonFiniteStateError as exc:
+        summary["status"] = "failed"
+        error = _nonfinite(exc, run_dir, reporter, writer, log)
+        summary["error"] = str(error)
+    except OSError as exc:
+        summary["status"] = "failed"
+        last = reporter.last_path
+        safe = (f"Frames up to step {reporter.last_step} are safe, with checkpoint {last}; then run "
+                f"`langevin-md resume {run_dir}`." if last is not None else
+                f"No checkpoint had been written; run `langevin-md resume {run_dir}` to start again.")
+        error = _storage_error(exc, f"writing to {run_dir} at step {sampler.step}", safe)
+        summary["error"] = str(error)
+        log.error("%s", error)
+    except BaseException as exc:  # KeyboardInterrupt on a second Ctrl-C, bugs
+        summary["status"] = "failed"
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        log.error("stopped: %s", summary["error"])
+        raise
+    finally:
+        session = time.perf_counter() - t0
+        try:
+            writer.close()
+        except OSError as exc:
+            log.error("closing %s failed: %s", TRAJECTORY, exc)
+        summary["wall_time"] += session
+        summary["step"] = sampler.step
+        summary["n_frames"] = writer.n_frames
+        summary["committed_step"] = max(summary["committed_step"], reporter.last_step or 0)
+        if isinstance(error, RunFailed):
+            summary["committed_step"] = max(summary["committed_step"], error.committed_step)
+        summary["last_checkpoint"] = (str(reporter.last_path.relative_to(run_dir))
+                                      if reporter.last_path else None)
+        steps_done = sampler.step - start_step
+        summary["sessions"][-1].update(ended=_now(), to_step=sampler.step, status=summary["status"],
+                                       wall_time=session)
+        summary["walker_steps_per_second"] = (sampler.n_walkers * steps_done / session
+                                              if session > 0 and steps_done else None)
+        if integrator.metropolis_adjusted and sampler.production_steps > 0:
+            summary["acceptance_rate_mean"] = float(sampler.accepted.double().mean() / sampler.production_steps)
+        summary["finished"] = _now() if summary["status"] == "completed" else None
+        _write_summary(run_dir, summary, log)
+    if error is not None:
+        raise error
+    return summary
+
+
+def _nonfinite(exc, run_dir: Path, reporter: CheckpointReporter, writer: TrajectoryWriter, log) -> RunFailed:
+    committed = 0
+    try:
+        writer.commit()  # the finite frames recorded before it are worth keeping
+        committed = exc.steps[0]
+        kept = f"the {writer.n_frames} finite frames recorded before it are in {run_dir / TRAJECTORY}"
+    except OSError as err:
+        kept = f"the frames after the last checkpoint could not be saved ({err})"
+    if reporter.last_path is not None:
+        where = f"The last good checkpoint is {reporter.last_path} (step {reporter.last_step})"
+    else:
+        where = "No checkpoint had been written yet"
+    msg = (f"{exc}\nNothing non-finite was checkpointed. {where}; {kept}. The run is "
+           "deterministic, so resuming it would reach the same state again: start a new run "
+           "with a smaller step size or a better starting point.")
+    log.error("%s", msg)
+    return RunFailed(msg, exc.steps, exc.walkers, reporter.last_path, committed)
+
+
+# --------------------------------------------------------------------------- load
+def load_run(run_dir):
+    """The frames of a run folder as a :class:`~langevin_md.result.SampleResult`.
+
+    The same object :func:`langevin_md.sample` returns for the same settings (``system`` is
+    None: it is not rebuilt; molecular runs carry their mdtraj topology in
+    ``metadata["topology"]``, so :meth:`SampleResult.to_mdtraj` works). Only committed
+    frames are returned: those up to the newest checkpoint (for a run that failed, up to
+    the failure). Acceptance rates and step sizes are those of the newest checkpoint.
+
+    Parameters
+    ----------
+    run_dir : str or PathLike
+
+    Raises
+    ------
+    RunFolderError
+        If ``run_dir`` is not a run folder.
+    """
+    from langevin_md.result import SampleResult
+
+    run_dir = Path(run_dir)
+    if not is_run_folder(run_dir):
+        raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {CONFIG} written by "
+                             "`langevin-md run`)")
+    summary = _read_summary(run_dir)
+    found = latest_checkpoint(run_dir / CHECKPOINTS)
+    ck_step = found[1]["step"] if found else 0
+    committed = max(ck_step, int(summary.get("committed_step") or 0))
+    data = read_trajectory(run_dir / TRAJECTORY, through_step=committed)
+    acc = step_sizes = None
+    n_steps_run = committed
+    if found is not None:
+        _, sd, extra = found
+        if extra.get("metropolis_adjusted") and sd["production_steps"] > 0:
+            acc = sd["accepted"].astype(np.float64) / sd["production_steps"]
+        step_sizes = sd["state"].get("step_size")
+    metadata = dict(summary.get("metadata", {}))
+    metadata["run_dir"] = str(run_dir)
+    metadata["status"] = summary.get("status")
+    metadata["units"] = data["units"]
+    if data["topology_json"] is not None:
+        metadata["topology"] = topology_from_json(data["topology_json"])
+    return SampleResult(
+        positions=data["positions"], energies=data["energies"], steps=data["steps"], kT=data["kT"],
+        acceptance_rate=acc, kinetic_energies=data["kinetic_energies"], step_sizes=step_sizes,
+        walker_indices=data["walker_indices"], wall_time=float(summary.get("wall_time", 0.0)),
+        n_steps_run=n_steps_run, metadata=metadata, system=None,
+    )
+
+
+def checkpoints(run_dir) -> list[Path]:
+    """The checkpoint files of a run folder, oldest first."""
+    return list_checkpoints(Path(run_dir) / CHECKPOINTS)
