@@ -1,0 +1,246 @@
+"""Ensembles of walkers on a Dask cluster, merged into one ordinary run folder.
+
+The walkers of a run are cut into contiguous shards. Each shard is a complete run folder of
+its own (``RUN_DIR/shards/shard_NNN``) that runs walkers ``first_walker`` to
+``first_walker + n_walkers − 1`` of the whole run, with checkpoints, exactly as
+``langevin-md run`` would run them. Because every walker draws from its own counter-based
+random stream (:mod:`langevin_md.random`), a walker's chain does not depend on which shard,
+worker or machine runs it, and the merged result is bitwise equal to a local run of the same
+config.
+
+Fault tolerance comes from two facts:
+
+* a shard task is idempotent: it resumes its shard folder from the newest checkpoint, and
+  returns at once when the shard is already complete, so work that was finished is neither
+  recomputed nor lost when Dask re-runs a task;
+* Dask reschedules the tasks of a worker that dies (up to ``distributed.scheduler.
+  allowed-failures`` times), and ``retries`` re-submits a task that raised.
+
+Every attempt appends a line to ``shard_NNN/attempts.jsonl`` (worker, pid, starting step),
+and the merged ``summary.json`` lists the shards that needed more than one attempt.
+
+The only thing that changes between a laptop and a cluster is the scheduler address: a
+``LocalCluster`` in the tests, ``dask-jobqueue`` on SLURM/PBS, or a Dask Kubernetes operator
+(see README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+SHARDS = "shards"
+ATTEMPTS = "attempts.jsonl"
+
+
+def shard_ranges(n_walkers: int, n_shards: int) -> list[tuple[int, int]]:
+    """Cut ``n_walkers`` into ``n_shards`` contiguous ``(first_walker, n_walkers)`` ranges.
+
+    The first ``n_walkers % n_shards`` shards get one walker more than the others.
+    """
+    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
+        raise ValueError(f"n_shards must be a positive integer, got {n_shards!r}")
+    if n_shards > n_walkers:
+        raise ValueError(f"n_shards ({n_shards}) cannot exceed n_walkers ({n_walkers}): every "
+                         "shard needs at least one walker")
+    base, extra = divmod(n_walkers, n_shards)
+    out, first = [], 0
+    for i in range(n_shards):
+        n = base + (1 if i < extra else 0)
+        out.append((first, n))
+        first += n
+    return out
+
+
+def _shard_config(cfg, first: int, n: int):
+    sampler = dict(cfg.sampler, first_walker=first, n_walkers=n)
+    return dataclasses.replace(cfg, sampler=sampler)
+
+
+def run_shard(shard_dir: str) -> dict:
+    """Run or resume one shard folder to its end (the task a Dask worker executes).
+
+    Returns the shard's summary. Limits torch to one thread: a worker is one core's worth of
+    a cluster's process slots, and oversubscribed threads slow every shard down.
+    """
+    import torch
+
+    from .io.checkpoint import latest_checkpoint
+    from .io.run_folder import CHECKPOINTS, _read_summary, execute
+
+    shard = Path(shard_dir)
+    torch.set_num_threads(1)
+    summary = _read_summary(shard)
+    found = latest_checkpoint(shard / CHECKPOINTS)
+    record = {"worker_pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
+              "from_step": int(found[1]["step"]) if found else 0,
+              "already_complete": summary.get("status") == "completed"}
+    with open(shard / ATTEMPTS, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    if record["already_complete"]:
+        return summary
+    return execute(shard, progress=False, handle_signals=False)
+
+
+def _attempts(shard: Path) -> list[dict]:
+    path = shard / ATTEMPTS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
+                    force: bool = False, retries: int = 2, progress: Optional[bool] = None) -> dict:
+    """Run a config's walkers in shards on a Dask cluster and merge them into ``run_dir``.
+
+    Parameters
+    ----------
+    config : str, PathLike or RunConfig
+        A TOML config (as for ``langevin-md run``).
+    run_dir : str or PathLike
+        The run folder to create; it ends up with the same layout as a local run (config,
+        log, trajectory, checkpoints, summary) plus ``shards/``. An existing folder made by an
+        earlier distributed run of the same config is continued (finished shards are kept).
+    scheduler : str or distributed.Client
+        Scheduler address (``tcp://host:8786``) or a connected client.
+    n_shards : int, optional
+        Number of shards (default: the number of workers, at most ``n_walkers``).
+    force : bool
+        Replace an existing run folder.
+    retries : int
+        Extra attempts for a shard task that raised (a dead worker is handled by Dask's
+        rescheduling, not counted here).
+    progress : bool, optional
+        Progress bar over shards (default: only on a terminal).
+
+    Returns
+    -------
+    dict
+        The merged summary (also written to ``summary.json``).
+    """
+    from distributed import Client, as_completed
+    from tqdm.auto import tqdm
+
+    from .config import RunConfig, load_config
+    from .io.run_folder import CONFIG, create_run, is_run_folder
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    run_dir = Path(run_dir)
+    continuing = (not force and is_run_folder(run_dir) and (run_dir / SHARDS).is_dir()
+                  and load_config(run_dir / CONFIG).fingerprint() == cfg.fingerprint())
+    if not continuing:
+        create_run(cfg, run_dir, force=force)
+    own_client = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own_client else scheduler
+    t0 = time.perf_counter()
+    try:
+        n_walkers = int(cfg.sampler["n_walkers"])
+        if n_shards is None:
+            n_shards = max(1, min(n_walkers, len(client.scheduler_info()["workers"])))
+        shard_dirs = []
+        for i, (first, n) in enumerate(shard_ranges(n_walkers, n_shards)):
+            d = run_dir / SHARDS / f"shard_{i:03d}"
+            if not is_run_folder(d):
+                create_run(_shard_config(cfg, first, n), d)
+            shard_dirs.append(d)
+        futures = [client.submit(run_shard, str(d), key=f"langevin-md-{d.name}-{cfg.fingerprint()}",
+                                 pure=False, retries=retries) for d in shard_dirs]
+        with tqdm(total=len(futures), desc="shards", disable=None if progress is None else not progress) as bar:
+            for fut in as_completed(futures):
+                fut.result()  # re-raises a shard's final error here, naming it
+                bar.update(1)
+    finally:
+        if own_client:
+            client.close()
+    return merge_shards(run_dir, shard_dirs, cfg, time.perf_counter() - t0)
+
+
+def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -> dict:
+    """Join finished shard folders into ``run_dir``'s trajectory, checkpoint and summary."""
+    from .io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
+    from .io.run_folder import CHECKPOINTS, TRAJECTORY, _read_summary, _versions, _write_summary
+    from .io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
+
+    parts = [read_trajectory(d / TRAJECTORY) for d in shard_dirs]
+    steps = parts[0]["steps"]
+    for d, p in zip(shard_dirs, parts):
+        if not np.array_equal(p["steps"], steps):
+            raise RuntimeError(f"shard {d} recorded different steps from {shard_dirs[0]}; "
+                               "the shards are not from the same run")
+    cat = lambda key: None if parts[0][key] is None else np.concatenate([p[key] for p in parts], axis=1)  # noqa: E731
+    positions = cat("positions")
+    topology = topology_from_json(parts[0]["topology_json"]) if parts[0]["topology_json"] else None
+    writer = TrajectoryWriter.create(
+        run_dir / TRAJECTORY, positions.shape[1], parts[0]["event_shape"], positions.dtype,
+        parts[0]["kinetic_energies"] is not None,
+        np.concatenate([p["walker_indices"] for p in parts]), parts[0]["kT"], parts[0]["units"], topology)
+    try:
+        if len(steps):
+            writer.write_frames(steps, positions, cat("energies"), cat("kinetic_energies"))
+        committed = writer.commit()
+    finally:
+        writer.close()
+
+    # One checkpoint for the whole run, so `langevin-md resume` can extend it (more n_steps).
+    found = [latest_checkpoint(d / CHECKPOINTS) for d in shard_dirs]
+    sds = [f[1] for f in found]
+    end_step = sds[0]["step"]
+    state = {}
+    for key, value in sds[0]["state"].items():
+        if isinstance(value, np.ndarray) and value.ndim >= 1:
+            state[key] = np.concatenate([sd["state"][key] for sd in sds])
+        else:
+            state[key] = value
+    merged = dict(sds[0], state=state, accepted=np.concatenate([sd["accepted"] for sd in sds]),
+                  rng=dict(sds[0]["rng"], walker_indices=np.concatenate(
+                      [sd["rng"]["walker_indices"] for sd in sds])))
+    extra = dict(found[0][2], config=cfg.fingerprint(), **committed)
+    ck = save_checkpoint(checkpoint_path(run_dir / CHECKPOINTS, end_step), merged, extra)
+
+    shard_info, retried = [], []
+    for i, d in enumerate(shard_dirs):
+        s = _read_summary(d)
+        attempts = _attempts(d)
+        runs = [a for a in attempts if not a["already_complete"]]
+        info = {"shard": d.name, "first_walker": int(_shard_walkers(d)[0]),
+                "n_walkers": int(len(_shard_walkers(d))), "attempts": len(attempts),
+                "resumed_from_steps": [a["from_step"] for a in runs[1:]],
+                "status": s.get("status"), "wall_time": s.get("wall_time")}
+        if len(runs) > 1:
+            retried.append(d.name)
+        shard_info.append(info)
+    n_walkers = positions.shape[1]
+    summary = {
+        "status": "completed", "step": end_step, "end_step": cfg.end_step, "n_frames": len(steps),
+        "committed_step": end_step, "last_checkpoint": str(ck.relative_to(run_dir)),
+        "wall_time": wall_time, "walker_steps_per_second": n_walkers * end_step / wall_time if wall_time > 0 else None,
+        "metadata": dict(_read_summary(shard_dirs[0]).get("metadata", {}), backend="torch (dask shards)"),
+        "distributed": {"n_shards": len(shard_dirs), "shards": shard_info, "retried_shards": retried},
+        "versions": _versions(), "error": None,
+    }
+    if extra.get("metropolis_adjusted") and merged["production_steps"] > 0:
+        summary["acceptance_rate_mean"] = float(merged["accepted"].mean() / merged["production_steps"])
+    _write_summary(run_dir, summary)
+    from .io.run_folder import LOG
+
+    with open(run_dir / LOG, "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} distributed run merged: {len(shard_dirs)} "
+                 f"shards, {n_walkers} walkers, {len(steps)} frames, step {end_step}; retried shards: "
+                 f"{', '.join(retried) or 'none'}\n")
+    return summary
+
+
+def _shard_walkers(shard: Path) -> np.ndarray:
+    from .io.run_folder import TRAJECTORY
+    from .io.trajectory import read_trajectory
+
+    return read_trajectory(shard / TRAJECTORY, frames=False)["walker_indices"]
