@@ -1,10 +1,22 @@
 """Learn an energy from samples of a 2-D Gaussian mixture, then sample it by Langevin.
 
 1. Draw samples of a three-mode mixture (the "data").
-2. Fit an EnergyMLP by denoising score matching over a geometric noise schedule.
+2. Fit an EnergyMLP by denoising score matching over a geometric noise schedule
+   (σ from 2 down to 0.1, cosine learning-rate decay).
 3. Wrap it as a TorchEnergy (forces by autograd) and sample exp(-E(x, σ_min)/kT) with MALA.
-4. Print the total-variation distance between the histogram of the Langevin samples and the
-   true density on the same bins, next to the distance for the same number of exact samples.
+4. Print total-variation distances to the true density on a 32x32 histogram: of the Langevin
+   samples, of the learned density itself (on the bins), and of the same number of exact
+   samples (the noise floor of the histogram estimate).
+
+Choices that matter for the fit (measured on this problem):
+
+* σ_min = 0.1, not smaller. Below it the DSM target −z is nearly pure noise (its signal,
+  σ∇log p, is O(σ/0.55) here), and the learned density got worse (TV 0.11 at σ_min = 0.05
+  vs 0.04-0.06 at 0.1), while the bias of targeting the noised density p_σ at σ = 0.1
+  costs only TV 0.012 on these bins (at 0.05: 0.003).
+* A decaying learning rate (cosine): with a constant one Adam's parameter jitter is
+  larger than the small-σ energy differences (TV 0.13 vs 0.07 after 100 epochs).
+* 200 epochs of a 3x64 SiLU network: about 30 s on one CPU core.
 
 Run:  python examples/learned_energy_mixture.py [--quick]
 """
@@ -52,6 +64,17 @@ def total_variation(points, p_true):
 
 
 def main(argv=None):
+    # Tiny tensors: torch's intra-op threads only add synchronisation (on a busy 2-core machine
+    # they made the fit several times slower), so use one thread and restore the setting after.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
     args = parser.parse_args(argv)
@@ -62,10 +85,10 @@ def main(argv=None):
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = EnergyMLP((2,), hidden=32 if q else 64, n_layers=2, kT=1.0).double()
-    sigmas = geometric_sigmas(2.0, 0.05, 8)
-    result = fit(model, data, sigmas, epochs=2 if q else 60, batch_size=256, learning_rate=3e-3,
-                 patience=10, seed=0)
+        model = EnergyMLP((2,), hidden=32 if q else 64, n_layers=2 if q else 3, kT=1.0).double()
+    sigmas = geometric_sigmas(2.0, 0.1, 6)
+    result = fit(model, data, sigmas, epochs=3 if q else 200, batch_size=256, learning_rate=3e-3,
+                 patience=200, seed=0, learning_rate_schedule="cosine")
     print(f"DSM: {len(result.train_loss)} epochs, best validation loss {result.best_validation_loss:.4f} "
           f"(epoch {result.best_epoch})")
 
@@ -79,11 +102,15 @@ def main(argv=None):
     tv = total_variation(samples, p_true)
     tv_exact = total_variation(gm.sample(len(samples), np.random.default_rng(5)).numpy(), p_true)
     tv_model = 0.5 * np.abs(learned_bin_probabilities(model) - p_true / p_true.sum()).sum()
-    print(f"total variation of the learned density itself (on the bins): {tv_model:.3f}")
-    print(f"Langevin on the learned energy: {len(samples)} samples, mean acceptance "
+    p_noised = true_bin_probabilities(GaussianMixture(gm.means, gm.covariances + sigmas[-1] ** 2 * np.eye(2), gm.weights))
+    tv_bias = 0.5 * np.abs(p_noised / p_noised.sum() - p_true / p_true.sum()).sum()
+    print(f"Langevin (MALA) on the learned energy: {len(samples)} samples, mean acceptance "
           f"{res.acceptance_rate.mean():.2f}")
-    print(f"total variation to the true density (32x32 bins): {tv:.3f}  "
-          f"(exact samples of the same size: {tv_exact:.3f})")
+    print("total variation to the true density (32x32 bins):")
+    print(f"  Langevin samples                    {tv:.3f}")
+    print(f"  learned density exp(-E/kT) on bins  {tv_model:.3f}   (the σ_min = {sigmas[-1]:g} "
+          f"noised true density: {tv_bias:.3f})")
+    print(f"  exact samples, same size            {tv_exact:.3f}   (noise floor)")
     return tv
 
 
