@@ -21,7 +21,7 @@ def _table(rows, header) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def muller_brown_section(out: Path, n_walkers: int = 256, n_steps: int = 4000):
+def muller_brown_section(out: Path, n_walkers: int = 256, n_steps: int = 12000):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +43,7 @@ def muller_brown_section(out: Path, n_walkers: int = 256, n_steps: int = 4000):
     results, rows = {}, []
     for name, integ in runs.items():
         r = lmd.sample(system, integ, n_steps=n_steps, n_walkers=n_walkers, record_every=20,
-                       burn_in=1000, seed=0)
+                       burn_in=2000, seed=0)
         results[name] = r
         acc = "-" if r.acceptance_rate is None else f"{r.acceptance_rate.mean():.3f}"
         rows.append([name, acc, f"{r.energies.mean():.2f}", f"{exact_energy:.2f}",
