@@ -58,7 +58,6 @@ def main(argv=None):
     p.add_argument("--walkers", default="1,100,10000,1000000")
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
     args = p.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     system = lmd.systems.MullerBrown(kT=25.0)
     eps = 1e-4
     integ = lmd.integrators.ULA(step_size=eps)

@@ -33,6 +33,7 @@ from langevin_md.analysis.molecular import ALANINE_DIPEPTIDE_STATES, assign_stat
 from langevin_md.systems.features import PhiPsi, ramachandran_indices
 from langevin_md.systems.molecules import alanine_dipeptide
 from langevin_md.systems.torch_models import FeaturePrior
+from langevin_md.threads import torch_threads
 from langevin_md.training import EnergyMLP, fit, geometric_sigmas
 
 ALPHA_R = np.deg2rad([-63.0, -43.0])
@@ -59,14 +60,9 @@ def reference_energy(angles, kT):
 
 
 def main(argv=None):
-    # Tiny tensors: torch's intra-op threads only add synchronisation (several times slower on
-    # a busy 2-core machine), so use one thread and restore the setting after.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    # Tiny tensors: one torch thread (see langevin_md.threads).
+    with torch_threads(1):
         return _run(argv)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(argv):

@@ -30,6 +30,7 @@ import langevin_md as lmd
 from langevin_md.integrators.metropolis import MALA
 from langevin_md.systems.mixture import GaussianMixture
 from langevin_md.systems.torch_models import TorchEnergy
+from langevin_md.threads import torch_threads
 from langevin_md.training import EnergyMLP, fit, geometric_sigmas
 
 EDGES = (np.linspace(-4.0, 4.0, 33), np.linspace(-3.0, 5.0, 33))
@@ -64,14 +65,9 @@ def total_variation(points, p_true):
 
 
 def main(argv=None):
-    # Tiny tensors: torch's intra-op threads only add synchronisation (on a busy 2-core machine
-    # they made the fit several times slower), so use one thread and restore the setting after.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    # Tiny tensors: one torch thread (see langevin_md.threads).
+    with torch_threads(1):
         return _run(argv)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(argv):

@@ -127,10 +127,10 @@ def _mean_and_se(series: np.ndarray) -> tuple[float, float]:
 @pytest.fixture
 def one_torch_thread():
     """Tiny tensors gain nothing from threads, and oversubscribed CPUs make them very slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    from langevin_md.threads import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.slow
