@@ -88,6 +88,10 @@ def _build(architecture, stored: str, state: dict, path: str) -> nn.Module:
         )
     else:
         raise TypeError(f"architecture must be a torch.nn.Module or a dict, got {type(architecture).__name__}")
+    # A freshly built model is float32; load_state_dict would round float64 weights into it.
+    dtypes = {t.dtype for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()}
+    if len(dtypes) == 1:
+        model = model.to(dtypes.pop())
     model.load_state_dict(state)
     return model
 

@@ -105,7 +105,8 @@ def test_score_model_forces_are_kT_times_the_score_at_sigma_min():
     e, f = system.energy_and_forces(x)
     assert torch.equal(e, torch.zeros(3, dtype=torch.float64))
     with torch.no_grad():
-        expected = 2.0 * net(x, torch.full((3,), 0.05, dtype=torch.float64))
+        # the module's own sigma_min (0.05 rounded through float32), not the literal 0.05
+        expected = 2.0 * net(x, torch.full((3,), float(net.sigma_min), dtype=torch.float64))
     assert torch.allclose(f, expected)
     res = lmd.sample(system, ULA(step_size=0.01), n_steps=5, n_walkers=3, seed=0)
     assert np.isfinite(res.positions).all()
