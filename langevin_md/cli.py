@@ -307,7 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``langevin-md`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `validate` forwards everything after it (its own --options too) to langevin_md.validate;
+    # argparse's REMAINDER does not capture a leading "--option", so split it off here.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["validate"]:
+        args = parser.parse_args(["validate"])
+        args.args = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     try:
         code = args.handler(args)
     except _Unavailable as exc:

@@ -254,3 +254,9 @@ def test_example_configs_run(tmp_path, path):
     run_dir = create_run(cfg, tmp_path / "run")
     summary = execute(run_dir, progress=False, handle_signals=False)
     assert summary["status"] == "completed" and load_run(run_dir).n_frames == 2
+
+
+def test_validate_forwards_its_own_options():
+    from langevin_md.cli import main
+
+    assert main(["validate", "--list"]) == 0
