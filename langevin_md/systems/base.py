@@ -94,13 +94,21 @@ class System:
     # ----------------------------------------------------------------- helpers
     def dof_masses(self, like: torch.Tensor) -> torch.Tensor:
         """Masses broadcastable to ``(n_walkers, *event_shape)``, on ``like``'s dtype/device."""
-        cache = self.__dict__.setdefault("_dof_mass_cache", {})
-        m = cache.get((like.dtype, like.device))
-        if m is None:
-            m = torch.as_tensor(np.asarray(self.masses, dtype=np.float64), dtype=like.dtype, device=like.device)
-            m = m.reshape(m.shape + (1,) * (len(self.event_shape) - 1))
-            cache[(like.dtype, like.device)] = m
-        return m
+        (m,) = self._as_tensors(like, "masses", np.asarray(self.masses, dtype=np.float64))
+        return m.reshape(m.shape + (1,) * (len(self.event_shape) - 1))
+
+    def _as_tensors(self, like: torch.Tensor, name: str, *values) -> tuple:
+        """``values`` as tensors of ``like``'s dtype and device, cached per (name, dtype, device).
+
+        Hot paths call this every step; the conversion runs once per dtype and device.
+        """
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = (name, like.dtype, like.device)
+        out = cache.get(key)
+        if out is None:
+            out = tuple(torch.as_tensor(v, dtype=like.dtype, device=like.device) for v in values)
+            cache[key] = out
+        return out
 
     def initial_positions(self, n_walkers: int, generator) -> torch.Tensor:
         """Starting positions, shape ``(n_walkers, *event_shape)``, float64 on the CPU.

@@ -63,18 +63,10 @@ class UniformBox(System):
         self.kT = check_positive("kT", kT)
         self.event_shape = (n,)
         self.masses = _per_dim("masses", masses, n)
-        self._cache: dict = {}
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
-        key = (x.dtype, x.device)
-        p = self._cache.get(key)
-        if p is None:
-            p = (torch.as_tensor(self.low, dtype=x.dtype, device=x.device),
-                 torch.as_tensor(self.high, dtype=x.dtype, device=x.device),
-                 torch.as_tensor(self.wall_stiffness, dtype=x.dtype, device=x.device))
-            self._cache[key] = p
-        return p
+        return self._as_tensors(x, "params", self.low, self.high, self.wall_stiffness)
 
     def _energy_and_forces(self, x):
         lo, hi, s = self._params(x)

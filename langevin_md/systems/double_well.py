@@ -67,18 +67,11 @@ class DoubleWell(System):
         # Stationary points of U₁: roots of 4b x³ − 4b x + t, sorted (left min, top, right min).
         roots = np.sort(np.roots([4.0 * self.barrier, 0.0, -4.0 * self.barrier, self.tilt]).real)
         self._stationary = roots
-        self._cache: dict = {}
         self._quad: dict = {}
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
-        key = (x.dtype, x.device)
-        p = self._cache.get(key)
-        if p is None:
-            p = (torch.as_tensor(self.barrier, dtype=x.dtype, device=x.device),
-                 torch.as_tensor(self.tilt, dtype=x.dtype, device=x.device))
-            self._cache[key] = p
-        return p
+        return self._as_tensors(x, "params", self.barrier, self.tilt)
 
     def _energy_and_forces(self, x):
         b, t = self._params(x)

@@ -50,7 +50,6 @@ class Harmonic(System):
         self.mean = np.full(dim, float(mu)) if mu.ndim == 0 else mu
         if self.mean.shape != (dim,):
             raise ValueError(f"mean must be a scalar or have shape ({dim},), got shape {self.mean.shape}")
-        self._cache: dict = {}
 
     @property
     def variance(self) -> np.ndarray:
@@ -68,13 +67,7 @@ class Harmonic(System):
         return np.sqrt(self.k / self.masses)
 
     def _params(self, x):
-        key = (x.dtype, x.device)
-        p = self._cache.get(key)
-        if p is None:
-            p = (torch.as_tensor(self.k, dtype=x.dtype, device=x.device),
-                 torch.as_tensor(self.mean, dtype=x.dtype, device=x.device))
-            self._cache[key] = p
-        return p
+        return self._as_tensors(x, "params", self.k, self.mean)
 
     def _energy_and_forces(self, x):
         k, mu = self._params(x)

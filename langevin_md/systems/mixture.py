@@ -78,7 +78,6 @@ class GaussianMixture(System):
         # log w_j + log of N_j's normalising constant, per component.
         self._log_const = np.log(w) - 0.5 * logdet - 0.5 * dim * math.log(2.0 * math.pi)
         self._logdet = logdet
-        self._cache: dict = {}
 
     @property
     def n_components(self) -> int:
@@ -86,13 +85,7 @@ class GaussianMixture(System):
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
-        key = (x.dtype, x.device)
-        p = self._cache.get(key)
-        if p is None:
-            p = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
-                      for v in (self.means, self._precision, self._log_const))
-            self._cache[key] = p
-        return p
+        return self._as_tensors(x, "params", self.means, self._precision, self._log_const)
 
     def _component_terms(self, x):
         """log(w_j N_j(x)), shape (n, K), and Σ_j⁻¹(x − μ_j), shape (n, K, d)."""

@@ -67,18 +67,11 @@ class MullerBrown(System):
         self.kT = check_positive("kT", kT)
         self.energy_scale = check_positive("energy_scale", energy_scale)
         self.masses = _per_dim("masses", masses, 2)
-        self._cache: dict = {}
         self._memo: dict = {}
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
-        key = (x.dtype, x.device)
-        p = self._cache.get(key)
-        if p is None:
-            p = tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device)
-                      for v in (self.energy_scale * _A, _a, _b, _c, _X0, _Y0))
-            self._cache[key] = p
-        return p
+        return self._as_tensors(x, "params", self.energy_scale * _A, _a, _b, _c, _X0, _Y0)
 
     def _energy_and_forces(self, x):
         A, a, b, c, x0, y0 = self._params(x)
