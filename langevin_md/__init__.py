@@ -5,9 +5,10 @@ Heavy optional back ends (OpenMM, mdtraj, ASE, Dask) are imported only when used
 
 from . import analysis, integrators, systems
 from .random import WalkerRNG
+from .errors import NonFiniteStateError
 from .result import SampleResult
 from .io.run_folder import load_run
-from .sampler import NonFiniteStateError, Reporter, Sampler, sample
+from .executors import Reporter, Sampler, sample
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,8 @@ A config has three tables, and every key maps onto a Python argument::
     name = "mala"
     step_size = 1e-4
 
-    [sampler]                # Sampler(...), Sampler.run(...) and CheckpointReporter(every=...)
+    [sampler]                # the executor's constructor, run(...) and CheckpointReporter(every=...)
+    backend = "torch"        # or "openmm": the executor (langevin_md.executors.BACKENDS)
     n_steps = 10000
     n_walkers = 64
     record_every = 10
@@ -42,11 +43,9 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from .errors import ConfigError
+
 SECTIONS = ("system", "integrator", "sampler")
-
-
-class ConfigError(ValueError):
-    """A config file is malformed; the message names the key and what is allowed."""
 
 
 # --------------------------------------------------------------------------- registries
@@ -181,12 +180,16 @@ def integrator_choices() -> dict[str, Choice]:
 
 
 def _sampler_targets() -> dict[str, tuple[Callable, str]]:
-    """[sampler] keys and the (callable, parameter) each one is passed to."""
+    """[sampler] keys and the (callable, parameter) each one is passed to.
+
+    ``backend`` is :func:`langevin_md.sample`'s; the executor keys are the union of every
+    backend's constructor arguments that a TOML value can express (defaults from the torch
+    executor, which takes them all); a key a backend does not take must keep its default.
+    """
+    from langevin_md.executors import Sampler, sample
     from langevin_md.io.checkpoint import CheckpointReporter
-    from langevin_md.sampler import Sampler
 
     out = {}
-    # Every Sampler argument that a TOML value can express is a key, passed on as it is.
     skip = {"self", "system", "integrator", "initial_positions", "walker_indices"}
     for p in inspect.signature(Sampler.__init__).parameters:
         if p not in skip:
@@ -195,6 +198,7 @@ def _sampler_targets() -> dict[str, tuple[Callable, str]]:
     for p in _RUN_KEYS:
         out[p] = (Sampler.run, p)
     out["checkpoint_every"] = (CheckpointReporter.__init__, "every")
+    out["backend"] = (sample, "backend")
     return out
 
 
@@ -308,14 +312,33 @@ class RunConfig:
         return _call("[integrator]", choice, kwargs)
 
     def build_sampler(self, system=None, integrator=None):
-        """A :class:`~langevin_md.sampler.Sampler` at step 0 (system/integrator built if not given)."""
-        from langevin_md.sampler import Sampler
+        """The ``[sampler] backend``'s executor at step 0 (system/integrator built if not given).
 
+        A :class:`~langevin_md.executors.torch_executor.Sampler` or an
+        :class:`~langevin_md.executors.openmm.OpenMMSampler`.
+        """
+        from langevin_md.executors import Sampler, executor_class
+
+        backend = self.sampler.get("backend", "torch")
+        try:
+            cls = executor_class(backend)
+        except ValueError as exc:
+            raise ConfigError(f"[sampler] {exc}") from None
         system = self.build_system() if system is None else system
         integrator = self.build_integrator() if integrator is None else integrator
-        kwargs = {k: v for k, v in self.sampler.items() if _sampler_targets()[k][0] is Sampler.__init__}
+        targets = _sampler_targets()
+        accepted = inspect.signature(cls.__init__).parameters
+        kwargs = {}
+        for key, value in self.sampler.items():
+            if targets[key][0] is not Sampler.__init__:
+                continue
+            if key in accepted:
+                kwargs[key] = value
+            elif value != parameters(Sampler.__init__)[key].default:
+                raise ConfigError(f"[sampler] {key} = {toml_value(value)} applies to backend = "
+                                  f"\"torch\" only, not backend = {backend!r}; remove it")
         try:
-            return Sampler(system, integrator, **kwargs)
+            return cls(system, integrator, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"[sampler]: {exc}") from None
 
@@ -343,6 +366,8 @@ class RunConfig:
         d = self.to_dict()
         for k in ("n_steps", "checkpoint_every"):
             d["sampler"].pop(k, None)
+        if d["sampler"].get("backend") == "torch":
+            del d["sampler"]["backend"]  # the default: run folders from before the key existed match
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
@@ -474,7 +499,13 @@ def _resolve_sampler(table: dict) -> dict:
             if p.required:
                 raise ConfigError(f"[sampler] is missing required key {key!r}")
             out[key] = p.default
-    order = ["n_steps", "n_walkers", "record_every", "burn_in", "seed", "checkpoint_every", "device", "dtype"]
+    from langevin_md.executors import BACKENDS
+
+    if out["backend"] not in BACKENDS:
+        raise ConfigError(f"[sampler] backend = {out['backend']!r} is not a known executor; known: "
+                          f"{', '.join(BACKENDS)}")
+    order = ["backend", "n_steps", "n_walkers", "record_every", "burn_in", "seed", "checkpoint_every",
+             "device", "dtype"]
     return {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
 
 

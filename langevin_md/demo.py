@@ -77,6 +77,7 @@ def alanine_section(out: Path, seconds: float = 6.0, n_walkers: int = 4):
 
     import langevin_md as lmd
     from langevin_md.analysis import phi_psi
+    from langevin_md.systems.openmm_system import OpenMMSystem
 
     system = lmd.systems.alanine_dipeptide(solvent="vacuum", temperature=300.0)
     integ = lmd.integrators.BAOAB(timestep=0.001, friction=5.0)
@@ -86,7 +87,10 @@ def alanine_section(out: Path, seconds: float = 6.0, n_walkers: int = 4):
     r = lmd.sample(system, integ, n_steps=n_steps, n_walkers=n_walkers, record_every=20,
                    burn_in=500, seed=1)
     phi, psi = (np.degrees(a) for a in phi_psi(r))
-    print(f"alanine dipeptide (Amber ff14SB, vacuum, 300 K, {system.platform_name} platform): "
+    # alanine_dipeptide picks its engine: an OpenMM Context or the batched torch force field.
+    engine = (f"OpenMM {system.platform_name} platform" if isinstance(system, OpenMMSystem)
+              else "batched torch force field")
+    print(f"alanine dipeptide (Amber ff14SB, vacuum, 300 K, {engine}): "
           f"{n_walkers} walkers x {n_steps} steps of 1 fs = {n_steps * 1e-3:.1f} ps each, "
           f"<U> = {r.energies.mean():.1f} kJ/mol, {r.walker_steps_per_second:,.0f} walker-steps/s")
     fig, ax = plt.subplots(figsize=(5.2, 4.8))

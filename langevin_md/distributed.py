@@ -8,6 +8,12 @@ random stream (:mod:`langevin_md.random`), a walker's chain does not depend on w
 worker or machine runs it, and the merged result is bitwise equal to a local run of the same
 config.
 
+With ``backend = "openmm"`` each shard holds exactly one walker. OpenMM's Reference platform
+draws every Context's random numbers from one process-wide generator, so walkers that share a
+process interleave their draws; alone in its shard, walker ``w``'s chain depends only on the
+run seed, ``w`` and the checkpoint schedule, and is the chain a local run of that walker alone
+(``first_walker = w``, ``n_walkers = 1``) produces (see :mod:`langevin_md.executors.openmm`).
+
 Fault tolerance comes from two facts:
 
 * a shard task is idempotent: it resumes its shard folder from the newest checkpoint, and
@@ -32,7 +38,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
@@ -45,8 +51,9 @@ def shard_ranges(n_walkers: int, n_shards: int) -> list[tuple[int, int]]:
 
     The first ``n_walkers % n_shards`` shards get one walker more than the others.
     """
-    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-        raise ValueError(f"n_shards must be a positive integer, got {n_shards!r}")
+    from . import checks
+
+    n_shards = checks.positive_int("n_shards", n_shards)
     if n_shards > n_walkers:
         raise ValueError(f"n_shards ({n_shards}) cannot exceed n_walkers ({n_walkers}): every "
                          "shard needs at least one walker")
@@ -73,11 +80,11 @@ def run_shard(shard_dir: str) -> dict:
     import torch
 
     from .io.checkpoint import latest_checkpoint
-    from .io.run_folder import CHECKPOINTS, _read_summary, execute
+    from .io.run_folder import CHECKPOINTS, execute, read_summary
 
     shard = Path(shard_dir)
     torch.set_num_threads(1)
-    summary = _read_summary(shard)
+    summary = read_summary(shard)
     found = latest_checkpoint(shard / CHECKPOINTS)
     record = {"worker_pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
               "from_step": int(found[1]["step"]) if found else 0,
@@ -135,6 +142,12 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(run_dir)
+    n_walkers = int(cfg.sampler["n_walkers"])
+    one_per_shard = cfg.sampler.get("backend", "torch") == "openmm"
+    if one_per_shard and n_shards not in (None, n_walkers):
+        raise ValueError(f"backend = 'openmm' runs one walker per shard (for reproducible chains on "
+                         f"OpenMM's shared random generator): n_shards must be {n_walkers} "
+                         f"(n_walkers) or unset, got {n_shards!r}")
     continuing = (not force and is_run_folder(run_dir) and (run_dir / SHARDS).is_dir()
                   and load_config(run_dir / CONFIG).fingerprint() == cfg.fingerprint())
     if not continuing:
@@ -143,8 +156,9 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
     client = Client(scheduler) if own_client else scheduler
     t0 = time.perf_counter()
     try:
-        n_walkers = int(cfg.sampler["n_walkers"])
-        if n_shards is None:
+        if one_per_shard:
+            n_shards = n_walkers
+        elif n_shards is None:
             n_shards = max(1, min(n_walkers, len(client.scheduler_info()["workers"])))
         shard_dirs = []
         for i, (first, n) in enumerate(shard_ranges(n_walkers, n_shards)):
@@ -166,8 +180,9 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
 
 def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -> dict:
     """Join finished shard folders into ``run_dir``'s trajectory, checkpoint and summary."""
+    from .executors.results import acceptance_rate
     from .io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
-    from .io.run_folder import CHECKPOINTS, TRAJECTORY, _read_summary, _versions, _write_summary
+    from .io.run_folder import CHECKPOINTS, TRAJECTORY, read_summary, versions, write_summary
     from .io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
 
     parts = [read_trajectory(d / TRAJECTORY) for d in shard_dirs]
@@ -182,10 +197,12 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     writer = TrajectoryWriter.create(
         run_dir / TRAJECTORY, positions.shape[1], parts[0]["event_shape"], positions.dtype,
         parts[0]["kinetic_energies"] is not None,
-        np.concatenate([p["walker_indices"] for p in parts]), parts[0]["kT"], parts[0]["units"], topology)
+        np.concatenate([p["walker_indices"] for p in parts]), parts[0]["kT"], parts[0]["units"], topology,
+        fields={name: (a.shape[2:], a.dtype) for name, a in parts[0]["fields"].items()})
     try:
+        fields = {name: np.concatenate([p["fields"][name] for p in parts], axis=1) for name in parts[0]["fields"]}
         if len(steps):
-            writer.write_frames(steps, positions, cat("energies"), cat("kinetic_energies"))
+            writer.write_frames(steps, positions, cat("energies"), cat("kinetic_energies"), fields)
         committed = writer.commit()
     finally:
         writer.close()
@@ -208,7 +225,7 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
 
     shard_info, retried = [], []
     for i, d in enumerate(shard_dirs):
-        s = _read_summary(d)
+        s = read_summary(d)
         attempts = _attempts(d)
         runs = [a for a in attempts if not a["already_complete"]]
         info = {"shard": d.name, "first_walker": int(_shard_walkers(d)[0]),
@@ -219,17 +236,19 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
             retried.append(d.name)
         shard_info.append(info)
     n_walkers = positions.shape[1]
+    shard_meta = read_summary(shard_dirs[0]).get("metadata", {})
     summary = {
         "status": "completed", "step": end_step, "end_step": cfg.end_step, "n_frames": len(steps),
         "committed_step": end_step, "last_checkpoint": str(ck.relative_to(run_dir)),
         "wall_time": wall_time, "walker_steps_per_second": n_walkers * end_step / wall_time if wall_time > 0 else None,
-        "metadata": dict(_read_summary(shard_dirs[0]).get("metadata", {}), backend="torch (dask shards)"),
+        "metadata": dict(shard_meta, backend=f"{shard_meta.get('backend', 'torch')} (dask shards)"),
         "distributed": {"n_shards": len(shard_dirs), "shards": shard_info, "retried_shards": retried},
-        "versions": _versions(), "error": None,
+        "versions": versions(), "error": None,
     }
-    if extra.get("metropolis_adjusted") and merged["production_steps"] > 0:
-        summary["acceptance_rate_mean"] = float(merged["accepted"].mean() / merged["production_steps"])
-    _write_summary(run_dir, summary)
+    acc = acceptance_rate(merged["accepted"], merged["production_steps"], bool(extra.get("metropolis_adjusted")))
+    if acc is not None:
+        summary["acceptance_rate_mean"] = float(acc.mean())
+    write_summary(run_dir, summary)
     from .io.run_folder import LOG
 
     with open(run_dir / LOG, "a") as fh:

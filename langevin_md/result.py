@@ -36,6 +36,12 @@ class SampleResult:
         Integrator steps taken per walker, burn-in included.
     metadata : dict
         System and integrator descriptions, seed, device, dtype, backend.
+    fields : dict of str to numpy.ndarray
+        Per-frame, per-walker quantities the integrator asked to record
+        (``Integrator.recorded_fields``), each ``(n_frames, n_walkers, ...)``; empty for most
+        schemes.
+    integrator_summary : dict of str to numpy.ndarray
+        What the integrator reported once at the end of the run (``Integrator.summary``).
     system : object or None
         The system sampled, when the result comes straight from :func:`sample` (not saved).
     """
@@ -51,6 +57,8 @@ class SampleResult:
     wall_time: float = 0.0
     n_steps_run: int = 0
     metadata: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)
+    integrator_summary: dict = field(default_factory=dict)
     system: Any = field(default=None, repr=False, compare=False)
 
     @property

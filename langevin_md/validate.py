@@ -1,7 +1,7 @@
 """``langevin-md validate``: check every integrator against its exact law on this machine.
 
 Each *law* runs a scheme on a target whose discrete-time answer is known exactly
-(EXACT_RESULTS.md), measures an observable over many independent walkers, and compares it
+(:mod:`langevin_md.laws`, derived in ``docs/exact_results.md``), measures an observable over many independent walkers, and compares it
 with the exact value by a z-score, ``z = (measured − exact) / standard error`` with the
 standard error from the spread across independent chains. A law fails when ``|z| > 5``; the
 command then exits with status 1. Run it after installing on a new machine, GPU or dtype::
@@ -14,9 +14,9 @@ command then exits with status 1. Run it after installing on a new machine, GPU 
 Laws checked (torch executor): ULA's stationary variance σ²/(1 − ε/2σ²), MALA exactness,
 BAOAB's exact ⟨x²⟩ = kT/k and step-end ⟨v²⟩ = (kT/m)(1 − h²ω²/4), OBABO's
 ⟨x²⟩ = (kT/k)/(1 − h²ω²/4) and ⟨v²⟩ = kT/m, Brownian free diffusion ⟨Δx²⟩ = 2Dt, and
-exactness of HMC and random-walk Metropolis. With OpenMM and
-:mod:`langevin_md.openmm_executor` available, BAOAB and MALA are also run inside OpenMM
-(``backend="openmm"``) on a harmonic ``openmm.System``.
+exactness of HMC and random-walk Metropolis. With OpenMM installed, BAOAB and MALA are also
+run inside OpenMM (``backend="openmm"``) on a harmonic ``openmm.System``. The exact values come
+from :mod:`langevin_md.laws`, the same functions the statistical tests assert.
 
 Registering your own integrator
 -------------------------------
@@ -133,26 +133,28 @@ def _harmonic(k: float = 1.0, kT: float = 1.0, mass: float = 1.0):
 
 def _torch_laws() -> list[Law]:
     from langevin_md import integrators as I
+    from langevin_md import laws
     from langevin_md.systems import FreeParticle
 
-    eps, h = 0.5, 1.5  # ε/σ² and hω
+    eps, h = 0.5, 1.5  # ε/σ² and hω on the unit well (k = kT = m = 1)
     # Brownian: D = kT/(mγ) per coordinate, exact at any timestep.
     kT_b, gamma_b, m_b, h_b, n_b = 2.0, 0.5, 2.0, 0.3, 50
     return [
-        Law("ULA variance", lambda: I.ULA(step_size=eps), _harmonic(), _x2, 1.0 / (1.0 - eps / 2.0),
+        Law("ULA variance", lambda: I.ULA(step_size=eps), _harmonic(), _x2, laws.ula_stationary_variance(eps, 1.0),
             "Var = σ²/(1 − ε/2σ²), ε/σ² = 0.5"),
         Law("MALA exact", lambda: I.MALA(step_size=1.0), _harmonic(), _x2, 1.0,
             "⟨x²⟩ = kT/k at ε/σ² = 1 (ULA would give 2)"),
-        Law("BAOAB positions", lambda: I.BAOAB(timestep=h, friction=1.0), _harmonic(), _x2, 1.0,
-            "⟨x²⟩ = kT/k exactly, hω = 1.5"),
+        Law("BAOAB positions", lambda: I.BAOAB(timestep=h, friction=1.0), _harmonic(), _x2,
+            laws.baoab_position_variance(1.0, h, 1.0), "⟨x²⟩ = kT/k exactly, hω = 1.5"),
         Law("BAOAB velocities", lambda: I.BAOAB(timestep=h, friction=1.0), _harmonic(), _v2(1.0),
-            1.0 - h * h / 4.0, "⟨v²⟩ = (kT/m)(1 − h²ω²/4) at step ends"),
+            laws.baoab_step_end_velocity_variance(1.0, 1.0, h, 1.0), "⟨v²⟩ = (kT/m)(1 − h²ω²/4) at step ends"),
         Law("OBABO positions", lambda: I.OBABO(timestep=h, friction=1.0), _harmonic(), _x2,
-            1.0 / (1.0 - h * h / 4.0), "⟨x²⟩ = (kT/k)/(1 − h²ω²/4)"),
-        Law("OBABO velocities", lambda: I.OBABO(timestep=h, friction=1.0), _harmonic(), _v2(1.0), 1.0,
-            "⟨v²⟩ = kT/m"),
+            laws.obabo_position_variance(1.0, h, 1.0), "⟨x²⟩ = (kT/k)/(1 − h²ω²/4)"),
+        Law("OBABO velocities", lambda: I.OBABO(timestep=h, friction=1.0), _harmonic(), _v2(1.0),
+            laws.obabo_velocity_variance(1.0, 1.0, h, 1.0), "⟨v²⟩ = kT/m"),
         Law("Brownian diffusion", lambda: I.Brownian(timestep=h_b, friction=gamma_b),
-            lambda: FreeParticle(dim=1, kT=kT_b, masses=m_b), _x2, 2.0 * kT_b / (m_b * gamma_b) * h_b * n_b,
+            lambda: FreeParticle(dim=1, kT=kT_b, masses=m_b), _x2,
+            laws.brownian_mean_squared_displacement(kT_b, m_b, gamma_b, h_b * n_b),
             "⟨Δx²⟩ = 2Dt, D = kT/(mγ)", n_steps=n_b, record_every=n_b, burn_in=0,
             initial_positions=lambda: np.zeros(1)),
         Law("HMC exact", lambda: I.HMC(step_size=0.8, n_leapfrog=3), _harmonic(k=2.0), _x2, 0.5,
@@ -190,19 +192,16 @@ def _openmm_harmonic(platform: str = "auto"):
 
 def openmm_unavailable() -> str:
     """Why the OpenMM laws cannot run here ("" when they can)."""
-    import importlib.util
-
     try:
         import openmm  # noqa: F401
     except ImportError:
         return "openmm is not installed"
-    if importlib.util.find_spec("langevin_md.openmm_executor") is None:
-        return "langevin_md.openmm_executor is not available in this version"
     return ""
 
 
 def _openmm_laws(platform: str) -> list[Law]:
     from langevin_md import integrators as I
+    from langevin_md import laws
     from langevin_md.units import kT_from_temperature
 
     s2 = kT_from_temperature(_OMM_T) / _OMM_K  # nm²
@@ -210,7 +209,8 @@ def _openmm_laws(platform: str) -> list[Law]:
     h = 1.0 / omega  # hω = 1
     build = lambda: _openmm_harmonic(platform)  # noqa: E731
     return [
-        Law("OpenMM BAOAB positions", lambda: I.BAOAB(timestep=h, friction=2.0), build, _x2, s2,
+        Law("OpenMM BAOAB positions", lambda: I.BAOAB(timestep=h, friction=2.0), build, _x2,
+            laws.baoab_position_variance(s2, h, omega),
             "⟨x²⟩ = kT/k exactly, hω = 1 (OBABO would be 4/3 of it)", n_walkers=16, n_steps=2000,
             record_every=10, burn_in=200, backend="openmm"),
         Law("OpenMM MALA exact", lambda: I.MALA(step_size=0.3 * s2), build, _x2, s2,
@@ -305,6 +305,21 @@ def run_law(law: Law, device=None, dtype=None, seed: int = 0, quick: bool = Fals
     return Measurement(law, float(per_chain.mean()), se, time.perf_counter() - t0)
 
 
+def _checked_device(device, dtype) -> str:
+    """``device`` as the torch executor will use it; ValueError (its own message) if unusable.
+
+    One single-walker step through the public :func:`langevin_md.sample` is the check, so the
+    rules are the executor's own and not restated here.
+    """
+    import langevin_md as lmd
+    from langevin_md import integrators as I
+    from langevin_md.systems import Harmonic
+
+    lmd.sample(Harmonic(), I.ULA(step_size=0.1), n_steps=1, n_walkers=1, device=device, dtype=dtype,
+               progress=False)
+    return "cpu" if device is None else str(device)
+
+
 def _table(measurements: list[Measurement]) -> str:
     head = f"{'law':<26} {'backend':<7} {'measured':>22} {'exact':>10} {'z':>7}  {'result':<6} {'s':>5}  exact law"
     lines = [head, "-" * len(head)]
@@ -360,9 +375,7 @@ def main(argv=None) -> int:
         print(f"no law matches --only {args.only!r}; use --list to see them", file=sys.stderr)
         return 2
     try:
-        from langevin_md.sampler import _resolve_device
-
-        device = _resolve_device(args.device)
+        device = _checked_device(args.device, args.dtype)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

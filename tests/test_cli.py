@@ -68,7 +68,7 @@ n_steps = 100
 def test_defaults_come_from_the_signatures(tmp_path):
     from langevin_md.integrators import MALA
     from langevin_md.io.checkpoint import CheckpointReporter
-    from langevin_md.sampler import Sampler
+    from langevin_md import Sampler
     from langevin_md.systems.muller_brown import MullerBrown
 
     cfg = load_config(_cfg(GOOD, tmp_path))

@@ -151,3 +151,25 @@ def test_state_dict_continuation_is_bitwise(integrator):
     assert np.array_equal(np.concatenate([head.steps, tail.steps]), ref.steps)
     if integrator.metropolis_adjusted:
         np.testing.assert_array_equal(tail.acceptance_rate, ref.acceptance_rate)
+
+
+class _RecordingBAOAB(lmd.integrators.BAOAB):
+    """BAOAB that asks the executor to record two per-walker fields and one summary."""
+
+    def recorded_fields(self, state):
+        return {"v2": (state.velocities ** 2).sum(-1), "right": state.positions[:, 0] > 0}
+
+    def summary(self, state):
+        return {"mean_position": state.positions.mean(0)}
+
+
+def test_recorded_fields_and_summary_reach_the_result():
+    r = lmd.sample(Harmonic(dim=2), _RecordingBAOAB(0.2, 1.0), n_steps=60, n_walkers=5, record_every=6, seed=2)
+    assert set(r.fields) == {"v2", "right"}
+    assert r.fields["v2"].shape == (10, 5) and r.fields["right"].dtype == np.bool_
+    np.testing.assert_array_equal(r.fields["right"], r.positions[..., 0] > 0)
+    np.testing.assert_allclose(r.integrator_summary["mean_position"], r.positions[-1].mean(0), rtol=1e-12)
+    plain = lmd.sample(Harmonic(dim=2), lmd.integrators.BAOAB(0.2, 1.0), n_steps=60, n_walkers=5,
+                       record_every=6, seed=2)
+    assert plain.fields == {} and plain.integrator_summary == {}
+    np.testing.assert_array_equal(plain.positions, r.positions)   # recording changes no draw

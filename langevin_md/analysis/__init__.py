@@ -26,6 +26,7 @@ from .distributions import (
     distance_to_reference,
     energy_ks_test,
     kinetic_temperature,
+    ks_test,
 )
 from .molecular import (
     ALANINE_DIPEPTIDE_STATES,
@@ -45,6 +46,32 @@ from .molecular import (
     transition_counts,
 )
 from .report import Report, report
+from .thermo import KineticTemperatureCheck, degrees_of_freedom, kinetic_energy_law, kinetic_temperature_check
+from .protein import (
+    BackboneDihedrals,
+    ProteinReport,
+    SecondaryStructure,
+    SeriesStatistics,
+    WalkerTrajectory,
+    backbone_dihedrals,
+    protein_report,
+    radius_of_gyration,
+    rmsd_to_start,
+    secondary_structure,
+    series_statistics,
+    walker_trajectory,
+)
+from .tempering import (
+    SwapAcceptance,
+    TemperatureRoundTrips,
+    at_temperature,
+    communication_barrier,
+    plot_replica_traces,
+    plot_swap_acceptance,
+    swap_acceptance,
+    temperature_round_trips,
+    tempering_section,
+)
 
 __all__ = [
     "ShortChainWarning",
@@ -64,6 +91,7 @@ __all__ = [
     "distance_to_reference",
     "KSResult",
     "energy_ks_test",
+    "ks_test",
     "TemperatureEstimate",
     "configurational_temperature",
     "kinetic_temperature",
@@ -86,4 +114,32 @@ __all__ = [
     # reports (matplotlib is imported only when a report is written)
     "report",
     "Report",
+    # kinetic temperature with the real degrees of freedom
+    "degrees_of_freedom",
+    "kinetic_energy_law",
+    "KineticTemperatureCheck",
+    "kinetic_temperature_check",
+    # proteins (mdtraj and matplotlib are imported only when these are called)
+    "WalkerTrajectory",
+    "walker_trajectory",
+    "BackboneDihedrals",
+    "backbone_dihedrals",
+    "rmsd_to_start",
+    "radius_of_gyration",
+    "SecondaryStructure",
+    "secondary_structure",
+    "SeriesStatistics",
+    "series_statistics",
+    "ProteinReport",
+    "protein_report",
+    # replica exchange (matplotlib is imported only when a plot is drawn)
+    "at_temperature",
+    "swap_acceptance",
+    "SwapAcceptance",
+    "temperature_round_trips",
+    "TemperatureRoundTrips",
+    "communication_barrier",
+    "plot_replica_traces",
+    "plot_swap_acceptance",
+    "tempering_section",
 ]

@@ -139,7 +139,7 @@ def _sokal_window(rho: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     return taus[window, np.arange(rho.shape[1])], found
 
 
-def _tau(parts: list[np.ndarray], c: float, pooled: bool) -> tuple[np.ndarray, np.ndarray]:
+def sokal_tau(parts: list[np.ndarray], c: float, pooled: bool) -> tuple[np.ndarray, np.ndarray]:
     """Sokal τ per walker (shape (n_walkers,)) or pooled (shape (1,)), plus ``found`` flags.
 
     Tries a short lag range first and widens it only when the window is not reached; the
@@ -160,7 +160,12 @@ def _tau(parts: list[np.ndarray], c: float, pooled: bool) -> tuple[np.ndarray, n
     return tau, found
 
 
-def _warn_if_short(n_steps: int, tau: np.ndarray, stacklevel: int) -> None:
+def warn_if_short(n_steps: int, tau: np.ndarray, stacklevel: int) -> None:
+    """Warn (:class:`ShortChainWarning`) when ``n_steps`` is under SHORT_CHAIN_FACTOR × max τ.
+
+    Shared by the τ, ESS, MCSE and equilibration estimators; ``stacklevel`` counts from the
+    caller so the warning points at user code.
+    """
     worst = float(np.max(tau))
     if n_steps < SHORT_CHAIN_FACTOR * worst:
         warnings.warn(
@@ -277,8 +282,8 @@ def integrated_autocorrelation_time(series, c: float = 5.0, *, pooled: bool = Tr
     period = check_period(period)
     c = check_positive_number("c", c)
     pooled = bool(pooled) or was_1d
-    tau, _ = _tau(components(arr, period), c, pooled)
-    _warn_if_short(arr.shape[0], tau, stacklevel=2)
+    tau, _ = sokal_tau(components(arr, period), c, pooled)
+    warn_if_short(arr.shape[0], tau, stacklevel=2)
     return _as_result(tau, pooled)
 
 
@@ -311,7 +316,7 @@ def effective_sample_size(series, *, pooled: bool = True, period: float | None =
     arr, was_1d = as_steps_by_walkers(series)
     period = check_period(period)
     pooled = bool(pooled) or was_1d
-    tau, _ = _tau(components(arr, period), 5.0, pooled)
-    _warn_if_short(arr.shape[0], tau, stacklevel=2)
+    tau, _ = sokal_tau(components(arr, period), 5.0, pooled)
+    warn_if_short(arr.shape[0], tau, stacklevel=2)
     n_samples = arr.shape[0] * (arr.shape[1] if pooled else 1)
     return _as_result(n_samples / tau, pooled)

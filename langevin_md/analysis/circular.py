@@ -19,14 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import as_steps_by_walkers, check_positive_number, unit_circle
-from .autocorrelation import _tau, _warn_if_short
+from .autocorrelation import sokal_tau, warn_if_short
 
 __all__ = ["circular_mean", "circular_standard_error"]
-
-
-def _wrap(delta: np.ndarray, period: float) -> np.ndarray:
-    """Map an angle difference into ``[-period/2, period/2)``."""
-    return (delta + period / 2) % period - period / 2
 
 
 def _resultant(arr: np.ndarray, period: float, pooled: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -100,15 +95,17 @@ def circular_standard_error(angles, period: float = 2 * np.pi, *, pooled: bool =
     arr, was_1d = as_steps_by_walkers(angles, name="angles")
     period = check_positive_number("period", period)
     pooled = bool(pooled) or was_1d
-    return _circular_standard_error(arr, period, pooled, stacklevel=3)
+    return circular_standard_error_of_array(arr, period, pooled, stacklevel=3)
 
 
-def _circular_standard_error(arr: np.ndarray, period: float, pooled: bool, stacklevel: int):
+def circular_standard_error_of_array(arr: np.ndarray, period: float, pooled: bool, stacklevel: int):
+    """:func:`circular_standard_error` on an already-validated ``(n_steps, n_walkers)`` array
+    (what :func:`langevin_md.analysis.mcse` uses for circular observables)."""
     mean, r_bar = _resultant(arr, period, pooled)
     # Tangential fluctuation about the (pooled or own) mean direction; its mean is exactly 0.
     tangent = np.sin((arr - mean) * (2 * np.pi / period))
-    tau, _ = _tau([tangent], 5.0, pooled)
-    _warn_if_short(arr.shape[0], tau, stacklevel=stacklevel)
+    tau, _ = sokal_tau([tangent], 5.0, pooled)
+    warn_if_short(arr.shape[0], tau, stacklevel=stacklevel)
     n_samples = arr.shape[0] * (arr.shape[1] if pooled else 1)
     mean_square = (tangent**2).mean(axis=None if pooled else 0)
     with np.errstate(divide="ignore"):

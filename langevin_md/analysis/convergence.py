@@ -19,8 +19,8 @@ import numpy as np
 from scipy import special
 
 from ._validation import as_steps_by_walkers, check_period, unit_circle
-from .autocorrelation import _tau, _warn_if_short
-from .circular import _circular_standard_error
+from .autocorrelation import sokal_tau, warn_if_short
+from .circular import circular_standard_error_of_array
 
 __all__ = ["rhat", "mcse"]
 
@@ -165,9 +165,9 @@ def mcse(series, *, pooled: bool = True, period: float | None = None):
     period = check_period(period)
     pooled = bool(pooled) or was_1d
     if period is not None:
-        return _circular_standard_error(arr, period, pooled, stacklevel=3)
-    tau, _ = _tau([arr], 5.0, pooled)
-    _warn_if_short(arr.shape[0], tau, stacklevel=2)
+        return circular_standard_error_of_array(arr, period, pooled, stacklevel=3)
+    tau, _ = sokal_tau([arr], 5.0, pooled)
+    warn_if_short(arr.shape[0], tau, stacklevel=2)
     if pooled:
         return float(np.sqrt(arr.var(ddof=1) * tau[0] / arr.size))
     return np.sqrt(arr.var(axis=0, ddof=1) * tau / arr.shape[0])

@@ -9,7 +9,8 @@
   ``noise_floor + 5 · noise_sd`` (that is :attr:`HistogramDistance.z`).
 * :func:`energy_ks_test` — Kolmogorov–Smirnov test of ``U/kT ~ Gamma(n_dof/2)``, the law of
   the potential energy of a harmonic well above its minimum and of the kinetic energy
-  (EXACT_RESULTS row 11).
+  (``docs/exact_results.md``, energy laws); :func:`ks_test` — the same against any exact
+  law, e.g. ``System.exact_energy_law()``.
 * :func:`configurational_temperature` — ``kT_conf = ⟨|∇U|²⟩ / ⟨∇²U⟩``, equal to kT for any
   exact sampler (Rugh 1997; Butler, Ayton, Jepps & Evans 1998), no velocities needed.
 * :func:`kinetic_temperature` — ``kT_kin = 2⟨K⟩ / N_dof`` for schemes with velocities.
@@ -40,6 +41,7 @@ __all__ = [
     "distance_to_reference",
     "KSResult",
     "energy_ks_test",
+    "ks_test",
     "TemperatureEstimate",
     "configurational_temperature",
     "kinetic_temperature",
@@ -312,7 +314,7 @@ def distance_to_reference(samples, reference, bins: int = 50, range=None, metric
 
 # --------------------------------------------------------------------------- energy laws
 class KSResult(NamedTuple):
-    """Result of :func:`energy_ks_test`.
+    """Result of :func:`ks_test` and :func:`energy_ks_test`.
 
     Attributes
     ----------
@@ -337,7 +339,8 @@ def energy_ks_test(energies, n_dof: float, kT: float, thin="auto") -> KSResult:
 
     This is the exact law of the potential energy ``U − U_min`` of an ``n_dof``-dimensional
     harmonic well, and of the kinetic energy with ``n_dof`` velocity components, under exact
-    sampling (EXACT_RESULTS row 11). It tests the whole distribution, not only the mean.
+    sampling (``docs/exact_results.md``, energy laws). It tests the whole distribution, not
+    only the mean.
 
     Parameters
     ----------
@@ -347,9 +350,30 @@ def energy_ks_test(energies, n_dof: float, kT: float, thin="auto") -> KSResult:
         Number of quadratic degrees of freedom.
     kT : float
     thin : "auto" or int
+        As in :func:`ks_test`.
+
+    Returns
+    -------
+    KSResult
+    """
+    n_dof = check_positive_number("n_dof", n_dof)
+    kT = check_positive_number("kT", kT)
+    return ks_test(energies, stats.gamma(a=0.5 * n_dof, scale=kT), thin)
+
+
+def ks_test(samples, law, thin="auto") -> KSResult:
+    """Kolmogorov–Smirnov test of per-walker time series against an exact law.
+
+    Parameters
+    ----------
+    samples : array_like, shape ``(n_frames,)`` or ``(n_frames, n_walkers)``
+        A scalar observable along frames (first axis) for each walker.
+    law : scipy.stats frozen distribution
+        Its exact law (anything with a ``cdf``), e.g. ``System.exact_energy_law()``.
+    thin : "auto" or int
         Keep every ``thin``-th frame of each walker so that the samples are close to
         independent (the KS p-value assumes so). "auto": ``ceil(2 τ)`` with τ the integrated
-        autocorrelation time of the energies (1 when τ < 1.5 or there are fewer than 8 frames).
+        autocorrelation time of ``samples`` (1 when τ < 1.5 or there are fewer than 8 frames).
 
     Returns
     -------
@@ -357,13 +381,13 @@ def energy_ks_test(energies, n_dof: float, kT: float, thin="auto") -> KSResult:
     """
     from .autocorrelation import integrated_autocorrelation_time
 
-    n_dof = check_positive_number("n_dof", n_dof)
-    kT = check_positive_number("kT", kT)
-    e = np.asarray(energies, dtype=np.float64)
+    if not callable(getattr(law, "cdf", None)):
+        raise TypeError(f"law must be a scipy.stats distribution with a cdf, got {law!r}")
+    e = np.asarray(samples, dtype=np.float64)
     if e.ndim == 1:
         e = e[:, None]
     if e.ndim != 2 or e.size == 0:
-        raise ValueError(f"energies must have shape (n_frames,) or (n_frames, n_walkers), got {np.shape(energies)}")
+        raise ValueError(f"samples must have shape (n_frames,) or (n_frames, n_walkers), got {np.shape(samples)}")
     if thin == "auto":
         if e.shape[0] >= 8:
             import warnings
@@ -377,8 +401,8 @@ def energy_ks_test(energies, n_dof: float, kT: float, thin="auto") -> KSResult:
             thin = 1
     elif isinstance(thin, bool) or not isinstance(thin, (int, np.integer)) or thin < 1:
         raise ValueError(f"thin must be 'auto' or a positive integer, got {thin!r}")
-    x = e[::thin].ravel() / kT
-    res = stats.kstest(x, stats.gamma(a=0.5 * n_dof).cdf)
+    x = e[::thin].ravel()
+    res = stats.kstest(x, law.cdf)
     return KSResult(float(res.statistic), float(res.pvalue), int(x.size), int(thin))
 
 
@@ -477,7 +501,7 @@ def configurational_temperature(system, positions, method: str = "auto", n_probe
 
     For any density ∝ exp(−U/kT) whose boundary terms vanish, ``⟨|∇U|²⟩ = kT ⟨∇²U⟩``
     (integration by parts), so ``kT_conf = kT`` for an exact sampler whatever the dynamics
-    (EXACT_RESULTS row 10). A biased scheme (e.g. ULA at large step) shows a different value.
+    (``docs/exact_results.md``, configurational temperature). A biased scheme (e.g. ULA at large step) shows a different value.
 
     Parameters
     ----------
@@ -551,7 +575,7 @@ def kinetic_temperature(result, n_dof: Optional[int] = None) -> TemperatureEstim
 
     For exact velocity sampling ``kT_kin = kT``. Note the scheme's own law: BAOAB's
     kinetic energy at step ends is ``(1 − h²ω²/4)`` of it on a harmonic well
-    (EXACT_RESULTS row 4), while its positions are exact.
+    (``docs/exact_results.md``, BAOAB), while its positions are exact.
 
     Parameters
     ----------

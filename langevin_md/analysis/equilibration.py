@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validation import MIN_STEPS, as_steps_by_walkers, check_period, components
-from .autocorrelation import _tau, _warn_if_short
+from .autocorrelation import sokal_tau, warn_if_short
 
 __all__ = ["Equilibration", "detect_equilibration"]
 
@@ -95,7 +95,7 @@ def detect_equilibration(series, *, n_candidates: int = 24,
                 continue
             tail = [p[t0:] for p in parts]
             try:
-                tau = float(_tau(tail, 5.0, pooled=True)[0][0])
+                tau = float(sokal_tau(tail, 5.0, pooled=True)[0][0])
             except ValueError:
                 # A constant tail (e.g. a walker stuck after t0) carries no information.
                 scores[t0] = (np.nan, 0.0)
@@ -117,5 +117,5 @@ def detect_equilibration(series, *, n_candidates: int = 24,
     tau, ess = scores[t0]
     if ess == 0.0:
         raise ValueError("series is constant along steps: no equilibration can be detected")
-    _warn_if_short(n_steps - t0, np.array([tau]), stacklevel=2)
+    warn_if_short(n_steps - t0, np.array([tau]), stacklevel=2)
     return Equilibration(t0=t0, tau=tau, ess=ess)

@@ -35,7 +35,7 @@ RHAT_WARN = 1.01
 MIN_TAUS = 50
 #: Metropolis acceptance below this means the proposals are too bold.
 LOW_ACCEPTANCE = 0.2
-#: |z| above this fails an exact comparison (EXACT_RESULTS testing rule).
+#: |z| above this fails an exact comparison (the testing rule of docs/exact_results.md).
 Z_FAIL = 5.0
 #: Coordinates of analytic systems up to this dimension get their own rows and plots.
 MAX_COORDINATES = 6
@@ -168,41 +168,18 @@ def _row(obs: Observable, record_every: float, wall_time: float, warn: list) -> 
 
 # --------------------------------------------------------------------------- exact laws
 def _exact_marginals(system, obs_names: list[str], positions: np.ndarray) -> dict:
-    """Exact 1-d law of each coordinate observable: name -> (edges, bin probabilities, x, density)."""
-    from scipy import stats
-
-    from ..systems import DoubleWell, GaussianMixture, Harmonic, MullerBrown, UniformBox
-
+    """Exact 1-d law of each coordinate observable the system knows: name -> ExactMarginal."""
     out = {}
-    coords = [int(n[2:-1]) for n in obs_names if n.startswith("x[")]
-    if isinstance(system, MullerBrown):
-        x, px, y, py = system.marginals(bins=120)
-        for i, (g, p) in enumerate(((x, px), (y, py))):
-            if i in coords:
-                h = g[1] - g[0]
-                edges = np.concatenate([g - h / 2, [g[-1] + h / 2]])
-                out[f"x[{i}]"] = (edges, p * h, g, p)
-        return out
-    for i in coords:
+    for name in obs_names:
+        if not name.startswith("x["):
+            continue
+        i = int(name[2:-1])
         v = positions[..., i]
         lo, hi = np.quantile(v, [0.0005, 0.9995])
         pad = 0.1 * (hi - lo)
-        edges = np.linspace(lo - pad, hi + pad, 61)
-        grid = np.linspace(edges[0], edges[-1], 400)
-        if isinstance(system, Harmonic):
-            law = stats.norm(system.mean[i], math.sqrt(system.variance[i]))
-            out[f"x[{i}]"] = (edges, np.diff(law.cdf(edges)), grid, law.pdf(grid))
-        elif isinstance(system, UniformBox):
-            out[f"x[{i}]"] = (edges, system.bin_probabilities(edges, i), grid, system.marginal_density(grid, i))
-        elif isinstance(system, DoubleWell):
-            if i == 0:
-                out["x[0]"] = (edges, system.bin_probabilities(edges), grid,
-                               np.exp(system.marginal_log_density(grid)))
-        elif isinstance(system, GaussianMixture) and system.kT == 1.0:
-            laws = [stats.norm(m[i], math.sqrt(c[i, i])) for m, c in zip(system.means, system.covariances)]
-            p = sum(wt * np.diff(law.cdf(edges)) for wt, law in zip(system.weights, laws))
-            dens = sum(wt * law.pdf(grid) for wt, law in zip(system.weights, laws))
-            out[f"x[{i}]"] = (edges, p, grid, dens)
+        marginal = system.exact_marginal(i, np.linspace(lo - pad, hi + pad, 61))
+        if marginal is not None:
+            out[name] = marginal
     return out
 
 
@@ -215,8 +192,7 @@ def _fmt(x: float, digits: int = 4) -> str:
 def _exact_checks(result, system, obs: list, rows: dict, warn: list, checks: list) -> dict:
     """Distribution distances, energy law and configurational temperature; returns the
     exact densities for the histogram plot."""
-    from .distributions import configurational_temperature, distance_to_probabilities, energy_ks_test
-    from ..systems import Harmonic
+    from .distributions import configurational_temperature, distance_to_probabilities, ks_test
 
     plot_exact = {}
     marginals = _exact_marginals(system, [o.name for o in obs], result.positions)
@@ -236,14 +212,15 @@ def _exact_checks(result, system, obs: list, rows: dict, warn: list, checks: lis
             warn.append(f"the distribution of {o.name} differs from the exact one: total variation "
                         f"{d.distance:.3f}, where sampling noise alone gives about {d.noise_floor:.3f} "
                         f"(z = {d.z:.1f}): biased or not converged")
-    if isinstance(system, Harmonic):
-        ks = energy_ks_test(result.energies, system.event_shape[0], system.kT)
+    energy_law = system.exact_energy_law()
+    if energy_law is not None:
+        ks = ks_test(result.energies, energy_law)
         ok = ks.pvalue > 1e-6
-        checks.append(Check("energy law U/kT ~ Gamma(d/2) (KS test)", f"D = {ks.statistic:.4f}",
+        checks.append(Check("energy law (KS test against the system's exact law)", f"D = {ks.statistic:.4f}",
                             f"p-value {ks.pvalue:.2g}", float("nan"), ok,
                             f"{ks.n_used} samples, every {ks.thin}th frame"))
         if not ok:
-            warn.append(f"the energy distribution is not the exact Gamma law (KS p-value {ks.pvalue:.1e})")
+            warn.append(f"the energy distribution is not the system's exact law (KS p-value {ks.pvalue:.1e})")
     n_dof = int(np.prod(result.event_shape))
     cheap = callable(getattr(system, "laplacian", None)) or n_dof <= 64 or getattr(system, "openmm_system", None) is not None
     if cheap:
@@ -403,11 +380,12 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
         ``acceptance.png`` (Metropolis schemes), ``report.md``, ``report.html`` and
         ``report.json``.
     exact : None or "auto"
-        "auto": where ``result.system`` knows its exact law (Harmonic, DoubleWell,
-        MullerBrown, UniformBox, GaussianMixture at kT = 1), compare each coordinate's
-        histogram with it (total variation against its noise level), test the energy law
-        of harmonic wells, and compare the configurational temperature with kT when it is
-        cheap. None: no exact comparisons.
+        "auto": where ``result.system`` knows its exact marginals
+        (:meth:`~langevin_md.systems.base.System.exact_marginal`), compare each coordinate's
+        histogram with them (total variation against its noise level); where it knows the
+        law of its energy (:meth:`~langevin_md.systems.base.System.exact_energy_law`), KS-test
+        the energies; and compare the configurational temperature with kT when it is cheap.
+        None: no exact comparisons.
     title : str, optional
 
     Returns
@@ -524,7 +502,3 @@ def main(run_dir) -> int:
         print(f"warning: {w}")
     return 0
 
-
-# ``langevin_md.analysis.report`` is this function once the package is imported (it shadows the
-# module name), and the command line calls ``langevin_md.analysis.report.main(run_dir)``.
-report.main = main

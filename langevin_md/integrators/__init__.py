@@ -3,17 +3,21 @@
 Every integrator is a frozen dataclass of settings; see :mod:`langevin_md.integrators.base`.
 """
 
-from .base import Integrator, State, StepInfo, UnderdampedState
+from .base import Integrator, State, StepInfo, UnderdampedState, thermal_energy, with_temperature
 from .annealed import AnnealedLangevin, AnnealedState, PredictorCorrector
 from .hmc import HMC
 from .metropolis import MALA, AdaptiveState, RandomWalkMetropolis
 from .sgld import SGLD, SGLDState
 from .overdamped import ULA, Brownian
 from .underdamped import BAOAB, OBABO
+from .tempering import (ReplicaAdaptiveState, ReplicaExchange, ReplicaState, ReplicaUnderdampedState,
+                        geometric_ladder)
 
 __all__ = [
     "Integrator", "State", "StepInfo", "UnderdampedState",
     "ULA", "Brownian", "MALA", "RandomWalkMetropolis", "HMC", "BAOAB", "OBABO",
     "AnnealedLangevin", "PredictorCorrector", "SGLD",
     "AdaptiveState", "AnnealedState", "SGLDState",
+    "thermal_energy", "with_temperature",
+    "ReplicaExchange", "geometric_ladder", "ReplicaState", "ReplicaUnderdampedState", "ReplicaAdaptiveState",
 ]

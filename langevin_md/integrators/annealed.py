@@ -31,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from .base import Integrator, State, StepInfo, positive
+from .base import Integrator, State, StepInfo, positive, thermal_energy
 
 
 def noised_energy_and_forces(system, x: torch.Tensor, sigma: float):
@@ -131,10 +131,10 @@ class AnnealedLangevin(Integrator):
         x = state.positions
         a = self.alpha(self.level(state.count))
         z = generator.normal(system.event_shape, dtype=x.dtype).to(x.device)
-        x = x + (0.5 * a / system.kT) * state.forces + math.sqrt(a) * z
+        x = x + (0.5 * a / thermal_energy(system, state, x.ndim)) * state.forces + math.sqrt(a) * z
         count = state.count + 1
         energy, forces = noised_energy_and_forces(system, x, self.sigmas[self.level(count)])
-        return AnnealedState(x, energy, forces, count=count), StepInfo()
+        return AnnealedState(x, energy, forces, kT=state.kT, count=count), StepInfo()
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ class PredictorCorrector(Integrator):
 
     def step(self, system, state, generator):
         x = state.positions
-        g = state.forces / system.kT
+        g = state.forces / thermal_energy(system, state, x.ndim)
         z = generator.normal(system.event_shape, dtype=x.dtype).to(x.device)
         predictor, i = self._move(state.count)
         if predictor:
@@ -224,4 +224,4 @@ class PredictorCorrector(Integrator):
             x = x + eps * g + math.sqrt(2.0 * eps) * z
         count = state.count + 1
         energy, forces = noised_energy_and_forces(system, x, self._sigma_for(count))
-        return AnnealedState(x, energy, forces, count=count), StepInfo()
+        return AnnealedState(x, energy, forces, kT=state.kT, count=count), StepInfo()

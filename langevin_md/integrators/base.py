@@ -3,14 +3,18 @@
 A state caches the energy and forces at its positions, so a step costs one force evaluation.
 States are never mutated in place: a step returns a new state (``dataclasses.replace``), which
 keeps checkpoints and Metropolis rejections trivially correct.
+
+Temperature is per walker when a state carries ``kT``, a ``(n_walkers,)`` tensor; otherwise
+every walker runs at the system's scalar ``kT``, with bitwise the arithmetic of a scalar.
+Integrators read it through :func:`thermal_energy`. Replica exchange
+(:mod:`langevin_md.integrators.tempering`) rests on this.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import Optional, Union
 
 import torch
 
@@ -29,11 +33,15 @@ class State:
         U(positions).
     forces : torch.Tensor, shape ``(n_walkers, *event_shape)``
         −∇U(positions).
+    kT : torch.Tensor or None, shape ``(n_walkers,)``
+        Each walker's thermal energy (energy units), in the positions' dtype; None means the
+        system's scalar ``kT`` for every walker. Set it with :func:`with_temperature`.
     """
 
     positions: torch.Tensor
     energy: torch.Tensor
     forces: torch.Tensor
+    kT: Optional[torch.Tensor] = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """All tensor fields by name (for checkpoints and device moves)."""
@@ -79,6 +87,14 @@ class Integrator:
     has_velocities = False
     #: True for schemes that need an energy (not just a score).
     needs_energy = False
+    #: False for schemes whose step branches on Python counters in the state (replica
+    #: exchange's swap schedule): ``torch.compile`` would recompile them at every chunk, so
+    #: executors run them eagerly or refuse ``compile=True``.
+    compilable = True
+    #: Per-walker state fields that belong to the walker's temperature rather than to its
+    #: configuration (e.g. an adapted step size). Replica exchange hands them over with the
+    #: temperature when two walkers swap, so a hot replica never inherits a cold step size.
+    temperature_fields: tuple = ()
 
     @property
     def adaptive(self) -> bool:
@@ -100,6 +116,21 @@ class Integrator:
     def end_adaptation(self, state: State) -> State:
         """Freeze adaptive settings at the end of burn-in (default: nothing)."""
         return state
+
+    def recorded_fields(self, state: State) -> dict[str, torch.Tensor]:
+        """Per-walker quantities to record at every frame, each of shape ``(n_walkers, ...)``.
+
+        The executor stores them as ``SampleResult.fields[name]``, numpy arrays of shape
+        ``(n_frames, n_walkers, ...)``. Default: none.
+        """
+        return {}
+
+    def summary(self, state: State) -> dict[str, torch.Tensor]:
+        """Tensors of any shape describing the whole run, taken once at its end.
+
+        The executor stores them as ``SampleResult.integrator_summary``. Default: none.
+        """
+        return {}
 
     def check_system(self, system: System) -> None:
         """Refuse systems this scheme cannot sample, with an error that names the alternative."""
@@ -139,5 +170,60 @@ def sum_event(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).sum(-1)
 
 
-def exp_friction(friction: float, h: float) -> float:
-    return math.exp(-friction * h)
+def thermal_energy(system: System, state: State, ndim: int = 1) -> Union[float, torch.Tensor]:
+    """The thermal energy each walker runs at, ready to broadcast.
+
+    Parameters
+    ----------
+    system : System
+    state : State
+    ndim : int
+        Rank of the tensor it will be combined with: 1 for per-walker quantities ``(n,)``,
+        ``1 + len(event_shape)`` for positions.
+
+    Returns
+    -------
+    float or torch.Tensor
+        ``system.kT`` (a Python float, so scalar runs keep their exact arithmetic) when the
+        state carries no ``kT``; else ``state.kT`` viewed as ``(n_walkers, 1, ...)`` with
+        ``ndim`` dimensions.
+    """
+    if state.kT is None:
+        return system.kT
+    return walker_view(state.kT, ndim)
+
+
+def with_temperature(system: System, state: State, kT) -> State:
+    """Give every walker its own thermal energy ``kT``, rescaling velocities to match.
+
+    Velocities (when the state has them) are multiplied by sqrt(kT_new/kT_old) per walker,
+    which maps a Maxwell–Boltzmann draw at the old temperature onto one at the new.
+
+    Parameters
+    ----------
+    system : System
+    state : State
+    kT : torch.Tensor or array-like, shape ``(n_walkers,)``, or None
+        Thermal energies (energy units), positive. None returns to the system's scalar kT.
+
+    Returns
+    -------
+    State
+        Of the same class as ``state``.
+    """
+    x = state.positions
+    if kT is not None:
+        kT = torch.as_tensor(kT).to(dtype=x.dtype, device=x.device)
+        if tuple(kT.shape) != (x.shape[0],):
+            raise ValueError(f"kT must have shape ({x.shape[0]},), one value per walker; got "
+                             f"shape {tuple(kT.shape)}")
+        if not bool(torch.isfinite(kT).all() & (kT > 0).all()):
+            raise ValueError(f"kT must be finite and positive for every walker, got {kT.tolist()}")
+    v = getattr(state, "velocities", None)
+    if v is None:
+        return replace(state, kT=kT)
+    old = thermal_energy(system, state, 1)
+    new = system.kT if kT is None else kT
+    ratio = torch.as_tensor(new, dtype=v.dtype, device=v.device) / torch.as_tensor(old, dtype=v.dtype, device=v.device)
+    ratio = ratio.expand(x.shape[0])
+    return replace(state, kT=kT, velocities=v * walker_view(torch.sqrt(ratio), v.ndim))

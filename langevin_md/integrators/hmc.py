@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from .base import positive, sum_event, walker_view
+from .base import positive, sum_event, thermal_energy, walker_view
 from .metropolis import AdaptiveStepSize, check_target_accept, metropolis_select
 
 
@@ -54,7 +54,7 @@ class HMC(AdaptiveStepSize):
         h = walker_view(state.step_size, x0.ndim)
         xi = generator.normal(system.event_shape, dtype=x0.dtype).to(x0.device)
         u = generator.uniform((), dtype=x0.dtype).to(x0.device)
-        p = xi * torch.sqrt(system.kT * m)
+        p = xi * torch.sqrt(thermal_energy(system, state, x0.ndim) * m)
         kinetic0 = 0.5 * sum_event(p * p / m)
         x, forces = x0, state.forces
         energy = state.energy
@@ -64,7 +64,7 @@ class HMC(AdaptiveStepSize):
             energy, forces = system.energy_and_forces(x)
             p = p + (0.5 * h) * forces
         kinetic = 0.5 * sum_event(p * p / m)
-        log_ratio = -((energy + kinetic) - (state.energy + kinetic0)) / system.kT
+        log_ratio = -((energy + kinetic) - (state.energy + kinetic0)) / thermal_energy(system, state, 1)
         proposal = replace(state, positions=x, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .base import Integrator, State, StepInfo, positive, sum_event, walker_view
+from .base import Integrator, State, StepInfo, positive, sum_event, thermal_energy, walker_view
 from .overdamped import overdamped_move
 
 
@@ -119,6 +119,10 @@ class AdaptiveStepSize(Integrator):
     step_size: float
     target_accept: Optional[float]
 
+    # The step size and its dual-averaging statistics belong to the temperature: under
+    # replica exchange they travel with it, so every rung keeps (and tunes) its own.
+    temperature_fields = ("step_size", "log_step_avg", "error_avg", "mu")
+
     @property
     def adaptive(self) -> bool:
         return self.target_accept is not None
@@ -172,7 +176,8 @@ class MALA(AdaptiveStepSize):
         check_target_accept(self.target_accept)
 
     def step(self, system, state, generator):
-        x, kT = state.positions, system.kT
+        x = state.positions
+        kT = thermal_energy(system, state, x.ndim)
         eps = walker_view(state.step_size, x.ndim)
         noise = generator.normal(system.event_shape, dtype=x.dtype).to(x.device)
         u = generator.uniform((), dtype=x.dtype).to(x.device)
@@ -181,7 +186,7 @@ class MALA(AdaptiveStepSize):
         # log q(y|x) = -|sqrt(2ε)ξ|²/(4ε) = -|ξ|²/2; the reverse move uses the forces at y.
         back = x - y - (eps / kT) * forces
         log_q_ratio = sum_event(back * back) / (-4.0 * state.step_size) + 0.5 * sum_event(noise * noise)
-        log_ratio = -(energy - state.energy) / kT + log_q_ratio
+        log_ratio = -(energy - state.energy) / thermal_energy(system, state, 1) + log_q_ratio
         proposal = replace(state, positions=y, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)
 
@@ -217,4 +222,4 @@ class RandomWalkMetropolis(Integrator):
         y = x + self.scale * noise
         energy, forces = system.energy_and_forces(y)
         proposal = replace(state, positions=y, energy=energy, forces=forces)
-        return metropolis_select(state, proposal, -(energy - state.energy) / system.kT, u)
+        return metropolis_select(state, proposal, -(energy - state.energy) / thermal_energy(system, state, 1), u)

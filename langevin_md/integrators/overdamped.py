@@ -7,15 +7,15 @@ Both are the Euler–Maruyama discretisation of dX = ε∇log p(X) dt' + sqrt(2�
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from .base import Integrator, State, StepInfo, positive
+from .base import Integrator, State, StepInfo, positive, thermal_energy
 
 
-def overdamped_move(state: State, kT: float, eps, noise: torch.Tensor) -> torch.Tensor:
-    """x + ε F/kT + sqrt(2ε) ξ, with ε a float or a tensor broadcastable to the positions."""
+def overdamped_move(state: State, kT, eps, noise: torch.Tensor) -> torch.Tensor:
+    """x + ε F/kT + sqrt(2ε) ξ, with ε and kT floats or tensors broadcastable to the positions."""
     scale = math.sqrt(2.0 * eps) if isinstance(eps, float) else torch.sqrt(2.0 * eps)
     return state.positions + (eps / kT) * state.forces + scale * noise
 
@@ -45,9 +45,10 @@ class ULA(Integrator):
 
     def step(self, system, state, generator):
         noise = generator.normal(system.event_shape, dtype=state.positions.dtype).to(state.positions.device)
-        x = overdamped_move(state, system.kT, self.step_size, noise)
+        kT = thermal_energy(system, state, state.positions.ndim)
+        x = overdamped_move(state, kT, self.step_size, noise)
         energy, forces = system.energy_and_forces(x)
-        return State(x, energy, forces), StepInfo()
+        return replace(state, positions=x, energy=energy, forces=forces), StepInfo()
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class Brownian(Integrator):
 
     def step(self, system, state, generator):
         noise = generator.normal(system.event_shape, dtype=state.positions.dtype).to(state.positions.device)
-        eps = system.kT * self.timestep / (self.friction * system.dof_masses(state.positions))
-        x = overdamped_move(state, system.kT, eps, noise)
+        kT = thermal_energy(system, state, state.positions.ndim)
+        eps = kT * self.timestep / (self.friction * system.dof_masses(state.positions))
+        x = overdamped_move(state, kT, eps, noise)
         energy, forces = system.energy_and_forces(x)
-        return State(x, energy, forces), StepInfo()
+        return replace(state, positions=x, energy=energy, forces=forces), StepInfo()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .base import Integrator, State, StepInfo, non_negative, positive
+from .base import Integrator, State, StepInfo, non_negative, positive, thermal_energy
 
 
 def stochastic_energy_and_forces(system, x, generator):
@@ -82,6 +82,6 @@ class SGLD(Integrator):
         x = state.positions
         eps = self.step_size_at(state.count)
         xi = generator.normal(system.event_shape, dtype=x.dtype).to(x.device)
-        x = x + (eps / system.kT) * state.forces + math.sqrt(2.0 * eps) * xi
+        x = x + (eps / thermal_energy(system, state, x.ndim)) * state.forces + math.sqrt(2.0 * eps) * xi
         energy, forces = stochastic_energy_and_forces(system, x, generator)
-        return SGLDState(x, energy, forces, count=state.count + 1), StepInfo()
+        return SGLDState(x, energy, forces, kT=state.kT, count=state.count + 1), StepInfo()

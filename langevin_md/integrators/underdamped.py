@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .base import Integrator, StepInfo, UnderdampedState, non_negative, positive
+from .base import Integrator, StepInfo, UnderdampedState, non_negative, positive, thermal_energy
 
 
 def kick(state: UnderdampedState, tau: float, inv_mass: torch.Tensor) -> UnderdampedState:
@@ -68,9 +68,11 @@ class _Splitting(Integrator):
         return UnderdampedState(s.positions, s.energy, s.forces,
                                 velocities=maxwell_boltzmann(system, positions, generator))
 
-    def _constants(self, system, x):
+    def _constants(self, system, state):
+        """1/m and the thermal velocity sqrt(kT/m), per walker when the state carries kT."""
+        x = state.positions
         m = system.dof_masses(x)
-        return 1.0 / m, torch.sqrt(system.kT / m)
+        return 1.0 / m, torch.sqrt(thermal_energy(system, state, x.ndim) / m)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class BAOAB(_Splitting):
     """
 
     def step(self, system, state, generator):
-        inv_m, v_th = self._constants(system, state.positions)
+        inv_m, v_th = self._constants(system, state)
         h = self.timestep
         c = math.exp(-self.friction * h)
         s = kick(state, 0.5 * h, inv_m)
@@ -133,7 +135,7 @@ class OBABO(_Splitting):
     """
 
     def step(self, system, state, generator):
-        inv_m, v_th = self._constants(system, state.positions)
+        inv_m, v_th = self._constants(system, state)
         h = self.timestep
         c = math.exp(-0.5 * self.friction * h)
         s = ornstein_uhlenbeck(state, c, v_th, generator)

@@ -1,4 +1,4 @@
-"""Atomic, pickle-free checkpoints of a :class:`~langevin_md.sampler.Sampler`.
+"""Atomic, pickle-free checkpoints of an executor (:mod:`langevin_md.executors`).
 
 A checkpoint is a ``.npz`` file (numpy's zip of ``.npy`` arrays, CRC-checked, read with
 ``allow_pickle=False``) holding :meth:`Sampler.state_dict`: positions, velocities, cached
@@ -218,12 +218,11 @@ class CheckpointReporter:
     def __init__(self, folder, every: int = 1000, end: Optional[int] = None,
                  commit: Optional[Callable[[], dict]] = None, keep: int = 2,
                  extra: Optional[dict] = None, on_checkpoint: Optional[Callable] = None):
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"checkpoint_every must be a positive integer, got {every!r}")
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"keep must be a positive integer, got {keep!r}")
+        from langevin_md import checks
+
+        self.every = checks.positive_int("checkpoint_every", every)
+        keep = checks.positive_int("keep", keep)
         self.folder = Path(folder)
-        self.every = int(every)
         self.poll = max(1, self.every // 10)
         self.end = end
         self.commit = commit

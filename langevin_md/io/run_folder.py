@@ -8,10 +8,15 @@
       trajectory.h5     frames, chunked HDF5 (see langevin_md.io.trajectory)
       checkpoints/      step_000000001000.npz ... (the newest two are kept)
       summary.json      status, steps done, frames, throughput, acceptance, errors
+      integrator_summary.npz   the integrator's end-of-run summary (only if it has one)
 
-A run is deterministic, so a run that stops for any reason (SIGKILL included) and is
-resumed from its newest checkpoint writes exactly the frames an uninterrupted run would:
-frames written after that checkpoint are dropped from the trajectory and computed again.
+Both executors (``[sampler] backend = "torch"`` or ``"openmm"``) write this layout. A run that
+stops for any reason (SIGKILL included) is resumed from its newest checkpoint; frames written
+after that checkpoint are dropped from the trajectory and computed again, so no frame is ever
+duplicated or missing. With the torch executor the run is deterministic and the resumed
+trajectory is bitwise the uninterrupted one. The OpenMM executor cannot save OpenMM's random
+state: it resumes from the same positions, velocities and step with seeds drawn from the run
+seed and the checkpoint step, a continuation in law (see :mod:`langevin_md.executors.openmm`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ LOG = "run.log"
 TRAJECTORY = "trajectory.h5"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"
+INTEGRATOR_SUMMARY = "integrator_summary.npz"
 _LOCK = ".lock"
 _HEADER = "# Resolved by langevin-md"
 
@@ -175,14 +181,16 @@ def _stop_on_signals(reporter: CheckpointReporter, logger, enabled: bool):
             signal.signal(sig, h)
 
 
-def _read_summary(run_dir: Path) -> dict:
+def read_summary(run_dir: Path) -> dict:
+    """A run folder's ``summary.json`` as a dict (empty when missing or unreadable)."""
     try:
         return json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
-def _write_summary(run_dir: Path, summary: dict, logger=None) -> None:
+def write_summary(run_dir: Path, summary: dict, logger=None) -> None:
+    """Write ``summary.json`` atomically; a failure is logged, never raised."""
     try:
         atomic_write_bytes(run_dir / SUMMARY, (json.dumps(summary, indent=2, default=_json_default) + "\n").encode())
     except OSError as exc:  # a full disk must not hide the run's real outcome
@@ -200,13 +208,20 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def _versions() -> dict:
+def versions() -> dict:
+    """Versions of the packages a run's results depend on."""
     import h5py
     import torch
 
-    from langevin_md import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"langevin_md": __version__, "torch": torch.__version__, "numpy": np.__version__,
+    # The installed distribution's version (the package's own __init__ is not imported here:
+    # io must not depend on the package that re-exports it).
+    try:
+        own = version("langevin_md")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        own = "unknown (not installed)"
+    return {"langevin_md": own, "torch": torch.__version__, "numpy": np.__version__,
             "h5py": h5py.__version__}
 
 
@@ -286,7 +301,6 @@ def execute(run_dir, progress: Optional[bool] = None, handle_signals: bool = Tru
     RunInterrupted, RunFailed, RunStorageError, RunFolderError, ConfigError
     """
     from langevin_md.config import load_config
-    from langevin_md.sampler import NonFiniteStateError
 
     run_dir = Path(run_dir)
     if not is_run_folder(run_dir):
@@ -299,15 +313,18 @@ def execute(run_dir, progress: Optional[bool] = None, handle_signals: bool = Tru
         except OSError as exc:
             raise _storage_error(exc, f"opening run folder {run_dir}", "Nothing was run.") from None
         cfg = load_config(run_dir / CONFIG)
-        return _execute(run_dir, cfg, log, progress, handle_signals, NonFiniteStateError)
+        return _execute(run_dir, cfg, log, progress, handle_signals)
 
 
-def _execute(run_dir: Path, cfg, log, progress, handle_signals, NonFiniteStateError) -> dict:
+def _execute(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
+    from langevin_md.errors import NonFiniteStateError
+    from langevin_md.executors.results import acceptance_rate, metadata
+
     ckdir = run_dir / CHECKPOINTS
     traj = run_dir / TRAJECTORY
     for stale in ckdir.glob(".*.tmp-*"):  # left by a writer killed mid-checkpoint
         stale.unlink()
-    prev = _read_summary(run_dir)
+    prev = read_summary(run_dir)
     system = cfg.build_system()
     integrator = cfg.build_integrator()
     sampler = cfg.build_sampler(system, integrator)
@@ -336,28 +353,28 @@ def _execute(run_dir: Path, cfg, log, progress, handle_signals, NonFiniteStateEr
     else:
         sampler.burn_in_end = sampler.step + int(s["burn_in"])  # as Sampler.run does
         try:
+            fields = {k: (v.shape[1:], v.dtype) for k, v in sampler.recorded_fields().items()}
             writer = TrajectoryWriter.create(
-                traj, sampler.n_walkers, system.event_shape, np.dtype(str(sampler.dtype).replace("torch.", "")),
-                integrator.has_velocities, sampler.rng.walker_indices, system.kT, system_units(system),
-                getattr(system, "topology", None))
+                traj, sampler.n_walkers, system.event_shape, np.dtype(sampler.numpy_dtype),
+                integrator.has_velocities, sampler.walker_indices, system.kT, system_units(system),
+                getattr(system, "topology", None), fields=fields)
         except OSError as exc:
             raise _storage_error(exc, f"creating {traj}", "Nothing was run.") from None
-        log.info("starting %s with %s on %d walkers (seed %d, %s, %s), steps 0 -> %d",
-                 cfg.system["name"], cfg.integrator["name"], sampler.n_walkers, sampler.seed,
-                 sampler.device, sampler.dtype, end)
+        log.info("starting %s with %s on %d walkers (backend %s, seed %d, %s, %s), steps 0 -> %d",
+                 cfg.system["name"], cfg.integrator["name"], sampler.n_walkers, cfg.sampler["backend"],
+                 sampler.seed, sampler.device, sampler.dtype, end)
         ck_path = None
     start_step = sampler.step
-    metadata = {"system": repr(system), "integrator": repr(integrator), "seed": sampler.seed,
-                "device": str(sampler.device), "dtype": str(sampler.dtype), "backend": "torch"}
+    meta = metadata(system, integrator, sampler.seed, sampler.device, sampler.dtype, cfg.sampler["backend"])
     summary = {
         "status": "running", "step": sampler.step, "end_step": end, "n_frames": writer.n_frames,
         "committed_step": sampler.step if found else 0,
         "last_checkpoint": str(ck_path.relative_to(run_dir)) if ck_path else None,
-        "wall_time": float(prev.get("wall_time", 0.0)), "metadata": metadata,
+        "wall_time": float(prev.get("wall_time", 0.0)), "metadata": meta,
         "sessions": prev.get("sessions", []) + [{"started": _now(), "from_step": start_step}],
-        "versions": _versions(), "error": None,
+        "versions": versions(), "error": None,
     }
-    _write_summary(run_dir, summary, log)
+    write_summary(run_dir, summary, log)
 
     def on_checkpoint(path, step):
         log.info("checkpoint %s (step %d, %d frames)", path.name, step, writer.n_frames)
@@ -373,6 +390,7 @@ def _execute(run_dir: Path, cfg, log, progress, handle_signals, NonFiniteStateEr
             sampler.run_to(end, record_every=s["record_every"], reporters=[reporter], progress=progress,
                            frame_sinks=[writer], keep_frames=False)
         summary["status"] = "completed"
+        _write_integrator_summary(run_dir, sampler.integrator_summary())
         log.info("completed: step %d, %d frames", sampler.step, writer.n_frames)
     except RunInterrupted as exc:
         summary["status"] = "interrupted"
@@ -415,13 +433,33 @@ def _execute(run_dir: Path, cfg, log, progress, handle_signals, NonFiniteStateEr
                                        wall_time=session)
         summary["walker_steps_per_second"] = (sampler.n_walkers * steps_done / session
                                               if session > 0 and steps_done else None)
-        if integrator.metropolis_adjusted and sampler.production_steps > 0:
-            summary["acceptance_rate_mean"] = float(sampler.accepted.double().mean() / sampler.production_steps)
+        acc = acceptance_rate(sampler.accepted, sampler.production_steps, integrator.metropolis_adjusted)
+        if acc is not None:
+            summary["acceptance_rate_mean"] = float(acc.mean())
         summary["finished"] = _now() if summary["status"] == "completed" else None
-        _write_summary(run_dir, summary, log)
+        write_summary(run_dir, summary, log)
     if error is not None:
         raise error
     return summary
+
+
+def _write_integrator_summary(run_dir: Path, arrays: dict) -> None:
+    """Store the integrator's end-of-run summary (nothing when it has none)."""
+    if not arrays:
+        return
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(run_dir / INTEGRATOR_SUMMARY, buf.getvalue())
+
+
+def _read_integrator_summary(run_dir: Path) -> dict:
+    path = run_dir / INTEGRATOR_SUMMARY
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _nonfinite(exc, run_dir: Path, reporter: CheckpointReporter, writer: TrajectoryWriter, log) -> RunFailed:
@@ -462,13 +500,14 @@ def load_run(run_dir):
     RunFolderError
         If ``run_dir`` is not a run folder.
     """
+    from langevin_md.executors.results import acceptance_rate
     from langevin_md.result import SampleResult
 
     run_dir = Path(run_dir)
     if not is_run_folder(run_dir):
         raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {CONFIG} written by "
                              "`langevin-md run`)")
-    summary = _read_summary(run_dir)
+    summary = read_summary(run_dir)
     found = latest_checkpoint(run_dir / CHECKPOINTS)
     ck_step = found[1]["step"] if found else 0
     committed = max(ck_step, int(summary.get("committed_step") or 0))
@@ -477,8 +516,7 @@ def load_run(run_dir):
     n_steps_run = committed
     if found is not None:
         _, sd, extra = found
-        if extra.get("metropolis_adjusted") and sd["production_steps"] > 0:
-            acc = sd["accepted"].astype(np.float64) / sd["production_steps"]
+        acc = acceptance_rate(sd["accepted"], sd["production_steps"], bool(extra.get("metropolis_adjusted")))
         step_sizes = sd["state"].get("step_size")
     metadata = dict(summary.get("metadata", {}))
     metadata["run_dir"] = str(run_dir)
@@ -490,7 +528,8 @@ def load_run(run_dir):
         positions=data["positions"], energies=data["energies"], steps=data["steps"], kT=data["kT"],
         acceptance_rate=acc, kinetic_energies=data["kinetic_energies"], step_sizes=step_sizes,
         walker_indices=data["walker_indices"], wall_time=float(summary.get("wall_time", 0.0)),
-        n_steps_run=n_steps_run, metadata=metadata, system=None,
+        n_steps_run=n_steps_run, metadata=metadata, system=None, fields=data["fields"],
+        integrator_summary=_read_integrator_summary(run_dir),
     )
 
 

@@ -7,6 +7,7 @@ Layout of ``trajectory.h5`` (h5py; every frame dataset is chunked and resizable 
     /energies           (n_frames, n_walkers)       potential energy U
     /kinetic_energies   (n_frames, n_walkers)       only for schemes with velocities
     /walker_indices     (n_walkers,) int64          global walker indices (random streams)
+    /fields/NAME        (n_frames, n_walkers, ...)  the integrator's recorded fields, if any
     /topology           JSON string, mdtraj's HDF5 topology format (molecular systems only)
     attributes: format, version, kT, units ("molecular": nm, kJ/mol; "reduced"), dtype
 
@@ -115,17 +116,20 @@ class TrajectoryWriter:
                                 for k in ("steps",) + self._frame_keys())
 
     def _frame_keys(self):
-        return tuple(k for k in _FRAME_KEYS if k in self._f)
+        return tuple(k for k in _FRAME_KEYS if k in self._f) + _field_keys(self._f)
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def create(cls, path, n_walkers: int, event_shape, dtype, with_kinetic: bool, walker_indices,
-               kT: float, units: str = "reduced", topology=None) -> "TrajectoryWriter":
-        """A new, empty trajectory file (replacing any file at ``path``)."""
+               kT: float, units: str = "reduced", topology=None, fields=None) -> "TrajectoryWriter":
+        """A new, empty trajectory file (replacing any file at ``path``).
+
+        ``fields`` maps the name of each recorded field to ``(per-walker shape, dtype)``.
+        """
         path = Path(path)
         _create_file(path, n_walkers, tuple(event_shape), np.dtype(dtype), with_kinetic,
                      np.asarray(walker_indices, dtype=np.int64), float(kT), units,
-                     None if topology is None else topology_to_json(topology))
+                     None if topology is None else topology_to_json(topology), fields or {})
         return cls._open_for_append(path)
 
     @classmethod
@@ -154,14 +158,17 @@ class TrajectoryWriter:
             with h5py.File(path, "r", libver="latest", swmr=True) as src:
                 _create_file(tmp, info["n_walkers"], info["event_shape"], src["positions"].dtype,
                              "kinetic_energies" in src, info["walker_indices"], info["kT"],
-                             info["units"], info["topology_json"])
+                             info["units"], info["topology_json"],
+                             {k.split("/", 1)[1]: (src[k].shape[2:], src[k].dtype) for k in _field_keys(src)})
                 frame_bytes = max(1, int(np.prod(src["positions"].shape[1:])) * src["positions"].dtype.itemsize)
                 block = max(1, (64 << 20) // frame_bytes)
                 with h5py.File(tmp, "r+", libver="latest") as dst:
                     for a in range(0, n, block):
                         b = min(n, a + block)
                         kin = src["kinetic_energies"][a:b] if "kinetic_energies" in src else None
-                        _append(dst, src["steps"][a:b], src["positions"][a:b], src["energies"][a:b], kin)
+                        fields = {k.split("/", 1)[1]: src[k][a:b] for k in _field_keys(src)}
+                        _append(dst, src["steps"][a:b], src["positions"][a:b], src["energies"][a:b], kin,
+                                fields)
                     _fsync_h5(dst)
             os.replace(tmp, path)
         except BaseException:
@@ -185,7 +192,7 @@ class TrajectoryWriter:
         return cls(f, path)
 
     # ----------------------------------------------------------------- the frame-sink protocol
-    def write_frames(self, steps, positions, energies, kinetic_energies=None) -> None:
+    def write_frames(self, steps, positions, energies, kinetic_energies=None, fields=None) -> None:
         """Append a block of frames (called by the sampler as blocks reach the host).
 
         Parameters
@@ -194,12 +201,16 @@ class TrajectoryWriter:
         positions : numpy.ndarray, shape ``(k, n_walkers, *event_shape)``
         energies : numpy.ndarray, shape ``(k, n_walkers)``
         kinetic_energies : numpy.ndarray or None, shape ``(k, n_walkers)``
+        fields : dict of str to numpy.ndarray, optional
+            The integrator's recorded fields, each ``(k, n_walkers, ...)``.
         """
         if self._broken:
             raise OSError(f"{self.path} could not be written earlier in this run")
-        self._check_space(sum(a.nbytes for a in (positions, energies, kinetic_energies) if a is not None))
+        fields = dict(fields or {})
+        arrays = [positions, energies, kinetic_energies] + list(fields.values())
+        self._check_space(sum(np.asarray(a).nbytes for a in arrays if a is not None))
         try:
-            _append(self._f, steps, positions, energies, kinetic_energies)
+            _append(self._f, steps, positions, energies, kinetic_energies, fields)
             self._f.flush()  # visible to SWMR readers (e.g. load_run while running); not yet fsynced
         except BaseException:
             self._broken = True
@@ -243,8 +254,16 @@ class TrajectoryWriter:
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(self.path))
 
 
+def _field_keys(f) -> tuple:
+    """Dataset paths of the recorded fields (``fields/NAME``), sorted."""
+    if "fields" not in f:
+        return ()
+    return tuple(f"fields/{name}" for name in sorted(f["fields"].keys()))
+
+
 def _create_file(path: Path, n_walkers: int, event_shape: tuple, dtype: np.dtype, with_kinetic: bool,
-                 walker_indices: np.ndarray, kT: float, units: str, topology_json: Optional[str]) -> None:
+                 walker_indices: np.ndarray, kT: float, units: str, topology_json: Optional[str],
+                 fields: dict) -> None:
     h5py = _h5py()
     frame_bytes = max(1, n_walkers * int(np.prod(event_shape, dtype=np.int64)) * dtype.itemsize)
     chunk_frames = int(max(1, min(1024, _CHUNK_BYTES // frame_bytes)))
@@ -265,12 +284,18 @@ def _create_file(path: Path, n_walkers: int, event_shape: tuple, dtype: np.dtype
         f.create_dataset("energies", **per_walker)
         if with_kinetic:
             f.create_dataset("kinetic_energies", **per_walker)
+        for name, (shape, field_dtype) in fields.items():
+            shape = tuple(int(d) for d in shape)
+            field_bytes = max(1, n_walkers * int(np.prod(shape, dtype=np.int64)) * np.dtype(field_dtype).itemsize)
+            f.create_dataset(f"fields/{name}", shape=(0, n_walkers) + shape, maxshape=(None, n_walkers) + shape,
+                             dtype=np.dtype(field_dtype),
+                             chunks=(max(1, min(1024, _CHUNK_BYTES // field_bytes)), n_walkers) + shape)
         if topology_json is not None:
             f.create_dataset("topology", data=topology_json, dtype=h5py.string_dtype())
         f.attrs["event_shape"] = np.asarray(event_shape, dtype=np.int64)
 
 
-def _append(f, steps, positions, energies, kinetic_energies) -> None:
+def _append(f, steps, positions, energies, kinetic_energies, fields=None) -> None:
     k = len(steps)
     if k == 0:
         return
@@ -280,6 +305,12 @@ def _append(f, steps, positions, energies, kinetic_energies) -> None:
         if kinetic_energies is None:
             raise TrajectoryError("this trajectory stores kinetic energies but none were given")
         items.append(("kinetic_energies", kinetic_energies))
+    fields = dict(fields or {})
+    stored = {key.split("/", 1)[1] for key in _field_keys(f)}
+    if set(fields) != stored:
+        raise TrajectoryError(f"this trajectory stores the fields {sorted(stored)} but the frames carry "
+                              f"{sorted(fields)}")
+    items += [(f"fields/{name}", value) for name, value in fields.items()]
     items.append(("steps", np.asarray(steps, dtype=np.int64)))
     for key, value in items:
         ds = f[key]
@@ -304,7 +335,8 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
     dict
         ``steps`` (n_frames,), ``positions`` (n_frames, n_walkers, *event_shape),
         ``energies`` (n_frames, n_walkers), ``kinetic_energies`` or None, ``walker_indices``,
-        ``kT``, ``units``, ``event_shape``, ``n_walkers``, ``topology_json`` (str or None).
+        ``kT``, ``units``, ``event_shape``, ``n_walkers``, ``topology_json`` (str or None),
+        ``fields`` (name -> (n_frames, n_walkers, ...); empty when ``frames`` is False).
     """
     h5py = _h5py()
     path = Path(path)
@@ -319,7 +351,7 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
     with f:
         if f.attrs.get("format") != FORMAT:
             raise TrajectoryError(f"{str(path)!r} is not a langevin_md trajectory file")
-        keys = ("steps",) + tuple(k for k in _FRAME_KEYS if k in f)
+        keys = ("steps",) + tuple(k for k in _FRAME_KEYS if k in f) + _field_keys(f)
         n = min(f[k].shape[0] for k in keys)
         steps = f["steps"][:n]
         if n and np.any(np.diff(steps) <= 0):
@@ -344,4 +376,5 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
             "event_shape": tuple(int(v) for v in f.attrs["event_shape"]),
             "n_walkers": int(f["positions"].shape[1]),
             "topology_json": topo,
+            "fields": {key.split("/", 1)[1]: take(key) for key in _field_keys(f)} if frames else {},
         }

@@ -8,7 +8,7 @@ A system describes p(x) ∝ exp(−U(x)/kT). Implementations provide ``event_sha
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,54 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
         what = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be a finite {what} number, got {value!r}")
     return v
+
+
+class ExactMarginal(NamedTuple):
+    """A system's exact Boltzmann law of one coordinate, binned and as a density.
+
+    Attributes
+    ----------
+    edges : numpy.ndarray, shape ``(n_bins + 1,)``
+        Increasing bin edges (those asked for, or the system's own tabulation).
+    probabilities : numpy.ndarray, shape ``(n_bins,)``
+        Exact probability of each bin; mass outside the edges is not counted.
+    grid : numpy.ndarray, shape ``(n_grid,)``
+        Points spanning the edges, for plotting.
+    density : numpy.ndarray, shape ``(n_grid,)``
+        Exact normalised marginal density at ``grid`` (1/length).
+    """
+
+    edges: np.ndarray
+    probabilities: np.ndarray
+    grid: np.ndarray
+    density: np.ndarray
+
+
+def check_edges(edges) -> np.ndarray:
+    """``edges`` as a strictly increasing float64 array of at least two values (else ValueError)."""
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
+        raise ValueError(f"edges must be a strictly increasing 1-D array of >= 2 values, got shape {e.shape}")
+    return e
+
+
+def per_coordinate(name: str, value, dim: int) -> np.ndarray:
+    """A positive scalar broadcast to, or an array of, shape ``(dim,)`` (float64; else ValueError)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(dim, float(arr))
+    if arr.shape != (dim,):
+        raise ValueError(f"{name} must be a scalar or have shape ({dim},), got shape {arr.shape}")
+    for v in arr:
+        check_positive(name, v)
+    return arr
+
+
+def check_axis(axis, dim: int) -> int:
+    """``axis`` as an int in ``[0, dim)`` (else ValueError naming it)."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not 0 <= axis < dim:
+        raise ValueError(f"axis must be an integer in [0, {dim}), got {axis!r}")
+    return int(axis)
 
 
 class System:
@@ -117,6 +165,28 @@ class System:
         starting structure override it.
         """
         return generator.normal(self.event_shape, dtype=torch.float64).cpu()
+
+    # ----------------------------------------------------------------- exact answers
+    def exact_marginal(self, axis: int, edges) -> Optional[ExactMarginal]:
+        """The exact Boltzmann law of coordinate ``axis``, or None when it is not known.
+
+        Analytic systems whose marginals are known in closed form (or by quadrature)
+        override this; reports and tests compare histograms with it.
+
+        Parameters
+        ----------
+        axis : int
+            Coordinate index of an ``(dim,)`` system.
+        edges : array_like, shape ``(n_bins + 1,)``
+            Suggested bin edges; a system that tabulates its law on its own grid may return
+            different edges (the returned ones are the ones to bin with).
+        """
+        return None
+
+    def exact_energy_law(self):
+        """The exact law of the potential energy U under p, as a frozen ``scipy.stats``
+        distribution (energy units), or None when it is not known."""
+        return None
 
     @property
     def n_dof(self) -> int:

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from scipy.special import erf, erfc
 
-from .base import System, check_positive
-from .harmonic import _per_dim
+from .base import ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate
 
 
 class UniformBox(System):
@@ -62,7 +61,7 @@ class UniformBox(System):
         self.wall_stiffness = check_positive("wall_stiffness", wall_stiffness)
         self.kT = check_positive("kT", kT)
         self.event_shape = (n,)
-        self.masses = _per_dim("masses", masses, n)
+        self.masses = per_coordinate("masses", masses, n)
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
@@ -130,6 +129,13 @@ class UniformBox(System):
         if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
             raise ValueError(f"edges must be a strictly increasing 1-D array of >= 2 values, got shape {e.shape}")
         return np.diff(self.marginal_cdf(e, axis))
+
+    def exact_marginal(self, axis: int, edges) -> ExactMarginal:
+        """Coordinate ``axis``: flat inside the box with Gaussian tails (:meth:`marginal_density`)."""
+        i = check_axis(axis, self.event_shape[0])
+        e = check_edges(edges)
+        grid = np.linspace(e[0], e[-1], 400)
+        return ExactMarginal(e, self.bin_probabilities(e, i), grid, self.marginal_density(grid, i))
 
     def density_grid(self, bins: int = 200, padding: float = 5.0):
         """Exact marginal densities of every coordinate on a grid covering box and tails.

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from scipy import integrate
 
-from .base import System, check_positive
-from .harmonic import _per_dim
+from .base import ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate
 
 # Integrals are truncated where exp(−(U − U_min)/kT) < exp(−_TAIL); the neglected mass is
 # far below float64 resolution of the results.
@@ -63,7 +62,7 @@ class DoubleWell(System):
                 f"tilt must satisfy |tilt| < 8*barrier/(3*sqrt(3)) = {limit:.6g} so that two wells "
                 f"exist, got {tilt!r}"
             )
-        self.masses = _per_dim("masses", masses, dim)
+        self.masses = per_coordinate("masses", masses, dim)
         # Stationary points of U₁: roots of 4b x³ − 4b x + t, sorted (left min, top, right min).
         roots = np.sort(np.roots([4.0 * self.barrier, 0.0, -4.0 * self.barrier, self.tilt]).real)
         self._stationary = roots
@@ -170,6 +169,14 @@ class DoubleWell(System):
             raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
         x = np.linspace(lo, hi, int(bins))
         return x, self.marginal_log_density(x)
+
+    def exact_marginal(self, axis: int, edges):
+        """The x₁ marginal by quadrature; None for the other coordinates (not tabulated)."""
+        if check_axis(axis, self.event_shape[0]) != 0:
+            return None
+        e = check_edges(edges)
+        grid = np.linspace(e[0], e[-1], 400)
+        return ExactMarginal(e, self.bin_probabilities(e), grid, np.exp(self.marginal_log_density(grid)))
 
     def bin_probabilities(self, edges) -> np.ndarray:
         """Exact probability that x₁ falls in each bin, for histogram comparisons.

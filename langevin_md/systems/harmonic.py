@@ -5,25 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import System, check_positive
-
-
-def _per_dim(name: str, value, dim: int) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(dim, float(arr))
-    if arr.shape != (dim,):
-        raise ValueError(f"{name} must be a scalar or have shape ({dim},), got shape {arr.shape}")
-    for v in arr:
-        check_positive(name, v)
-    return arr
+from .base import ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate
 
 
 class Harmonic(System):
     """Independent harmonic wells, U(x) = Σ_i k_i (x_i − μ_i)² / 2.
 
     The Boltzmann density is Gaussian with mean μ and variance σ_i² = kT / k_i, which makes
-    this the reference target for the discrete-time laws in EXACT_RESULTS.md.
+    this the reference target for the discrete-time laws of :mod:`langevin_md.laws`
+    (derived in ``docs/exact_results.md``).
 
     Parameters
     ----------
@@ -44,8 +34,8 @@ class Harmonic(System):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.event_shape = (int(dim),)
         self.kT = check_positive("kT", kT)
-        self.k = _per_dim("k", k, dim)
-        self.masses = _per_dim("masses", masses, dim)
+        self.k = per_coordinate("k", k, dim)
+        self.masses = per_coordinate("masses", masses, dim)
         mu = np.asarray(mean, dtype=np.float64)
         self.mean = np.full(dim, float(mu)) if mu.ndim == 0 else mu
         if self.mean.shape != (dim,):
@@ -80,6 +70,22 @@ class Harmonic(System):
         k, _ = self._params(x)
         return k.sum().expand(x.shape[0])
 
+    def exact_marginal(self, axis: int, edges) -> ExactMarginal:
+        """Coordinate ``axis`` is N(μ_i, kT/k_i) exactly."""
+        from scipy import stats
+
+        i = check_axis(axis, self.event_shape[0])
+        e = check_edges(edges)
+        law = stats.norm(self.mean[i], np.sqrt(self.variance[i]))
+        grid = np.linspace(e[0], e[-1], 400)
+        return ExactMarginal(e, np.diff(law.cdf(e)), grid, law.pdf(grid))
+
+    def exact_energy_law(self):
+        """U/kT ~ Gamma(dim/2, 1): U is kT/2 times a χ² with ``dim`` degrees of freedom."""
+        from scipy import stats
+
+        return stats.gamma(a=0.5 * self.event_shape[0], scale=self.kT)
+
     def initial_positions(self, n_walkers, generator):
         return torch.as_tensor(self.mean) + generator.normal(self.event_shape) * torch.as_tensor(np.sqrt(self.variance))
 
@@ -104,7 +110,7 @@ class FreeParticle(System):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.event_shape = (int(dim),)
         self.kT = check_positive("kT", kT)
-        self.masses = _per_dim("masses", masses, dim)
+        self.masses = per_coordinate("masses", masses, dim)
 
     def _energy_and_forces(self, x):
         return x.new_zeros(x.shape[0]), torch.zeros_like(x)

@@ -34,6 +34,7 @@ def alanine_dipeptide(
     constraints: Optional[str] = None,
     precision: Optional[str] = None,
     device_index: Optional[int] = None,
+    engine: str = "auto",
 ):
     """Alanine dipeptide (ACE-ALA-NME, 22 atoms) with the Amber ff14SB force field.
 
@@ -55,10 +56,18 @@ def alanine_dipeptide(
         the OpenMM executor enforces constraints).
     precision : {None, "single", "mixed", "double"}
     device_index : int or None
+    engine : {"auto", "torch", "openmm"}
+        Who evaluates energies and forces (see :func:`choose_engine`): ``"torch"`` compiles
+        the force field into one batched torch computation over all walkers
+        (:class:`~langevin_md.forcefield.system.TorchForceField`, CPU or CUDA, any dtype);
+        ``"openmm"`` loops over walkers through one OpenMM Context
+        (:class:`~langevin_md.systems.openmm_system.OpenMMSystem`, needed for
+        ``backend="openmm"`` and constraints). ``"auto"`` picks torch unless an OpenMM-only
+        option is given or the torch force field lacks a force of this System.
 
     Returns
     -------
-    OpenMMSystem
+    OpenMMSystem or TorchForceField
         ``event_shape == (22, 3)``, positions in nm, energies in kJ/mol.
     """
     from langevin_md.systems.openmm_system import OpenMMSystem
@@ -67,7 +76,9 @@ def alanine_dipeptide(
         raise ValueError(f"solvent must be one of {SOLVENTS}, got {solvent!r}")
     if constraints not in (None, "HBonds"):
         raise ValueError(f"constraints must be None or 'HBonds' for alanine dipeptide, got {constraints!r}")
-    return OpenMMSystem.from_pdb(
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    system = OpenMMSystem.from_pdb(
         ALANINE_DIPEPTIDE_PDB,
         forcefield=_FORCEFIELDS[solvent],
         temperature=temperature,
@@ -76,6 +87,46 @@ def alanine_dipeptide(
         precision=precision,
         device_index=device_index,
     )
+    openmm_options = {"platform": platform != "auto", "constraints": constraints is not None,
+                      "precision": precision is not None, "device_index": device_index is not None}
+    if choose_engine(system, engine, [k for k, given in openmm_options.items() if given]) == "torch":
+        return system.to_torch()
+    return system
+
+
+#: Engines of the molecule builders.
+ENGINES = ("auto", "torch", "openmm")
+
+
+def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
+    """``"torch"`` or ``"openmm"``: who evaluates ``system`` (an OpenMMSystem).
+
+    The rule for ``"auto"``: torch, unless an OpenMM-only option was given (``openmm_options``
+    names them: platform, precision, device index, constraints) or the torch force field lacks
+    one of the System's forces (e.g. PME, or custom forces when
+    :mod:`langevin_md.forcefield.custom` is absent). Measured with
+    ``benchmarks/bench_forcefield.py`` on alanine dipeptide: the batched torch force field
+    overtakes the one-Context bridge from a handful of walkers on and is many times faster
+    at the walker counts this package is used with, and it runs on CUDA and under
+    ``torch.compile``; the bridge stays faster for a single walker.
+
+    ``engine="torch"`` with an unsupported force raises the torch compiler's ValueError
+    (naming the force); ``"openmm"`` always keeps the bridge.
+    """
+    if engine == "openmm":
+        return "openmm"
+    if engine == "torch":
+        if "constraints" in openmm_options:
+            raise ValueError("engine='torch' does not enforce constraints; use engine='openmm' with "
+                             "backend='openmm', or constraints=None")
+        return "torch"
+    if engine != "auto":
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if openmm_options:
+        return "openmm"
+    from langevin_md.forcefield.build import unsupported_forces
+
+    return "openmm" if unsupported_forces(system.openmm_system) else "torch"
 
 
 #: Argon Lennard-Jones parameters (Rowley, Nicholson & Parsonage, J. Comput. Phys. 17, 401

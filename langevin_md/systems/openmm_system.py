@@ -531,6 +531,25 @@ class OpenMMSystem(System):
         base = torch.from_numpy(self.positions)
         return base.unsqueeze(0).repeat(int(n_walkers), 1, 1)
 
+    def to_torch(self):
+        """This force field compiled to a batched torch force field (no OpenMM at run time).
+
+        Returns
+        -------
+        langevin_md.forcefield.system.TorchForceField
+            Same topology, masses, temperature and reference positions; energies equal this
+            System's (OpenMM Reference) to about 1e-12 relative in float64.
+
+        Raises
+        ------
+        ValueError
+            When the System has a force or setting the torch force field does not support
+            (e.g. PME, virtual sites); the message names it. Keep using this OpenMMSystem then.
+        """
+        from langevin_md.forcefield.system import TorchForceField
+
+        return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature)
+
     def __repr__(self) -> str:
         return (
             f"OpenMMSystem(n_particles={self.event_shape[0]}, temperature={self.temperature:g} K, "

@@ -52,6 +52,29 @@ _SCHEMA = {
 }
 _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
 
+#: [model] keys and the model constructor parameter each one sets.
+_MODEL_KEYS = {"hidden": "hidden", "layers": "n_layers", "periodic": "periodic", "kT": "kT"}
+#: [training] keys and the :func:`~langevin_md.training.fit` parameter each one sets.
+_TRAINING_KEYS = {k: k for k in ("epochs", "batch_size", "learning_rate", "validation_fraction", "patience", "seed")}
+#: Noise levels when [schedule] n_sigmas is not given (geometric_sigmas has no default of its own).
+DEFAULT_N_SIGMAS = 10
+
+
+def _arguments(fn, keys: dict, table: dict) -> dict:
+    """Arguments for ``fn`` from a config table: the table's value where it sets one, else
+    ``fn``'s own default, read from its signature by :func:`langevin_md.config.parameters`
+    (so the defaults live in one place, the signature). Keys ``fn`` does not take are left out."""
+    from langevin_md.config import parameters
+
+    params = parameters(fn)
+    out = {}
+    for key, name in keys.items():
+        if name not in params:
+            continue
+        value = table.get(key, params[name].default)
+        out[name] = float(value) if params[name].annotation == "float" else value
+    return out
+
 
 def _validate(cfg: dict, path: str) -> None:
     for section, table in cfg.items():
@@ -94,7 +117,8 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     """Train the model a TOML configuration describes and write it to ``[output] dir``.
 
     Writes ``model.safetensors`` (or ``model.pt``), the best validation epoch's weights, and
-    ``training.json`` (losses per epoch, best epoch, noise levels, the configuration).
+    ``training.json`` (losses per epoch, best epoch, noise levels, the configuration, and the
+    settings used: the configuration's values, or the model's and ``fit``'s own defaults).
 
     Returns
     -------
@@ -117,19 +141,15 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     samples = load_samples(os.path.join(base, data["samples"]), data.get("key"))
     if samples.ndim < 2:
         samples = samples[:, None]
-    sigmas = geometric_sigmas(float(sched["sigma_max"]), float(sched["sigma_min"]), sched.get("n_sigmas", 10))
+    sigmas = geometric_sigmas(float(sched["sigma_max"]), float(sched["sigma_min"]), sched.get("n_sigmas", DEFAULT_N_SIGMAS))
     kind = model_cfg.get("type", "energy")
-    common = dict(event_shape=samples.shape[1:], hidden=model_cfg.get("hidden", 64),
-                  n_layers=model_cfg.get("layers", 3), periodic=model_cfg.get("periodic", False),
-                  sigma_min=float(sigmas[-1]))
-    if kind == "energy":
-        model = EnergyMLP(**common, kT=float(model_cfg.get("kT", 1.0)))
-    elif kind == "score":
-        if "kT" in model_cfg:
-            raise ValueError(f"{config_path}: [model] kT applies to energy models only, not type = 'score'")
-        model = ScoreMLP(**common)
-    else:
+    if kind not in ("energy", "score"):
         raise ValueError(f"{config_path}: [model] type must be 'energy' or 'score', got {kind!r}")
+    if kind == "score" and "kT" in model_cfg:
+        raise ValueError(f"{config_path}: [model] kT applies to energy models only, not type = 'score'")
+    cls = EnergyMLP if kind == "energy" else ScoreMLP
+    model_args = _arguments(cls, _MODEL_KEYS, model_cfg)
+    model = cls(samples.shape[1:], sigma_min=float(sigmas[-1]), **model_args)
     model = model.double()
 
     fmt = out.get("format", "safetensors")
@@ -138,14 +158,12 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     out_dir = os.path.join(base, out["dir"])
     os.makedirs(out_dir, exist_ok=True)
     checkpoint = os.path.join(out_dir, f"model.{fmt}")
-    result = fit(model, samples, sigmas, epochs=train.get("epochs", 100), batch_size=train.get("batch_size", 256),
-                 learning_rate=float(train.get("learning_rate", 1e-3)),
-                 validation_fraction=float(train.get("validation_fraction", 0.1)),
-                 patience=train.get("patience", 10), checkpoint=checkpoint, seed=train.get("seed", 0))
+    fit_args = _arguments(fit, _TRAINING_KEYS, train)
+    result = fit(model, samples, sigmas, checkpoint=checkpoint, **fit_args)
     summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
                "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                "stopped_early": result.stopped_early, "sigmas": sigmas.tolist(), "model": checkpoint,
-               "config": cfg}
+               "config": cfg, "settings": {"model": model_args, "training": fit_args}}
     with open(os.path.join(out_dir, "training.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return result

@@ -102,3 +102,29 @@ def test_mdtraj_topology_json_round_trip():
     assert [a.name for a in back.atoms] == ["O", "H1"]
     assert [a.element.symbol for a in back.atoms] == ["O", "H"]
     assert back.n_bonds == 1 and next(back.residues).resSeq == 7
+
+
+def test_recorded_fields_are_stored_and_survive_reopen(tmp_path):
+    from ..test_sampler import _RecordingBAOAB
+
+    system = Harmonic(dim=2)
+    s = lmd.Sampler(system, _RecordingBAOAB(0.2, 1.0), n_walkers=3, seed=4)
+    spec = {k: (v.shape[1:], v.dtype) for k, v in s.recorded_fields().items()}
+    w = TrajectoryWriter.create(tmp_path / "t.h5", 3, (2,), np.float64, True, s.walker_indices, system.kT,
+                                fields=spec)
+    r = s.run_to(50, record_every=5, record_block=4, frame_sinks=[w])
+    w.close()
+    d = read_trajectory(tmp_path / "t.h5")
+    assert set(d["fields"]) == {"v2", "right"}
+    for k in d["fields"]:
+        np.testing.assert_array_equal(d["fields"][k], r.fields[k])
+    w = TrajectoryWriter.reopen(tmp_path / "t.h5", through_step=20, expected_frames=4)
+    w.close()
+    d = read_trajectory(tmp_path / "t.h5")
+    np.testing.assert_array_equal(d["fields"]["v2"], r.fields["v2"][:4])
+    with pytest.raises(TrajectoryError, match="stores the fields"):
+        w = TrajectoryWriter.reopen(tmp_path / "t.h5", through_step=20, expected_frames=4)
+        try:
+            w.write_frames(*_block([25], shape=(2,)))
+        finally:
+            w.close()

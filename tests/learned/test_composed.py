@@ -2,16 +2,15 @@
 its parts, and the torch executor runs it."""
 
 import numpy as np
+import openmm  # noqa: F401  (a hard dependency: a broken install fails here, not skips)
 import pytest
 import torch
 
 import langevin_md as lmd
-
-pytest.importorskip("openmm")
-from langevin_md.systems.features import PhiPsi, ramachandran_indices  # noqa: E402
-from langevin_md.systems.molecules import alanine_dipeptide  # noqa: E402
-from langevin_md.systems.torch_models import FeaturePrior  # noqa: E402
-from langevin_md.training.models import EnergyMLP  # noqa: E402
+from langevin_md.systems.features import PhiPsi, ramachandran_indices
+from langevin_md.systems.molecules import alanine_dipeptide
+from langevin_md.systems.torch_models import FeaturePrior
+from langevin_md.training.models import EnergyMLP
 
 
 @pytest.fixture(scope="module")

@@ -93,6 +93,15 @@ def test_main_reads_a_toml_config(tmp_path):
     assert summary["best_epoch"] == res.best_epoch and len(summary["sigmas"]) == 5
     model = load_model(tmp_path / "out" / "model.pt")
     assert isinstance(model, ScoreMLP)
+    # keys the config leaves out take the signatures' own defaults (not a second copy)
+    import inspect
+
+    fit_defaults = inspect.signature(fit).parameters
+    assert summary["settings"]["training"] == {
+        "epochs": 3, "batch_size": 64, "patience": 5, "learning_rate": fit_defaults["learning_rate"].default,
+        "validation_fraction": fit_defaults["validation_fraction"].default, "seed": fit_defaults["seed"].default}
+    assert summary["settings"]["model"] == {"hidden": 16, "n_layers": 2,
+                                            "periodic": inspect.signature(ScoreMLP).parameters["periodic"].default}
     (tmp_path / "bad.toml").write_text('[data]\nsamples = "samples.npy"\nbogus = 1\n')
     with pytest.raises(ValueError, match="unknown key 'bogus'"):
         main(tmp_path / "bad.toml")

@@ -16,12 +16,12 @@ mdtraj = pytest.importorskip("mdtraj")
 
 import langevin_md as lmd  # noqa: E402
 from langevin_md.integrators import BAOAB, HMC, MALA, OBABO, ULA, Brownian, RandomWalkMetropolis  # noqa: E402
-from langevin_md.integrators.openmm_export import (  # noqa: E402
+from langevin_md.executors.openmm.export import (  # noqa: E402
     parse_splitting,
     splitting_integrator,
     to_openmm_integrator,
 )
-from langevin_md.openmm_executor import walker_seed  # noqa: E402
+from langevin_md.executors.openmm import walker_seed  # noqa: E402
 from langevin_md.systems import Harmonic  # noqa: E402
 from langevin_md.systems.molecules import alanine_dipeptide  # noqa: E402
 

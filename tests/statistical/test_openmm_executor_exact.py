@@ -1,4 +1,5 @@
-"""The OpenMM executor obeys the same exact discrete-time laws as the torch one (EXACT_RESULTS.md).
+"""The OpenMM executor obeys the same exact discrete-time laws as the torch one
+(``docs/exact_results.md``; values from :mod:`langevin_md.laws`).
 
 The target is an OpenMM System of independent particles in U = k/2 |x|² (CustomExternalForce)
 on the Reference platform. For the unadjusted schemes (BAOAB, OBABO, ULA, Brownian) each
@@ -11,15 +12,15 @@ Every test compares with the exact law using the standard error across independe
 """
 
 import numpy as np
+import openmm  # noqa: F401  (a hard dependency: a broken install fails here, not skips)
 import pytest
 
-pytest.importorskip("openmm")
+import langevin_md as lmd
+from langevin_md import laws
+from langevin_md.systems import Harmonic
 
-import langevin_md as lmd  # noqa: E402
-from langevin_md.systems import Harmonic  # noqa: E402
-
-from ..openmm.harmonic import harmonic_openmm_system  # noqa: E402
-from .stats import assert_exact_and_rejects_wrong, walker_mean_and_se  # noqa: E402
+from ..openmm.harmonic import harmonic_openmm_system
+from .stats import assert_exact_and_rejects_wrong, walker_mean_and_se
 
 pytestmark = pytest.mark.slow
 
@@ -66,8 +67,8 @@ def obabo_run(well):
 
 
 def obabo_x2(mass):
-    omega2 = K / mass
-    return 1.0 / (1.0 - H * H * omega2 / 4)
+    """OBABO's ⟨x²⟩/σ² for particles of ``mass``."""
+    return laws.obabo_position_variance(1.0, H, np.sqrt(K / mass))
 
 
 @pytest.mark.parametrize("mass", [LIGHT, HEAVY])
@@ -82,8 +83,9 @@ def test_kinetic_energy_laws(baoab_run, obabo_run, well):
     # Step-end velocities. BAOAB: <v^2> = (kT/m)(1 - h^2 omega^2/4) per coordinate; OpenMM's own
     # half-step velocities would give kT/m, the value the reconstruction must not report.
     # OBABO: <v^2> = kT/m. Kinetic energies are per Context, so the walkers are the 16 Contexts.
-    kT, omega2 = well.kT, K / well.masses
-    exact_baoab = float(np.sum(1.5 * kT * (1 - H * H * omega2 / 4)))
+    kT, m = well.kT, well.masses
+    # K = (3/2) m ⟨v²⟩ per particle
+    exact_baoab = float(np.sum(1.5 * m * laws.baoab_step_end_velocity_variance(kT, m, H, np.sqrt(K / m))))
     equipartition = 1.5 * kT * len(well.masses)
     assert_exact_and_rejects_wrong(baoab_run.kinetic_energies, exact_baoab, wrong=equipartition)
     assert_exact_and_rejects_wrong(obabo_run.kinetic_energies, equipartition, wrong=exact_baoab)
@@ -96,7 +98,7 @@ def test_ula_stationary_variance_is_the_discrete_law():
     eps = 0.5 * s2
     r = run(system, lmd.integrators.ULA(step_size=eps), n_walkers=4, burn_in=60, n_frames=20, record_every=5)
     x2 = (r.positions**2 / s2).reshape(r.n_frames, -1)
-    assert_exact_and_rejects_wrong(x2, 1.0 / (1.0 - eps / (2 * s2)), wrong=1.0)
+    assert_exact_and_rejects_wrong(x2, laws.ula_stationary_variance(eps, s2) / s2, wrong=1.0)
 
 
 def test_mala_is_exact_where_ula_is_biased():
@@ -108,7 +110,7 @@ def test_mala_is_exact_where_ula_is_biased():
     r = run(system, lmd.integrators.MALA(step_size=eps), n_walkers=64, burn_in=100, n_frames=40,
             record_every=10, seed=2)
     x2 = (r.positions**2 / s2).reshape(r.n_frames, r.n_walkers, -1).mean(-1)
-    assert_exact_and_rejects_wrong(x2, 1.0, wrong=1.0 / (1.0 - eps / (2 * s2)))
+    assert_exact_and_rejects_wrong(x2, 1.0, wrong=laws.ula_stationary_variance(eps, s2) / s2)
     # The acceptance rate matches the torch executor's MALA on the same 12-d Gaussian in
     # reduced units (sigma^2 = 1, eps = 0.5), within the combined standard error (Harmonic
     # starts its walkers from N(0, 1), already stationary).
@@ -130,8 +132,8 @@ def test_brownian_stationary_law_is_ula_preconditioned(mass):
             n_frames=20, record_every=10)
     other = HEAVY if mass == LIGHT else LIGHT
 
-    def law(m):
-        return 1 / (1 - h * K / (m * gamma) / 2)
+    def law(m):  # reduced units: σ² = 1, ε_i/σ² = h k/(m_i γ)
+        return laws.ula_stationary_variance(h * K / (m * gamma), 1.0)
 
     assert_exact_and_rejects_wrong(reduced_x2(r, system, mass), law(mass), wrong=law(other))
 
@@ -145,8 +147,9 @@ def test_brownian_free_diffusion():
     for mass in (LIGHT, HEAVY):
         sel = system.masses == mass
         dx2 = (r.positions[:, :, sel, :] ** 2).reshape(1, -1)   # started at the origin
-        exact = 2 * system.kT / (mass * gamma) * h * n
-        wrong = 2 * system.kT / gamma * h * n / (HEAVY if mass == LIGHT else LIGHT)  # other mass
+        exact = laws.brownian_mean_squared_displacement(system.kT, mass, gamma, h * n)
+        wrong = laws.brownian_mean_squared_displacement(system.kT, HEAVY if mass == LIGHT else LIGHT,
+                                                        gamma, h * n)  # the other mass's law
         assert_exact_and_rejects_wrong(dx2, exact, wrong=wrong)
 
 
@@ -154,7 +157,7 @@ def test_custom_baoab_splitting_matches_the_native_laws(well):
     # "B A O A B" compiled to a CustomIntegrator (not used by the executor, which takes the
     # native LangevinMiddleIntegrator for BAOAB): exact positions, and its own step-end
     # velocities obey the law the executor reconstructs for the native path.
-    from langevin_md.integrators.openmm_export import splitting_integrator
+    from langevin_md.executors.openmm.export import splitting_integrator
 
     n_contexts, burn_in, n_frames, every = 8, 200, 20, 20
     x2, ke = [], []
@@ -174,5 +177,6 @@ def test_custom_baoab_splitting_matches_the_native_laws(well):
     for mass in (LIGHT, HEAVY):
         sel = well.masses == mass
         assert_exact_and_rejects_wrong(x2[:, :, sel].reshape(n_frames, -1), 1.0, wrong=obabo_x2(mass))
-    exact_ke = float(np.sum(1.5 * well.kT * (1 - H * H * (K / well.masses) / 4)))
+    m = well.masses
+    exact_ke = float(np.sum(1.5 * m * laws.baoab_step_end_velocity_variance(well.kT, m, H, np.sqrt(K / m))))
     assert_exact_and_rejects_wrong(ke, exact_ke, wrong=1.5 * well.kT * len(well.masses))

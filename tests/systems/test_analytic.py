@@ -12,6 +12,7 @@ from scipy import integrate
 from langevin_md.random import WalkerRNG
 from langevin_md.systems.box import UniformBox
 from langevin_md.systems.double_well import DoubleWell
+from langevin_md.systems.harmonic import Harmonic
 from langevin_md.systems.mixture import GaussianMixture
 from langevin_md.systems.muller_brown import MullerBrown
 
@@ -345,3 +346,54 @@ def test_box_is_flat_inside():
     assert box.event_shape == (3,)
     init = box.initial_positions(100, WalkerRNG(1, 100))
     assert ((init >= -1) & (init <= 1)).all()
+
+
+# ------------------------------------------------------------------ the exact-answer interface
+@pytest.mark.parametrize("system,axis", [
+    (Harmonic(dim=2, k=[1.0, 4.0], kT=1.5, mean=[0.5, -1.0]), 1),
+    (UniformBox(low=[-1.0], high=[2.0], wall_stiffness=50.0, kT=1.0), 0),
+    (DoubleWell(dim=2, barrier=3.0, tilt=0.5), 0),
+    (GaussianMixture(means=[[-2.0, 0.0], [2.0, 1.0]], covariances=[0.5, 1.0], weights=[0.3, 0.7]), 0),
+    (MullerBrown(kT=20.0), 1),
+])
+def test_exact_marginal_bins_agree_with_its_density(system, axis):
+    # Bin probabilities are an integral of the density: integrate the returned density
+    # independently (trapezoid on a fine grid) and compare bin by bin.
+    m = system.exact_marginal(axis, np.linspace(-4.0, 4.0, 41))
+    assert m.probabilities.shape == (m.edges.size - 1,) and m.grid.shape == m.density.shape
+    assert np.all(m.probabilities >= 0)
+    fine = np.linspace(m.edges[0], m.edges[-1], 40 * (m.edges.size - 1) + 1)
+    dens = np.interp(fine, m.grid, m.density)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(fine))])
+    by_bin = np.diff(np.interp(m.edges, fine, cum))
+    # the interpolated density is exact to O((grid spacing)²) relative to its curvature
+    assert np.allclose(m.probabilities, by_bin, atol=2e-3), np.abs(m.probabilities - by_bin).max()
+    # almost all mass lies inside these edges, so the bins nearly sum to 1
+    assert 0.98 < m.probabilities.sum() <= 1.0 + 1e-9
+
+
+def test_exact_marginal_is_none_where_unknown_and_checks_its_arguments():
+    from langevin_md.systems import FreeParticle, LennardJonesCluster
+
+    assert FreeParticle(dim=1).exact_marginal(0, [0.0, 1.0]) is None
+    assert LennardJonesCluster(n_atoms=3).exact_marginal(0, [0.0, 1.0]) is None
+    assert GaussianMixture(means=[[0.0], [3.0]], kT=2.0).exact_marginal(0, [0.0, 1.0]) is None
+    assert DoubleWell(dim=2).exact_marginal(1, [0.0, 1.0]) is None
+    assert DoubleWell(dim=2).exact_energy_law() is None
+    with pytest.raises(ValueError, match="axis"):
+        Harmonic(dim=2).exact_marginal(2, [0.0, 1.0])
+    with pytest.raises(ValueError, match="edges"):
+        Harmonic(dim=1).exact_marginal(0, [1.0, 0.0])
+
+
+def test_harmonic_energy_law_matches_exact_samples():
+    # U of exact draws from the well follows the announced law: a KS test passes, and the
+    # same samples reject the law of a well with one dimension more.
+    from scipy import stats
+
+    system = Harmonic(dim=3, k=[1.0, 2.0, 5.0], kT=2.0, mean=1.0)
+    x = system.initial_positions(20000, WalkerRNG(0, 20000))  # exact draws from N(μ, kT/k)
+    energy = system.energy(x).numpy()
+    assert stats.kstest(energy, system.exact_energy_law().cdf).pvalue > 1e-3
+    wrong = stats.gamma(a=2.0, scale=2.0)
+    assert stats.kstest(energy, wrong.cdf).pvalue < 1e-20

@@ -1,6 +1,6 @@
 """Our integrators compiled to ``openmm.Integrator`` objects that run inside OpenMM's platform.
 
-This is the second executor of DESIGN.md's "two executors, one scheme": the same update
+The compiler of the OpenMM executor (:mod:`langevin_md.executors.openmm`): the same update
 equations as the torch integrators in :mod:`~langevin_md.integrators.underdamped`,
 :mod:`~langevin_md.integrators.overdamped` and :mod:`~langevin_md.integrators.metropolis`,
 stepped by OpenMM with no Python per step.
@@ -47,9 +47,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .metropolis import MALA
-from .overdamped import ULA, Brownian
-from .underdamped import BAOAB, OBABO
+from ...integrators.metropolis import MALA
+from ...integrators.overdamped import ULA, Brownian
+from ...integrators.underdamped import BAOAB, OBABO
 
 #: Integrator classes the OpenMM executor can run, in the order error messages list them.
 SUPPORTED = (BAOAB, OBABO, Brownian, ULA, MALA)
@@ -86,7 +86,7 @@ def check_supported(integrator) -> None:
 
 
 def _check_system(system) -> None:
-    from ..systems.openmm_system import OpenMMSystem
+    from ...systems.openmm_system import OpenMMSystem
 
     if not isinstance(system, OpenMMSystem):
         raise TypeError(

@@ -1,0 +1,100 @@
+"""Executors: what steps an integrator on walkers, and the :func:`sample` facade over them.
+
+=========  ============================================  ==========================================
+backend    executor                                      runs
+=========  ============================================  ==========================================
+torch      :class:`~.torch_executor.Sampler`             any system and integrator, batched walkers
+                                                         on a torch device
+openmm     :class:`~.openmm.OpenMMSampler`               OpenMM systems with BAOAB, OBABO,
+                                                         Brownian, ULA, MALA; one Context per
+                                                         walker on the system's platform;
+                                                         enforces constraints
+=========  ============================================  ==========================================
+
+Both take the same constructor arguments (system, integrator, n_walkers, seed, device, dtype,
+initial_positions, walker_indices, first_walker) and expose the same run interface
+(``run``, ``run_to``, ``state_dict``, ``load_state_dict``, reporters and frame sinks), so
+configs, run folders, resume and Dask shards work with either. The OpenMM executor is
+imported only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+from .. import checks
+from ..result import SampleResult
+from .reporting import FrameSink, Reporter
+from .torch_executor import Sampler
+
+#: Backend name -> (module, executor class); modules are imported on first use.
+BACKENDS = {
+    "torch": ("langevin_md.executors.torch_executor", "Sampler"),
+    "openmm": ("langevin_md.executors.openmm", "OpenMMSampler"),
+}
+
+
+def executor_class(backend: str):
+    """The executor class of ``backend`` (one of :data:`BACKENDS`)."""
+    checks.choice("backend", backend, BACKENDS)
+    module, name = BACKENDS[backend]
+    return getattr(importlib.import_module(module), name)
+
+
+def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: int = 1,
+           burn_in: int = 0, seed: int = 0, device=None, dtype=None, initial_positions=None,
+           progress: Optional[bool] = None, backend: str = "torch", compile: bool = False) -> SampleResult:
+    """Sample ``system`` with ``integrator`` on ``n_walkers`` independent walkers.
+
+    Parameters
+    ----------
+    system : System
+    integrator : Integrator
+    n_steps : int
+        Production steps per walker (after ``burn_in``).
+    n_walkers : int
+    record_every : int
+        Record a frame every this many production steps.
+    burn_in : int
+        Steps discarded first; adaptive step sizes are tuned here and frozen after.
+    seed : int
+        The same seed gives the same result (bitwise for the torch executor; for OpenMM on
+        the Reference platform).
+    device : str or torch.device, optional
+        Torch executor only (the OpenMM executor runs on the system's platform).
+    dtype : 'float32' or 'float64', optional
+    initial_positions : array-like, optional
+        ``(n_walkers, *event_shape)`` or ``event_shape``.
+    progress : bool, optional
+        Progress bar (default: only on a terminal).
+    backend : {'torch', 'openmm'}
+        Which executor runs (see :data:`BACKENDS` and the module docstring).
+    compile : bool
+        Torch executor only: fuse steps with ``torch.compile`` (see :class:`Sampler`).
+
+    Returns
+    -------
+    SampleResult
+        ``positions`` (n_frames, n_walkers, *event_shape), ``energies`` (n_frames, n_walkers),
+        ``acceptance_rate`` (n_walkers,) for Metropolis-adjusted schemes.
+
+    Raises
+    ------
+    NonFiniteStateError
+        When a walker's state becomes NaN/inf; its ``result`` keeps the frames before it.
+    """
+    cls = executor_class(backend)
+    if backend == "torch":
+        sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
+                      initial_positions=initial_positions, compile=compile)
+    else:
+        if compile:
+            raise ValueError(f"compile=True applies to backend='torch' only; the {backend} executor "
+                             "already runs every step inside its own engine")
+        sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
+                      initial_positions=initial_positions)
+    return sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)
+
+
+__all__ = ["sample", "Sampler", "Reporter", "FrameSink", "BACKENDS", "executor_class"]

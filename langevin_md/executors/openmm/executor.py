@@ -1,0 +1,360 @@
+"""The OpenMM executor: our schemes stepped inside OpenMM's platform, no Python per step.
+
+:class:`OpenMMSampler` has the torch executor's interface (``run``, ``run_to``, reporters,
+frame sinks, ``state_dict``/``load_state_dict``), so ``sample(backend="openmm")``, configs
+with ``[sampler] backend = "openmm"``, run folders, resume and Dask shards all use it. Every
+walker is its own ``openmm.Context`` (on the system's platform and properties) with its own
+compiled integrator (:func:`~.export.to_openmm_integrator`).
+
+Stepping. The run is cut into segments at the steps where a reporter is due (and, when frames
+go to sinks, after a bounded block of frames). Inside a segment the walkers run one after
+another, each from the segment start to its end: between records a walker's integrator takes
+its steps in one ``step`` call, and at a record the state is fetched once (``getState``) and
+checked for finiteness. The segment's frames go to the sinks when every walker has finished
+it, then the reporters are told.
+
+Reproducibility. Walker ``w``'s integrator and initial-velocity seeds are pure functions of
+``(seed, w)`` (:mod:`.seeds`). OpenMM's Reference platform draws every Context's random
+numbers from one process-wide generator, reseeded when an integrator first steps, so a
+walker's chain is its own only while it runs alone: :func:`~langevin_md.sample` (one segment)
+gives walker ``w`` the same chain whatever ``n_walkers`` is, while a run cut into segments by
+reporters interleaves walkers and so is reproducible for the same walkers and schedule. Run
+folders on Dask therefore use one walker per shard. For the CustomIntegrator schemes (OBABO,
+ULA, MALA) a chain also depends on when the state is fetched (OpenMM evaluates the
+kinetic-energy expression, which draws from that generator; numbers are skipped, never
+reused, so the statistics are unaffected). The random numbers are OpenMM's, not the torch
+executor's streams: the two executors agree in law, not sample by sample.
+
+Checkpoints and resume. OpenMM's random state cannot be saved. A checkpoint stores every
+walker's positions, velocities (as the Context holds them: for BAOAB the
+``LangevinMiddleIntegrator`` velocities half a kick before the step end), energy and forces,
+the step, the burn-in boundary and the acceptance counts. Resuming rebuilds each Context at
+those positions and velocities with the same step counter and new seeds drawn from ``(seed,
+w, checkpoint step)``: the continuation is an exact continuation *in law* of the interrupted
+chain (the same Markov kernel from the same state), reproducible given the checkpoint, but
+not the bitwise chain an uninterrupted run would have drawn. Frame steps depend only on the
+burn-in boundary and ``record_every``, so a resumed run neither repeats nor drops a frame.
+
+Forces of the System that act on velocities are applied as OpenMM applies them, where the
+torch executor ignores them: a ``CMMotionRemover`` (added by ``ForceField.createSystem`` by
+default) zeroes the centre-of-mass velocity at each step start. For a molecule without
+external fields this changes neither the configurational law nor the internal kinetic
+energy; it removes 3 degrees of freedom from the kinetic energy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ... import checks
+from ...errors import NonFiniteStateError, nonfinite_error, nonfinite_start_message
+from ...result import SampleResult
+from ..recorder import FrameRecorder
+from ..reporting import Reporter, stop_step
+from ..results import acceptance_rate, build_result, metadata
+from ..start import start_positions
+from .export import check_supported, scheme_description
+from .state import FrameReader
+from .walker import Walker, is_nan_error
+
+
+class OpenMMSampler:
+    """Runs a scheme inside OpenMM on independent walkers, one Context each.
+
+    Parameters
+    ----------
+    system : OpenMMSystem
+        Walkers run on its platform with its platform properties (``make_context``).
+    integrator : BAOAB, OBABO, Brownian, ULA or MALA
+        Compiled by :func:`~langevin_md.executors.openmm.export.to_openmm_integrator`.
+    n_walkers : int
+        Number of walkers (ignored when ``walker_indices`` is given).
+    seed : int
+        Run seed; walker seeds derive from it (module docstring).
+    device : None
+        Must be None: the device is the system's OpenMM platform (choose it when building
+        the system).
+    dtype : 'float32' or 'float64', optional
+        Type of recorded frames (OpenMM computes in its platform's precision).
+    initial_positions : array-like, optional
+        ``(n_walkers, n_particles, 3)`` or ``(n_particles, 3)`` nm; default the system's
+        reference structure. Constrained systems have constraints applied to them.
+    walker_indices : sequence of int, optional
+        Global walker indices (a shard of a larger run); overrides ``n_walkers`` and
+        ``first_walker``.
+    first_walker : int
+        Global index of the first walker.
+    """
+
+    backend = "openmm"
+
+    def __init__(self, system, integrator, n_walkers: int = 1, seed: int = 0, device=None, dtype=None,
+                 initial_positions=None, walker_indices: Optional[Sequence[int]] = None,
+                 first_walker: int = 0):
+        from ...systems.openmm_system import OpenMMSystem
+
+        if not isinstance(system, OpenMMSystem):
+            raise TypeError(
+                "backend='openmm' needs an OpenMMSystem (an openmm.System with its topology), got "
+                f"{type(system).__name__}; use backend='torch' for other systems")
+        check_supported(integrator)
+        if device is not None:
+            raise ValueError(
+                f"device={device!r} applies to backend='torch' only; the OpenMM executor runs on the "
+                f"system's OpenMM platform ({system.platform_name}): choose it when building the system")
+        self.system = system
+        self.integrator = integrator
+        self.dtype = checks.dtype(dtype)
+        self.numpy_dtype = checks.numpy_dtype(dtype)
+        self.device = f"openmm:{system.platform_name}"
+        self.seed = checks.non_negative_int("seed", seed)
+        if walker_indices is None:
+            first = checks.non_negative_int("first_walker", first_walker)
+            walker_indices = range(first, first + checks.positive_int("n_walkers", n_walkers))
+        self.walker_indices = np.asarray(list(walker_indices), dtype=np.int64)
+        if self.walker_indices.ndim != 1 or len(self.walker_indices) == 0 or np.any(self.walker_indices < 0):
+            raise ValueError(f"walker_indices must be a non-empty sequence of non-negative integers, "
+                             f"got {walker_indices!r}")
+        self.n_walkers = len(self.walker_indices)
+        self.step = 0
+        self.burn_in_end = 0
+        self.production_steps = 0
+        self.accepted = np.zeros(self.n_walkers, dtype=np.int64)
+        #: The step at which the walkers' seeds were drawn (0, or the checkpoint resumed from).
+        self.seed_epoch = 0
+        self.wall_time = 0.0
+        self._reader = FrameReader(system, integrator)
+
+        x0 = start_positions(system, initial_positions, self.n_walkers, None).numpy().astype(np.float64)
+        bad = np.nonzero(~np.isfinite(x0.reshape(self.n_walkers, -1)).all(-1))[0]
+        if len(bad) == 0:
+            # Through the system's own Context: refuse a bad start before any walker is built.
+            e0, _ = system.energy_and_forces(torch.from_numpy(np.ascontiguousarray(x0)))
+            bad = np.nonzero(~np.isfinite(e0.numpy()))[0]
+        if len(bad):
+            walkers = [int(self.walker_indices[i]) for i in bad]
+            raise NonFiniteStateError(nonfinite_start_message(walkers, self.n_walkers), None, walkers, (0, 0))
+        self._walkers = [Walker(system, integrator, self.seed, int(w), x0[i])
+                         for i, w in enumerate(self.walker_indices)]
+
+    # ------------------------------------------------------------------ state
+    def _fetch(self) -> dict:
+        """Every walker's state as host float64 arrays (positions, velocities, forces, energy)."""
+        parts = [self._reader.full_state(w) for w in self._walkers]
+        return {k: np.stack([np.asarray(p[k], dtype=np.float64) for p in parts]) for k in parts[0]}
+
+    @property
+    def state(self):
+        """The current state as an :class:`~langevin_md.integrators.base.State` (float64, CPU).
+
+        For schemes with velocities, an ``UnderdampedState`` whose velocities are those the
+        Contexts hold (see the module docstring for BAOAB).
+        """
+        from ...integrators.base import State, UnderdampedState
+
+        s = {k: torch.from_numpy(v) for k, v in self._fetch().items()}
+        if self.integrator.has_velocities:
+            return UnderdampedState(positions=s["positions"], energy=s["energy"], forces=s["forces"],
+                                    velocities=s["velocities"])
+        return State(positions=s["positions"], energy=s["energy"], forces=s["forces"])
+
+    def recorded_fields(self) -> dict:
+        """Per-walker fields recorded with each frame: none for the OpenMM executor."""
+        return {}
+
+    def integrator_summary(self) -> dict:
+        """End-of-run summary: none for the OpenMM executor."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """What a continuation in law needs (see the module docstring), as host numpy arrays."""
+        s = self._fetch()
+        fields = {"positions": s["positions"], "energy": s["energy"], "forces": s["forces"]}
+        if self.integrator.has_velocities:
+            fields["velocities"] = s["velocities"]
+        return {
+            "state_class": "UnderdampedState" if self.integrator.has_velocities else "State",
+            "state": fields,
+            "rng": {"seed": self.seed, "walker_indices": self.walker_indices.copy(), "counter": self.seed_epoch},
+            "step": self.step,
+            "burn_in_end": self.burn_in_end,
+            "production_steps": self.production_steps,
+            "accepted": self.accepted.copy(),
+        }
+
+    def load_state_dict(self, checkpoint: dict) -> None:
+        """Continue from a :meth:`state_dict`: same state and step counter, seeds of its step."""
+        if not np.array_equal(np.asarray(checkpoint["rng"]["walker_indices"]), self.walker_indices):
+            raise ValueError("checkpoint is for different walkers than this sampler runs")
+        step = int(checkpoint["step"])
+        state = checkpoint["state"]
+        velocities = state.get("velocities")
+        self._walkers = []  # free the old Contexts first
+        self._walkers = [
+            Walker(self.system, self.integrator, self.seed, int(w), np.asarray(state["positions"][i]),
+                   None if velocities is None else np.asarray(velocities[i]), epoch=step, step=step)
+            for i, w in enumerate(self.walker_indices)]
+        self.step = step
+        self.seed_epoch = step
+        self.burn_in_end = int(checkpoint["burn_in_end"])
+        self.production_steps = int(checkpoint["production_steps"])
+        self.accepted = np.asarray(checkpoint["accepted"], dtype=np.int64).copy()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, n_steps: int, record_every: int = 1, burn_in: int = 0,
+            reporters: Iterable[Reporter] = (), progress: Optional[bool] = None,
+            record_block: Optional[int] = None) -> SampleResult:
+        """Advance every walker ``burn_in + n_steps`` steps and return the recorded frames.
+
+        As :meth:`langevin_md.Sampler.run`.
+        """
+        n_steps = checks.positive_int("n_steps", n_steps)
+        burn_in = checks.non_negative_int("burn_in", burn_in)
+        self.burn_in_end = self.step + burn_in
+        return self.run_to(self.step + burn_in + n_steps, record_every, reporters, progress, record_block)
+
+    def run_to(self, end: int, record_every: int = 1, reporters: Iterable[Reporter] = (),
+               progress: Optional[bool] = None, record_block: Optional[int] = None,
+               frame_sinks: Sequence = (), keep_frames: bool = True) -> SampleResult:
+        """Advance to global step ``end`` (as :meth:`langevin_md.Sampler.run_to`).
+
+        Frames are recorded at production steps s with (s − burn_in_end) % record_every == 0.
+        With ``frame_sinks``, segments also end after ``record_block`` frames (default: about
+        64 MB), which bounds memory.
+        """
+        from tqdm.auto import tqdm
+
+        record_every = checks.positive_int("record_every", record_every)
+        reporters = list(reporters)
+        start = self.step
+        if end < start:
+            raise ValueError(f"cannot run to step {end}: the sampler is already at step {start}")
+        if record_block is None:
+            frame_bytes = self.n_walkers * math.prod(self.system.event_shape) * 8
+            record_block = max(1, min(1000, (64 << 20) // frame_bytes))
+        record_block = checks.positive_int("record_block", record_block)
+        recorder = FrameRecorder(record_block, self.integrator.has_velocities, frame_sinks, keep_frames)
+        wall0 = self.wall_time  # the result reports this call's stepping time, as Sampler's does
+        disable = None if progress is None else not progress
+        bar = tqdm(total=(end - start) * self.n_walkers, disable=disable, unit="step",
+                   desc=f"{type(self.integrator).__name__} (openmm)", leave=False)
+        try:
+            while self.step < end:
+                stop = stop_step(self.step, end, reporters)
+                if frame_sinks:
+                    stop = min(stop, self._block_end(record_every, record_block))
+                self._segment(self.step, stop, record_every, recorder, bar)
+                due_now = [r for r in reporters if r.next_report(self.step) == 0]
+                if due_now:
+                    state = self.state
+                    for r in due_now:
+                        r.report(self, state, self.step)
+        finally:
+            bar.close()
+            for r in reporters:
+                r.close()
+        return self._result(recorder, self.wall_time - wall0)
+
+    def _frame_steps(self, s0: int, stop: int, record_every: int) -> np.ndarray:
+        """Recording steps in (s0, stop]."""
+        first = max(s0, self.burn_in_end)
+        k0 = (first - self.burn_in_end) // record_every + 1
+        k1 = (stop - self.burn_in_end) // record_every if stop >= self.burn_in_end else k0 - 1
+        return self.burn_in_end + record_every * np.arange(k0, k1 + 1, dtype=np.int64)
+
+    def _block_end(self, record_every: int, record_block: int) -> int:
+        """The step of the ``record_block``-th frame from now (a segment ends there at the latest)."""
+        first = max(self.step, self.burn_in_end)
+        k0 = (first - self.burn_in_end) // record_every + 1
+        return self.burn_in_end + record_every * (k0 + record_block - 1)
+
+    def _segment(self, s0: int, stop: int, record_every: int, recorder: FrameRecorder, bar) -> None:
+        """Every walker from ``s0`` to ``stop``, one after another; frames to the recorder."""
+        frames = self._frame_steps(s0, stop, record_every)
+        cuts = sorted(set(frames.tolist()) | {stop} | ({self.burn_in_end} if s0 < self.burn_in_end < stop else set()))
+        frame_at = {int(s): i for i, s in enumerate(frames)}
+        n = self.system.event_shape[0]
+        nf = len(frames)
+        positions = np.empty((nf, self.n_walkers, n, 3), dtype=self.numpy_dtype)
+        energies = np.empty((nf, self.n_walkers), dtype=self.numpy_dtype)
+        kinetic = np.empty((nf, self.n_walkers), dtype=self.numpy_dtype) if self.integrator.has_velocities else None
+        failures = {}
+        t0 = time.perf_counter()
+        for j, walker in enumerate(self._walkers):
+            failed = self._run_walker(walker, j, s0, cuts, frame_at, positions, energies, kinetic, bar)
+            if failed is not None:
+                failures[j] = failed
+        self.wall_time += time.perf_counter() - t0
+        if failures:
+            first = min(failures.values(), key=lambda s: s[1])
+            good = int(np.searchsorted(frames, first[1], side="left"))
+            recorder.add_block(frames[:good], positions[:good], energies[:good],
+                               None if kinetic is None else kinetic[:good])
+            walkers = [int(self.walker_indices[j]) for j in sorted(failures)]
+            raise nonfinite_error(walkers, self.n_walkers, first, type(self.integrator).__name__,
+                                  self._result(recorder, self.wall_time))
+        self.production_steps += max(0, stop - max(s0, self.burn_in_end))
+        self.step = stop
+        if nf:
+            recorder.add_block(frames, positions, energies, kinetic)
+
+    def _run_walker(self, walker: Walker, j: int, s0: int, cuts, frame_at, positions, energies,
+                    kinetic, bar) -> Optional[tuple[int, int]]:
+        """One walker through a segment: None, or (last good step, failing step)."""
+        import openmm
+
+        mala = self.integrator.metropolis_adjusted
+        direct = self.numpy_dtype == np.float64  # OpenMM writes straight into the block
+        step = s0
+        checked_end = False
+        for cut in cuts:
+            try:
+                walker.integrator.step(cut - step)
+            except openmm.OpenMMException as exc:
+                if not is_nan_error(exc):  # the CPU and GPU platforms stop on NaN coordinates
+                    raise
+                return step, cut
+            bar.update(cut - step)
+            prev, step = step, cut
+            if mala and step == self.burn_in_end:
+                walker.take_acceptance()  # burn-in proposals do not count
+            frame = frame_at.get(step)
+            checked_end = frame is not None
+            if frame is None:
+                continue
+            if direct:
+                e, k = self._reader(walker, positions[frame, j])
+            else:
+                e, k = self._reader(walker)
+                positions[frame, j] = self._reader.positions
+            energies[frame, j] = e
+            if kinetic is not None:
+                kinetic[frame, j] = k
+            if not (np.isfinite(e) and (kinetic is None or np.isfinite(k))
+                    and np.all(np.isfinite(positions[frame, j]))):
+                return prev, step
+        if not checked_end and not np.isfinite(self._reader(walker)[0]):  # an unrecorded end
+            return s0, step
+        if mala:
+            n_acc = walker.take_acceptance()
+            if step > self.burn_in_end:
+                self.accepted[j] += int(round(n_acc))
+        return None
+
+    def _result(self, recorder: FrameRecorder, wall_time: float) -> SampleResult:
+        mala = self.integrator.metropolis_adjusted
+        meta = metadata(self.system, self.integrator, self.seed, self.device, np.dtype(self.numpy_dtype).name,
+                        "openmm", {"openmm_integrator": scheme_description(self.integrator),
+                                   "seed_epoch": self.seed_epoch})
+        return build_result(
+            recorder, self, wall_time,
+            acceptance_rate(self.accepted, self.production_steps, mala),
+            np.full(self.n_walkers, float(self.integrator.step_size)) if mala else None, meta)
+
+
+__all__ = ["OpenMMSampler"]

@@ -1,0 +1,38 @@
+"""Starting positions for any executor: the system's own, one shared point, or one per walker."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def start_positions(system, initial_positions, n_walkers: int, rng) -> torch.Tensor:
+    """Starting positions ``(n_walkers, *event_shape)`` as a float64 CPU tensor.
+
+    ``initial_positions`` may be None (the system's own), an array-like of shape
+    ``(n_walkers, *event_shape)``, or ``event_shape`` for one point shared by all walkers
+    (torch tensors, numpy arrays and ``openmm.unit`` Quantities in nm are accepted).
+    """
+    shape = tuple(system.event_shape)
+    if initial_positions is None:
+        return torch.as_tensor(system.initial_positions(n_walkers, rng))
+    if hasattr(initial_positions, "value_in_unit"):  # an openmm.unit Quantity
+        from openmm import unit
+
+        initial_positions = initial_positions.value_in_unit(unit.nanometer)
+    if isinstance(initial_positions, torch.Tensor):
+        x0 = initial_positions.detach().cpu()
+    else:
+        x0 = torch.as_tensor(np.asarray(initial_positions, dtype=np.float64))
+    if tuple(x0.shape) == shape:
+        x0 = x0.expand((n_walkers,) + shape)
+    if tuple(x0.shape) != (n_walkers,) + shape:
+        raise ValueError(
+            f"initial_positions have shape {tuple(x0.shape)}; expected ({n_walkers}, "
+            f"{', '.join(map(str, shape))}) for {n_walkers} walkers, or {shape} for one "
+            "point shared by all walkers"
+        )
+    return x0
+
+
+__all__ = ["start_positions"]

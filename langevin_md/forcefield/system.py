@@ -1,0 +1,258 @@
+""":class:`TorchForceField`: a compiled OpenMM force field as a langevin_md System.
+
+Saved force fields are one safetensors file: the terms' buffers (and masses, reference
+positions) as tensors, and a JSON header with each term's kind and settings, the temperature and
+the topology. Loading needs torch and safetensors only (mdtraj, when installed, rebuilds the
+topology); no pickle, no OpenMM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from langevin_md.forcefield.module import ForceFieldModule
+from langevin_md.systems.base import System
+from langevin_md.units import kT_from_temperature
+
+PathLike = Union[str, os.PathLike]
+
+_FORMAT = "langevin_md.forcefield"
+_VERSION = 1
+
+
+class TorchForceField(System):
+    """A force field evaluated in torch for all walkers at once.
+
+    Build one with :meth:`from_openmm` or ``OpenMMSystem.to_torch()``; load a saved one with
+    :func:`load_forcefield`. It adds to other systems (``ff + 0.5 * prior``) like any System.
+
+    Parameters
+    ----------
+    module : ForceFieldModule
+        float64 terms (copies for other dtypes and devices are made on first use).
+    masses : array_like, shape ``(n_atoms,)``, amu
+    temperature : float
+        K.
+    topology : mdtraj.Topology, optional
+    positions : array_like, shape ``(n_atoms, 3)``, nm, optional
+        Reference structure, the walkers' default starting point.
+    constrained : bool
+        Whether the source System had constraints (not enforced by the torch executor).
+
+    Attributes
+    ----------
+    event_shape : ``(n_atoms, 3)``
+    kT : float
+        kJ/mol.
+    """
+
+    def __init__(self, module: ForceFieldModule, masses, temperature: float, topology=None, positions=None,
+                 constrained: bool = False):
+        if not isinstance(module, ForceFieldModule):
+            raise TypeError(f"module must be a ForceFieldModule, got {type(module).__name__}")
+        n = module.n_atoms
+        masses = np.asarray(masses, dtype=np.float64)
+        if masses.shape != (n,):
+            raise ValueError(f"masses have shape {masses.shape}; expected ({n},) for {n} atoms")
+        if np.any(~np.isfinite(masses)) or np.any(masses <= 0):
+            bad = np.nonzero(~(masses > 0))[0]
+            raise ValueError(
+                f"particles {bad[:10].tolist()} have zero or invalid mass; Langevin updates divide by "
+                "the mass, so the torch force field needs every particle massive"
+            )
+        self._module = module.to(torch.float64)
+        self.masses = masses
+        self.temperature = float(temperature)
+        self.kT = kT_from_temperature(self.temperature)
+        self.event_shape = (n, 3)
+        self.topology = topology
+        self.positions = None if positions is None else np.asarray(positions, dtype=np.float64).reshape(n, 3)
+        self.constrained = bool(constrained)
+        # per (dtype, device) copies of the terms; the float64 CPU entry is there from the start
+        # so that a torch.compile trace never sees the dict change (that would force a recompile)
+        self._copies: dict = {(torch.float64, torch.device("cpu")): self._module}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_openmm(cls, openmm_system, topology=None, positions=None, temperature=300.0) -> "TorchForceField":
+        """Compile an ``openmm.System``.
+
+        Parameters
+        ----------
+        openmm_system : openmm.System
+        topology : openmm.app.Topology or mdtraj.Topology, optional
+        positions : array_like (n, 3) nm or openmm Quantity, optional
+        temperature : float or openmm Quantity, K
+        """
+        from langevin_md.forcefield.build import compile_forcefield
+        from langevin_md.units import strip
+
+        module = compile_forcefield(openmm_system)
+        n = openmm_system.getNumParticles()
+        masses = np.array([strip(openmm_system.getParticleMass(i), "dalton") for i in range(n)])
+        if topology is not None and not hasattr(topology, "to_openmm"):
+            import mdtraj
+
+            topology = mdtraj.Topology.from_openmm(topology)
+        if positions is not None and hasattr(positions, "value_in_unit"):
+            from openmm import unit
+
+            positions = positions.value_in_unit(unit.nanometer)
+        return cls(module, masses, strip(temperature, "kelvin"), topology, positions,
+                   constrained=openmm_system.getNumConstraints() > 0)
+
+    @property
+    def module(self) -> ForceFieldModule:
+        """The float64 CPU :class:`ForceFieldModule`."""
+        return self._module
+
+    # ------------------------------------------------------------------ energy and forces
+    def _module_for(self, x: torch.Tensor) -> ForceFieldModule:
+        key = (x.dtype, x.device)
+        module = self._copies.get(key)
+        if module is None:
+            module = _copy_module(self._module).to(device=x.device, dtype=x.dtype)
+            self._copies[key] = module
+        return module
+
+    def _energy_and_forces(self, x: torch.Tensor):
+        return self._module_for(x)(x)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """U(x), shape ``(n_walkers,)``, without computing forces; differentiable by autograd."""
+        self.check_positions(x)
+        return self._module_for(x).energy(x)
+
+    def initial_positions(self, n_walkers: int, generator=None) -> torch.Tensor:
+        """The reference structure for every walker, float64 CPU ``(n_walkers, n_atoms, 3)`` nm."""
+        if isinstance(n_walkers, bool) or not isinstance(n_walkers, (int, np.integer)) or n_walkers < 1:
+            raise ValueError(f"n_walkers must be a positive int, got {n_walkers!r}")
+        if self.positions is None:
+            raise ValueError("this TorchForceField has no reference positions; pass initial_positions")
+        return torch.from_numpy(self.positions).unsqueeze(0).repeat(int(n_walkers), 1, 1)
+
+    # ------------------------------------------------------------------ save
+    def save(self, path: PathLike) -> None:
+        """Write the force field to one safetensors file (no pickle; loads without OpenMM).
+
+        Parameters
+        ----------
+        path : str or PathLike
+        """
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {"masses": torch.from_numpy(self.masses.copy())}
+        if self.positions is not None:
+            tensors["positions"] = torch.from_numpy(self.positions.copy())
+        terms = []
+        for k, term in enumerate(self._module.terms):
+            names = []
+            # the state dict: persistent buffers, including those of sub-modules (dotted names)
+            for name, buf in term.state_dict().items():
+                tensors[f"terms.{k}.{name}"] = buf.detach().cpu().contiguous()
+                names.append(name)
+            terms.append({"kind": term.kind, "spec": term.spec(), "buffers": names})
+        header = {
+            "format": _FORMAT, "version": _VERSION, "n_atoms": self._module.n_atoms,
+            "temperature": self.temperature, "constrained": self.constrained, "terms": terms,
+            "topology": None if self.topology is None else topology_to_dict(self.topology),
+        }
+        save_file(tensors, os.fspath(path), metadata={_FORMAT: json.dumps(header)})
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(t.kind for t in self._module.terms)
+        return (f"TorchForceField(n_atoms={self.event_shape[0]}, temperature={self.temperature:g} K, "
+                f"terms=[{kinds}])")
+
+
+def _copy_module(module: ForceFieldModule) -> ForceFieldModule:
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def load_forcefield(path: PathLike) -> TorchForceField:
+    """Load a force field written by :meth:`TorchForceField.save` (torch + safetensors only).
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    TorchForceField
+        The topology is rebuilt when mdtraj is installed, otherwise it is None.
+    """
+    from safetensors import safe_open
+
+    from langevin_md.forcefield.build import load_term_kinds
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"force-field file {path!r} does not exist")
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        if _FORMAT not in meta:
+            raise ValueError(f"{path!r} is not a langevin_md force field (no {_FORMAT!r} header)")
+        header = json.loads(meta[_FORMAT])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if header.get("version") != _VERSION:
+        raise ValueError(f"{path!r} has force-field format version {header.get('version')!r}; "
+                         f"this langevin_md reads version {_VERSION}")
+    kinds = load_term_kinds()
+    terms = []
+    for k, entry in enumerate(header["terms"]):
+        cls = kinds.get(entry["kind"])
+        if cls is None:
+            raise ValueError(f"{path!r} has a term of kind {entry['kind']!r}, which this langevin_md does not know")
+        buffers = {name: tensors[f"terms.{k}.{name}"] for name in entry["buffers"]}
+        terms.append(cls.from_spec(entry["spec"], buffers))
+    module = ForceFieldModule(terms, header["n_atoms"])
+    topology = None
+    if header.get("topology") is not None:
+        try:
+            topology = topology_from_dict(header["topology"])
+        except ImportError:
+            topology = None
+    positions = tensors["positions"].numpy() if "positions" in tensors else None
+    return TorchForceField(module, tensors["masses"].numpy(), header["temperature"], topology, positions,
+                           header["constrained"])
+
+
+# --------------------------------------------------------------------------- topology as JSON
+def topology_to_dict(topology) -> dict[str, Any]:
+    """An mdtraj Topology as JSON-able chains → residues → atoms, plus bonds."""
+    chains = []
+    for chain in topology.chains:
+        residues = []
+        for res in chain.residues:
+            atoms = [[a.name, None if a.element is None else a.element.symbol] for a in res.atoms]
+            residues.append({"name": res.name, "resSeq": int(res.resSeq),
+                             "segment_id": getattr(res, "segment_id", ""), "atoms": atoms})
+        chains.append(residues)
+    bonds = [[int(a.index), int(b.index)] for a, b in topology.bonds]
+    return {"chains": chains, "bonds": bonds}
+
+
+def topology_from_dict(data: dict[str, Any]):
+    """Inverse of :func:`topology_to_dict` (needs mdtraj)."""
+    import mdtraj
+    from mdtraj.core import element
+
+    top = mdtraj.Topology()
+    atoms = []
+    for residues in data["chains"]:
+        chain = top.add_chain()
+        for res in residues:
+            r = top.add_residue(res["name"], chain, resSeq=res["resSeq"], segment_id=res["segment_id"])
+            for name, symbol in res["atoms"]:
+                el = element.virtual if symbol is None else element.get_by_symbol(symbol)
+                atoms.append(top.add_atom(name, el, r))
+    for a, b in data["bonds"]:
+        top.add_bond(atoms[a], atoms[b])
+    return top

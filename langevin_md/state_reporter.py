@@ -1,0 +1,208 @@
+"""A live state reporter, like OpenMM's ``StateDataReporter``, for every executor.
+
+Every ``report_interval`` steps it writes one CSV row (and, optionally, the same row to the
+terminal) with walker averages of the current state:
+
+==========================  ==============================================================
+column                      meaning
+==========================  ==============================================================
+``step``                    global step (burn-in included)
+``time_ps``                 step × timestep, ps, for schemes with a timestep (BAOAB, OBABO,
+                            Brownian); empty for schemes without one (ULA, MALA, HMC, RWM),
+                            whose "time" is the step
+``potential_energy``        mean U over walkers (kJ/mol for molecular systems)
+``kinetic_energy``          mean ½Σmv² over walkers; empty without velocities
+``kinetic_temperature``     2⟨K⟩/(N_dof k_B), K, for molecular systems (N_dof from
+                            :func:`~langevin_md.analysis.thermo.degrees_of_freedom`: constraints
+                            and a ``CMMotionRemover`` subtracted); for dimensionless systems the
+                            column is ``kinetic_kT`` = 2⟨K⟩/N_dof in energy units
+``acceptance``              accepted fraction of production proposals since the last row
+                            (Metropolis-adjusted schemes; empty otherwise and during burn-in)
+``walker_steps_per_second`` walkers × steps / wall seconds since the last row
+``eta_s``                   seconds left at that speed, when ``total_steps`` is given
+==========================  ==============================================================
+
+It follows the executors' reporter protocol (:class:`langevin_md.Reporter`): the executor asks
+:meth:`StateReporter.next_report` how many steps remain until it is due and then calls
+:meth:`StateReporter.report` with itself and the state. Rows are flushed as written, so the
+file can be followed (``tail -f``) while the run goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+import time
+from typing import Optional, TextIO, Union
+
+import numpy as np
+import torch
+
+from langevin_md import Reporter
+from langevin_md.units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
+
+__all__ = ["StateReporter"]
+
+PathOrFile = Union[str, os.PathLike, TextIO, None]
+
+
+def _is_molecular(system) -> bool:
+    return len(system.event_shape) == 2 and system.event_shape[1] == 3 and getattr(system, "topology", None) is not None
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return format(value, spec)
+
+
+class StateReporter(Reporter):
+    """Write a CSV row of walker-averaged state data every ``report_interval`` steps.
+
+    Parameters
+    ----------
+    file : str, PathLike, file object or None
+        Where the CSV goes (a path is opened for writing and closed at the end of the run; a
+        file object is written to and left open). None: no file (terminal only).
+    report_interval : int
+        Steps between rows.
+    terminal : bool
+        Also print each row to ``sys.stdout`` (aligned, human-readable).
+    total_steps : int, optional
+        The global step the run ends at (burn-in included), for the ETA column.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive ``report_interval`` or ``total_steps``, or when there is nowhere to
+        write (no file and ``terminal=False``).
+    """
+
+    def __init__(self, file: PathOrFile, report_interval: int, terminal: bool = False,
+                 total_steps: Optional[int] = None):
+        if isinstance(report_interval, bool) or not isinstance(report_interval, (int, np.integer)) or report_interval < 1:
+            raise ValueError(f"report_interval must be a positive integer, got {report_interval!r}")
+        if not isinstance(terminal, bool):
+            raise TypeError(f"terminal must be True or False, got {terminal!r}")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer))
+                                        or total_steps < 1):
+            raise ValueError(f"total_steps must be a positive integer or None, got {total_steps!r}")
+        if file is None and not terminal:
+            raise ValueError("StateReporter needs somewhere to write: give a file or terminal=True")
+        if file is not None and not isinstance(file, (str, os.PathLike, io.IOBase)) and not hasattr(file, "write"):
+            raise TypeError(f"file must be a path, a text file object or None, got {type(file).__name__}")
+        self.report_interval = int(report_interval)
+        self.terminal = terminal
+        self.total_steps = None if total_steps is None else int(total_steps)
+        self._path = os.fspath(file) if isinstance(file, (str, os.PathLike)) else None
+        self._file: Optional[TextIO] = None if self._path is not None else file
+        self._columns: Optional[list[str]] = None
+        self._last: Optional[tuple] = None  # (step, wall time, production steps, accepted sum)
+        self._last_reported_step: Optional[int] = None
+        self._n_dof: Optional[int] = None
+        self._first_seen: Optional[tuple] = None  # (step, wall time) when the executor first asked
+
+    # ------------------------------------------------------------------ reporter protocol
+    def next_report(self, step: int) -> Optional[int]:
+        """Steps from ``step`` until the next row: 0 at a multiple of the interval not yet written."""
+        if self._first_seen is None:
+            self._first_seen = (step, time.perf_counter())
+        r = step % self.report_interval
+        if r == 0 and step != self._last_reported_step:
+            return 0
+        return self.report_interval - r
+
+    def report(self, sampler, state, step: int) -> None:
+        """Write the row for ``step`` (``sampler`` is either executor; ``state`` its State)."""
+        system, integrator = sampler.system, sampler.integrator
+        now = time.perf_counter()
+        if self._columns is None:
+            self._start(system, sampler, step, now)
+        energy = float(state.energy.detach().double().mean())
+        kinetic = self._kinetic(system, state)
+        temperature = None
+        if kinetic is not None:
+            kT_kin = 2.0 * kinetic / self._n_dof
+            temperature = kT_kin / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K if _is_molecular(system) else kT_kin
+        timestep = getattr(integrator, "timestep", None)
+        time_ps = step * float(timestep) if timestep is not None else None
+
+        prod = int(getattr(sampler, "production_steps", 0))
+        accepted_sum = self._accepted_sum(sampler)
+        last_step, last_time, last_prod, last_acc = self._last
+        acceptance = None
+        if integrator.metropolis_adjusted and accepted_sum is not None and last_acc is not None and prod > last_prod:
+            acceptance = (accepted_sum - last_acc) / ((prod - last_prod) * sampler.n_walkers)
+        rate = None
+        if step > last_step and now > last_time:
+            rate = sampler.n_walkers * (step - last_step) / (now - last_time)
+        eta = None
+        if self.total_steps is not None and rate:
+            eta = max(0, self.total_steps - step) * sampler.n_walkers / rate
+        self._last = (step, now, prod, accepted_sum)
+        self._last_reported_step = step
+        values = [str(int(step)), _fmt(time_ps, ".6g"), _fmt(energy, ".10g"), _fmt(kinetic, ".10g"),
+                  _fmt(temperature, ".6g"), _fmt(acceptance, ".6f"), _fmt(rate, ".4g"), _fmt(eta, ".1f")]
+        self._write(values)
+
+    def close(self) -> None:
+        """Close the file if this reporter opened it (called by the executor at the run's end)."""
+        if self._path is not None and self._file is not None:
+            self._file.close()
+            self._file = None
+        elif self._file is not None:
+            self._file.flush()
+
+    # ------------------------------------------------------------------ helpers
+    def _start(self, system, sampler, step: int, now: float) -> None:
+        from langevin_md.analysis.thermo import degrees_of_freedom
+
+        self._n_dof = degrees_of_freedom(system)
+        temp_col = "kinetic_temperature" if _is_molecular(system) else "kinetic_kT"
+        self._columns = ["step", "time_ps", "potential_energy", "kinetic_energy", temp_col, "acceptance",
+                         "walker_steps_per_second", "eta_s"]
+        # The first row's speed counts from when the executor first asked (the run's start).
+        # A run from step 0 has its acceptance counters at zero then; a reporter joining a
+        # resumed run cannot know what they were, so its first row leaves acceptance empty.
+        first_step, first_time = self._first_seen if self._first_seen is not None else (step, now)
+        if first_step == 0:
+            self._last = (0, first_time, 0, 0)
+        else:
+            self._last = (first_step, first_time, int(getattr(sampler, "production_steps", 0)),
+                          self._accepted_sum(sampler))
+        if self._path is not None and self._file is None:
+            self._file = open(self._path, "w", encoding="utf-8", newline="")
+        if self._file is not None:
+            self._file.write(",".join(self._columns) + "\n")
+            self._file.flush()
+        if self.terminal:
+            print("  ".join(f"{c:>14}" for c in self._columns), file=sys.stdout, flush=True)
+
+    def _write(self, values: list[str]) -> None:
+        if self._file is not None:
+            self._file.write(",".join(values) + "\n")
+            self._file.flush()
+        if self.terminal:
+            print("  ".join(f"{v:>14}" for v in values), file=sys.stdout, flush=True)
+
+    @staticmethod
+    def _kinetic(system, state) -> Optional[float]:
+        v = getattr(state, "velocities", None)
+        if v is None:
+            return None
+        v = v.detach().to(torch.float64)
+        m = torch.as_tensor(np.asarray(system.masses, dtype=np.float64), device=v.device)
+        m = m.reshape(m.shape + (1,) * (v.ndim - 2))
+        per_walker = 0.5 * (m * v * v).reshape(v.shape[0], -1).sum(1)
+        return float(per_walker.mean())
+
+    @staticmethod
+    def _accepted_sum(sampler) -> Optional[int]:
+        acc = getattr(sampler, "accepted", None)
+        if acc is None:
+            return None
+        if isinstance(acc, torch.Tensor):
+            return int(acc.sum())
+        return int(np.sum(acc))
