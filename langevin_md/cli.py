@@ -8,6 +8,7 @@ needs when it runs, so ``langevin-md --help`` is fast.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,13 +32,14 @@ def _die(message: str, code: int) -> int:
 
 
 # --------------------------------------------------------------------------- run / resume
-def _execute(run_dir: Path, progress: Optional[bool]) -> int:
+def _run_folder_command(run_dir: Path, progress: Optional[bool]) -> int:
+    """Run or resume ``run_dir`` and turn its outcome into an exit status and a message."""
     from langevin_md.config import ConfigError
     from langevin_md.io.checkpoint import RunInterrupted
-    from langevin_md.io.run_folder import RunFailed, RunFolderError, execute
+    from langevin_md.io.run_folder import RunFailed, RunFolderError, execute_run
 
     try:
-        summary = execute(run_dir, progress=progress, echo=True)
+        summary = execute_run(run_dir, progress=progress, echo=True)
     except RunInterrupted as exc:
         name = signal.Signals(exc.signum).name
         print(f"langevin-md: stopped by {name} at step {exc.step}; checkpoint written to "
@@ -61,11 +63,10 @@ def cmd_run(args) -> int:
     config_path = Path(args.config)
     try:
         cfg = load_config(config_path)
-        # Building the system and integrator now reports bad values before a folder exists.
-        cfg.build_integrator()
-        if cfg.system_kind == "analytic":  # molecular ones are built once, by the run itself
-            cfg.build_system()
-    except FileNotFoundError as exc:
+        # Everything is checked before a folder exists: keys, paths and files, the system, the
+        # integrator, the executor's settings (seed, device, dtype) and the memory the run needs.
+        cfg.validate()
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         return _die(str(exc), EXIT_USAGE)
     except ConfigError as exc:
         return _die(str(exc), EXIT_USAGE)
@@ -79,7 +80,7 @@ def cmd_run(args) -> int:
     except RunFolderError as exc:
         return _die(str(exc), EXIT_ERROR)
     print(f"langevin-md: run folder {run_dir}", file=sys.stderr)
-    return _execute(run_dir, args.progress)
+    return _run_folder_command(run_dir, args.progress)
 
 
 def _run_distributed(cfg, run_dir: Path, args) -> int:
@@ -111,7 +112,7 @@ def cmd_resume(args) -> int:
     if not is_run_folder(run_dir):
         return _die(f"{run_dir} is not a langevin-md run folder (make one with `langevin-md run CONFIG.toml`)",
                     EXIT_USAGE)
-    return _execute(run_dir, args.progress)
+    return _run_folder_command(run_dir, args.progress)
 
 
 # --------------------------------------------------------------------------- systems
@@ -146,8 +147,11 @@ def cmd_export(args) -> int:
         result = load_run(run_dir)
     except RunFolderError as exc:
         return _die(str(exc), EXIT_USAGE)
-    except TrajectoryError as exc:
+    except (TrajectoryError, OSError) as exc:
         return _die(str(exc), EXIT_ERROR)
+    if result.n_frames == 0:
+        return _die(f"{run_dir} holds no recorded frames yet (status {result.metadata.get('status')!r}); "
+                    "nothing to export", EXIT_ERROR)
     if not 0 <= args.walker < result.n_walkers:
         return _die(f"--walker must be in [0, {result.n_walkers}), got {args.walker}", EXIT_USAGE)
     out = Path(args.output) if args.output else run_dir / f"walker_{args.walker}.{args.format}"
@@ -211,7 +215,25 @@ def cmd_demo(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    return _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
+    from langevin_md.io.run_folder import RunFolderError, load_run
+    from langevin_md.io.trajectory import TrajectoryError
+
+    run_dir = Path(args.run_dir)
+    # Read the run first, so a folder that is not a run, a damaged trajectory or a run with no
+    # frames is reported as such rather than from deep inside the analysis.
+    try:
+        result = load_run(run_dir)
+    except RunFolderError as exc:
+        return _die(str(exc), EXIT_USAGE)
+    except (TrajectoryError, OSError) as exc:
+        return _die(str(exc), EXIT_ERROR)
+    if result.n_frames == 0:
+        return _die(f"{run_dir} holds no recorded frames (status {result.metadata.get('status')!r}); "
+                    "there is nothing to analyse", EXIT_ERROR)
+    try:
+        return _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
+    except (ValueError, FloatingPointError) as exc:
+        return _die(f"cannot analyse {run_dir}: {exc}", EXIT_ERROR)
 
 
 def cmd_validate(args) -> int:
@@ -219,7 +241,13 @@ def cmd_validate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    return _module("langevin_md.training", "train").main(args.config) or EXIT_OK
+    from langevin_md.training.config import check_config_path
+
+    try:
+        check_config_path(args.config)
+        return _module("langevin_md.training", "train").main(args.config) or EXIT_OK
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        return _die(str(exc), EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------- parser
@@ -323,6 +351,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("langevin-md: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        return _die("out of memory; use fewer walkers or record less often", EXIT_ERROR)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if os.environ.get("LANGEVIN_MD_DEBUG"):
+            raise
+        return _die(f"{type(exc).__name__}: {exc} (this is unexpected; set LANGEVIN_MD_DEBUG=1 for the "
+                    "traceback and report it)", EXIT_ERROR)
     # Delegated commands may return None or a value (e.g. an output path): that is success.
     return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
 

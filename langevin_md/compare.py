@@ -282,7 +282,6 @@ def _across_walkers(values: np.ndarray) -> tuple[float, float]:
 def _run_one(name, system, integrator, n_force_evals, n_walkers, seed, initial_positions, burn_in_fraction,
              obs_fn, modes, moments, device, dtype) -> SamplerReport:
     import langevin_md as lmd
-    from langevin_md.analysis import ShortChainWarning, effective_sample_size, integrated_autocorrelation_time, rhat
 
     cost = force_evaluations_per_step(integrator)
     annealed = _is_annealed(integrator)
@@ -583,7 +582,7 @@ def plot_step_size_sweep(sweep: Comparison, path, system=None) -> str:
     ax.plot(steps, np.where(np.isfinite(eff), eff, np.nan), "-", color="0.6", zorder=1)
     top = np.nanmax(eff) if np.any(np.isfinite(eff)) else 1.0
     for s, e, r in zip(steps, eff, rows):
-        y = e if np.isfinite(e) and e > 0 else top
+        y = top if r.diverged else (e if np.isfinite(e) else 0.0)  # diverged: an x at the top
         ax.scatter([s], [y], color=_VERDICT_COLOURS.get(r.verdict, "k"), marker="x" if r.diverged else "o", s=60,
                    zorder=2, label=r.verdict)
     ax.set_xscale("log")
@@ -626,15 +625,22 @@ def plot_step_size_sweep(sweep: Comparison, path, system=None) -> str:
             ax.plot(exact.grid, exact.density, "k-", lw=1.5, label="exact")
     colours = ["#8d99ae", "#2a9d8f", "#e63946"]
     seen = set()
+    peak = 0.0  # the y range follows the exact law and the good run, not a stuck run's spike
+    if ax.lines:
+        peak = float(np.max(ax.lines[0].get_ydata()))
     for (label, r), c in zip(picks, colours):
         if id(r) in seen:
             continue
         seen.add(id(r))
         if r.samples.size:
-            ax.hist(r.samples, bins=edges, density=True, histtype="step", lw=1.8, color=c,
-                    label=f"{label}: {r.step_size:g} ({r.verdict})")
+            counts, _, _ = ax.hist(r.samples, bins=edges, density=True, histtype="step", lw=1.8, color=c,
+                                   label=f"{label}: {r.step_size:g} ({r.verdict})")
+            if label == "about right":
+                peak = max(peak, float(np.max(counts)))
         else:
             ax.plot([], [], color=c, label=f"{label}: {r.step_size:g} (diverged)")
+    if peak > 0:
+        ax.set_ylim(0, 1.6 * peak)
     ax.set_xlabel(sweep.observable)
     ax.set_ylabel("density")
     ax.set_title("what the walkers sampled")

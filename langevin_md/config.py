@@ -100,39 +100,27 @@ def _analytic_systems() -> dict[str, Choice]:
 
     out = {}
     for name, module, cls_name in _ANALYTIC:
-        try:
-            cls = getattr(importlib.import_module(f"langevin_md.systems.{module}"), cls_name)
-        except (ImportError, AttributeError):  # a system another contributor has not added yet
-            continue
+        # A module or class missing here is a broken installation: let the error surface.
+        cls = getattr(importlib.import_module(f"langevin_md.systems.{module}"), cls_name)
         out[name] = Choice(name, cls, "analytic", _first_line(cls))
     return out
 
 
 def _molecular_systems() -> dict[str, Choice]:
-    try:
-        from langevin_md.systems import molecules
-    except ImportError:  # pragma: no cover - molecules.py not present yet
-        return {}
-    out = {}
-    for name, entry in getattr(molecules, "CATALOGUE", {}).items():
-        out[name] = Choice(name, entry.factory, "molecular", entry.description)
-    if "alanine_dipeptide" not in out and hasattr(molecules, "alanine_dipeptide"):
-        out["alanine_dipeptide"] = Choice("alanine_dipeptide", molecules.alanine_dipeptide, "molecular",
-                                          _first_line(molecules.alanine_dipeptide))
+    from langevin_md.systems import molecules
+    from langevin_md.systems.openmm_system import OpenMMSystem
 
-    def from_pdb(*args, **kwargs):  # resolved lazily: importing openmm_system imports torch only
-        from langevin_md.systems.openmm_system import OpenMMSystem
+    out = {}
+    for name, entry in molecules.CATALOGUE.items():
+        out[name] = Choice(name, entry.factory, "molecular", entry.description)
+
+    def from_pdb(*args, **kwargs):
         return OpenMMSystem.from_pdb(*args, **kwargs)
 
     def from_xml(*args, **kwargs):
-        from langevin_md.systems.openmm_system import OpenMMSystem
         return OpenMMSystem.from_xml(*args, **kwargs)
 
-    try:
-        from langevin_md.systems.openmm_system import OpenMMSystem
-    except ImportError:  # pragma: no cover
-        return out
-    # Keep the real signatures (and so the real defaults) on the lazy wrappers.
+    # Keep the real signatures (and so the real defaults) on the wrappers.
     from_pdb.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_pdb))
     from_xml.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_xml))
     from_xml.__signature__ = from_xml.__signature__.replace(parameters=[
@@ -249,15 +237,34 @@ def _expected_types(annotation: Optional[str]) -> Optional[tuple[str, bool]]:
     return None
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numeric_annotation(annotation: Optional[str]) -> bool:
+    """True when an annotation names numbers (int/float) and neither strings nor bools."""
+    if annotation is None:
+        return False
+    words = set(re.findall(r"[A-Za-z_]+", annotation))
+    return bool(words & {"int", "float", "Real", "Number"}) and not words & {"str", "bool", "Any", "PathLike"}
+
+
 def _check_type(where: str, key: str, value, param: Param) -> None:
     expected = _expected_types(param.annotation)
-    if expected is None:
-        return  # the constructor validates it, and its error is reported with the key
-    tname, _ = expected
-    ok = isinstance(value, _SIMPLE[tname]) and not (isinstance(value, bool) and tname != "bool")
-    if not ok:
-        raise ConfigError(f"{where} {key}: expected {_TYPE_WORDS[tname]} ({tname}), got "
-                          f"{value!r} ({_toml_type(value)})")
+    if expected is not None:
+        tname, _ = expected
+        ok = isinstance(value, _SIMPLE[tname]) and not (isinstance(value, bool) and tname != "bool")
+        if not ok:
+            raise ConfigError(f"{where} {key}: expected {_TYPE_WORDS[tname]} ({tname}), got "
+                              f"{value!r} ({_toml_type(value)})")
+        return
+    # Other settings whose default or annotation is a number take numbers only: "1e-4" or
+    # true would otherwise reach the constructor (and true would count as 1).
+    numeric = _is_number(param.default) or _numeric_annotation(param.annotation)
+    if numeric and not (_is_number(value) or (value is None and param.default is None)
+                        or (isinstance(value, list) and all(_is_number(v) for v in value))):
+        raise ConfigError(f"{where} {key}: expected a number, got {value!r} ({_toml_type(value)}); "
+                          "write numbers without quotes and not as true/false")
 
 
 def _toml_type(value) -> str:
@@ -370,6 +377,35 @@ class RunConfig:
             del d["sampler"]["backend"]  # the default: run folders from before the key existed match
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def validate(self) -> None:
+        """Check everything a run needs before a run folder is created.
+
+        Builds the integrator and the system (every key's value, every file, trust of
+        force-field files), checks the executor's settings by building it, and compares the
+        memory the run needs with the memory available.
+
+        Raises
+        ------
+        ConfigError
+            Naming the key, the value and what is allowed, or the memory figures.
+        """
+        integrator = self.build_integrator()
+        try:
+            system = self.build_system()
+        except FileNotFoundError as exc:
+            raise ConfigError(f"[system] name = {self.system['name']!r}: {exc}") from None
+        n_coordinates = int(math.prod(system.event_shape))
+        need = memory_estimate(self.sampler, n_coordinates)
+        have = _available_memory(self.sampler.get("device") or "cpu")
+        if have is not None and need["total"] > have:
+            raise ConfigError(
+                f"[sampler] n_walkers = {self.sampler['n_walkers']} needs about {_gib(need['total'])} "
+                f"({_gib(need['walkers'])} walker state, {_gib(need['recording'])} frames between "
+                f"checkpoints, {_gib(need['checkpoints'])} checkpoint copies; {n_coordinates} coordinates "
+                f"per walker) but only {_gib(have)} is available on {self.sampler.get('device') or 'cpu'}; "
+                "use fewer walkers, record less often or checkpoint more often")
+        self.build_sampler(system, integrator)
+
     @property
     def end_step(self) -> int:
         """Global step at which the run is complete (burn-in plus production)."""
@@ -396,10 +432,35 @@ def toml_value(value) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # JSON's string escapes are valid TOML basic-string escapes
+        return _toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string holding ``text`` exactly (any Unicode, astral planes included).
+
+    Characters outside the Basic Multilingual Plane are written as themselves (JSON would
+    write surrogate pairs, which TOML rejects); quotes, backslashes and control characters
+    are escaped as TOML requires.
+    """
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"{text!r} holds a lone surrogate (U+{code:04X}): a file name that is not "
+                             "valid Unicode cannot be written to a config; rename the file")
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif code < 0x20 or code == 0x7F:
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\u{code:04X}"))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: str, base_dir: Path) -> dict:
@@ -419,7 +480,7 @@ def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: st
             raise ConfigError(f"{where} (name = {name!r}): " + _unknown("key", key, params))
         _check_type(where, key, value, params[key])
         if key in choice.path_keys:
-            value = _resolve_paths(value, base_dir)
+            value = _resolve_paths(where, key, value, base_dir, builtin_forcefields=(key == "forcefield"))
         out[key] = value
     for key, p in params.items():
         if key in out:
@@ -430,15 +491,46 @@ def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: st
     return out
 
 
-def _resolve_paths(value, base_dir: Path):
-    """Make relative paths absolute (relative to the config file) when they exist there, so a
-    run folder's resolved config works from anywhere; built-in names like
-    ``amber14-all.xml`` are left as they are."""
+def _forcefield_dirs() -> list[str]:
+    """Folders where OpenMM finds force fields given by bare name (its own, and plugins')."""
+    from importlib.metadata import entry_points
+
+    import openmm.app
+
+    dirs = [os.path.join(os.path.dirname(openmm.app.__file__), "data")]
+    for entry in entry_points(group="openmm.forcefielddir"):
+        try:
+            dirs.append(entry.load()())
+        except Exception:  # noqa: BLE001 - a broken plugin must not hide OpenMM's own files
+            continue
+    return dirs
+
+
+def _resolve_paths(where: str, key: str, value, base_dir: Path, builtin_forcefields: bool = False):
+    """Relative paths are relative to the config file, never to the working directory.
+
+    Every path is stored absolute, so a run folder's resolved config works from anywhere. A
+    path that does not exist is an error naming the key and where it was looked for; only a
+    ``forcefield`` entry may instead be the bare name of a force field shipped with OpenMM
+    (``amber14-all.xml``), which is kept as written.
+    """
     if isinstance(value, list):
-        return [_resolve_paths(v, base_dir) for v in value]
-    if isinstance(value, str) and not os.path.isabs(value) and (base_dir / value).exists():
-        return str((base_dir / value).resolve())
-    return value
+        return [_resolve_paths(where, key, v, base_dir, builtin_forcefields) for v in value]
+    if not isinstance(value, str):
+        return value
+    path = Path(value).expanduser()
+    full = path if path.is_absolute() else base_dir / path
+    if full.exists():
+        if full.is_dir():
+            raise ConfigError(f"{where} {key} = {_toml_string(value)} is a folder ({full}); a file is expected")
+        return str(full.resolve())
+    if builtin_forcefields and not path.is_absolute():
+        if any(os.path.isfile(os.path.join(d, value)) for d in _forcefield_dirs()):
+            return value
+        raise ConfigError(f"{where} {key}: {_toml_string(value)} is neither a file beside the config "
+                          f"({full}) nor a force field shipped with OpenMM")
+    raise ConfigError(f"{where} {key}: file {full} does not exist (relative paths are taken relative "
+                      f"to the config file's folder, {base_dir})")
 
 
 def _plain(value):
@@ -504,9 +596,97 @@ def _resolve_sampler(table: dict) -> dict:
     if out["backend"] not in BACKENDS:
         raise ConfigError(f"[sampler] backend = {out['backend']!r} is not a known executor; known: "
                           f"{', '.join(BACKENDS)}")
+    _check_sampler_values(out)
     order = ["backend", "n_steps", "n_walkers", "record_every", "burn_in", "seed", "checkpoint_every",
              "device", "dtype"]
     return {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
+
+
+#: Seeds are hashed as 64-bit words by the random streams (langevin_md.random): a larger seed
+#: would wrap and repeat a smaller one's streams, so it is refused.
+SEED_LIMIT = 2 ** 64
+
+
+def _check_sampler_values(sampler: dict) -> None:
+    """Ranges of the [sampler] settings, checked before anything is built or created."""
+    from langevin_md import checks
+
+    def check(fn, key, *args):
+        try:
+            return fn(key, sampler[key], *args)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[sampler] {exc}") from None
+
+    for key in ("n_steps", "n_walkers", "record_every", "checkpoint_every"):
+        if key in sampler:
+            check(checks.positive_int, key)
+    if "burn_in" in sampler:
+        check(checks.non_negative_int, "burn_in")
+    if "seed" in sampler:
+        check(checks.non_negative_int, "seed")
+        if sampler["seed"] >= SEED_LIMIT:
+            raise ConfigError(f"[sampler] seed = {sampler['seed']} is too large: seeds must be below "
+                              f"2**64 = {SEED_LIMIT} (larger ones would repeat smaller seeds' random streams)")
+    for key, fn in (("device", checks.device), ("dtype", checks.dtype)):
+        if key in sampler:
+            try:
+                fn(sampler[key])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[sampler] {exc}") from None
+    if all(k in sampler for k in ("record_every", "n_steps")) and sampler["record_every"] > sampler["n_steps"]:
+        raise ConfigError(f"[sampler] record_every = {sampler['record_every']} is larger than n_steps = "
+                          f"{sampler['n_steps']}: the run would record 0 frames; lower record_every")
+
+
+def _available_memory(device: str) -> Optional[int]:
+    """Bytes available on ``device`` (host RAM from /proc/meminfo, or CUDA's free memory)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_estimate(sampler: dict, n_coordinates: int) -> dict:
+    """Bytes a run needs: walker state, buffered frames and checkpoint copies.
+
+    Parameters
+    ----------
+    sampler : dict
+        The resolved [sampler] table.
+    n_coordinates : int
+        Coordinates per walker (``prod(event_shape)``).
+
+    Returns
+    -------
+    dict
+        ``walkers``, ``recording``, ``checkpoints`` and ``total`` in bytes.
+    """
+    from langevin_md import checks
+
+    itemsize = 4 if checks.dtype(sampler.get("dtype")).itemsize == 4 else 8
+    n = int(sampler["n_walkers"])
+    # Positions, velocities, forces, proposals and scratch: about eight arrays per walker.
+    walkers = 8 * n * n_coordinates * itemsize
+    # Frames wait on the host until the next checkpoint (at most one checkpoint interval).
+    frames = min(int(sampler["n_steps"]), int(sampler.get("checkpoint_every", sampler["n_steps"])))
+    frames = max(1, frames // int(sampler["record_every"]))
+    recording = frames * n * (n_coordinates + 2) * itemsize
+    # A checkpoint holds the state in float64 twice while it is serialised.
+    checkpoints = 2 * 4 * n * n_coordinates * 8
+    return {"walkers": walkers, "recording": recording, "checkpoints": checkpoints,
+            "total": walkers + recording + checkpoints}
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2 ** 30:.3g} GiB"
 
 
 def load_config(path) -> RunConfig:

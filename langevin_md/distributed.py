@@ -80,7 +80,7 @@ def run_shard(shard_dir: str) -> dict:
     import torch
 
     from .io.checkpoint import latest_checkpoint
-    from .io.run_folder import CHECKPOINTS, execute, read_summary
+    from .io.run_folder import CHECKPOINTS, append_text, execute_run, read_summary
 
     shard = Path(shard_dir)
     torch.set_num_threads(1)
@@ -89,13 +89,10 @@ def run_shard(shard_dir: str) -> dict:
     record = {"worker_pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
               "from_step": int(found[1]["step"]) if found else 0,
               "already_complete": summary.get("status") == "completed"}
-    with open(shard / ATTEMPTS, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_text(shard / ATTEMPTS, json.dumps(record) + "\n")  # never through a symlink
     if record["already_complete"]:
         return summary
-    return execute(shard, progress=False, handle_signals=False)
+    return execute_run(shard, progress=False, handle_signals=False)
 
 
 def _attempts(shard: Path) -> list[dict]:
@@ -249,12 +246,11 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     if acc is not None:
         summary["acceptance_rate_mean"] = float(acc.mean())
     write_summary(run_dir, summary)
-    from .io.run_folder import LOG
+    from .io.run_folder import LOG, append_text
 
-    with open(run_dir / LOG, "a") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} distributed run merged: {len(shard_dirs)} "
-                 f"shards, {n_walkers} walkers, {len(steps)} frames, step {end_step}; retried shards: "
-                 f"{', '.join(retried) or 'none'}\n")
+    append_text(run_dir / LOG, f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} distributed run merged: "
+                f"{len(shard_dirs)} shards, {n_walkers} walkers, {len(steps)} frames, step {end_step}; "
+                f"retried shards: {', '.join(retried) or 'none'}\n")
     return summary
 
 

@@ -68,7 +68,7 @@ def nonfinite_message(walkers: Sequence[int], n_walkers: int, steps: tuple[int, 
     return (f"non-finite state {when} for walkers [{_walker_list(walkers)}] ({len(walkers)} of "
             f"{n_walkers}). Likely causes: a step size too large for the stiffest mode of the "
             f"system (try a smaller step for {integrator_name}), a start far from equilibrium "
-            "with huge forces (minimise first), or an energy that is not finite everywhere. "
+            "with huge forces (minimise first: `lmd.minimize(system, positions)`), or an energy that is not finite everywhere. "
             "Frames recorded before it are in the exception's .result.")
 
 

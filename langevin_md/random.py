@@ -95,10 +95,33 @@ class _Draws:
         # tails right (|z| up to 8.6 rather than 5.6 for 24-bit uniforms).
         u1 = 1.0 - _shr(w[:, :m], 11).to(torch.float64) * 2.0**-53  # (0, 1]
         u2 = _shr(w[:, m:], 11).to(torch.float64) * 2.0**-53
+        return _box_muller(u1, u2, n, dtype).reshape((self.n_walkers,) + shape)
+
+
+def _box_muller(u1: torch.Tensor, u2: torch.Tensor, n: int, dtype) -> torch.Tensor:
+    """``n`` normals per walker from uniforms ``u1`` in (0, 1] and ``u2`` in [0, 1), each ``(w, m)``.
+
+    ``u1`` and ``u2`` must be contiguous ``(n_walkers, m)`` float64 tensors; ``u1`` is
+    overwritten. Every path (eager torch, eager numpy words, compiled) ends here, so the
+    transcendental functions (log, cos, sin) always run on tensors of the same shape and
+    layout: their vectorised and scalar code paths may differ in the last bit, and which one
+    an element takes depends on its position in the tensor (torch's sqrt is not numpy's
+    either). Every other operation on the way is exact or one correctly rounded IEEE
+    multiplication, the same wherever it runs.
+    """
+    if torch.compiler.is_compiling():
         r = torch.sqrt(-2.0 * torch.log(u1))
         theta = (2.0 * math.pi) * u2
         z = torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :n]
-        return z.to(dtype).reshape((self.n_walkers,) + shape)
+        return z.to(dtype)
+    r = torch.log(u1, out=u1).mul_(-2.0).sqrt_()
+    theta = u2.mul((2.0 * math.pi))
+    m = u1.shape[1]
+    z = torch.empty((u1.shape[0], 2 * m), dtype=torch.float64, device=u1.device)
+    torch.mul(r, torch.cos(theta), out=z[:, :m])
+    torch.mul(r, theta.sin_(), out=z[:, m:])
+    z = z[:, :n]
+    return z if dtype == torch.float64 else z.to(dtype)
 
 
 class WalkerRNG(_Draws):
@@ -141,10 +164,26 @@ class WalkerRNG(_Draws):
         keys = torch.as_tensor(idx, dtype=torch.int64) * GAMMA + seed_key
         self._keys = mix64(mix64(keys)).to(self.device)
         self._offsets: dict[int, torch.Tensor] = {}
+        # On the CPU the integer hash runs in numpy: it has unsigned 64-bit arithmetic (no
+        # masks after shifts), works in place in reused buffers, and costs about a third of
+        # the same torch ops. The words are the same integers either way.
+        self._host = self.device.type == "cpu"
+        self._keys_u64 = self._keys.numpy().view(np.uint64)[:, None] if self._host else None
+        self._scratch: dict[tuple, np.ndarray] = {}
 
     @property
     def n_walkers(self) -> int:
         return int(self.walker_indices.size)
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """Per-walker stream keys, ``(n_walkers,)`` int64 on :attr:`device` (read-only use).
+
+        Word ``k`` of walker ``i``'s stream is ``mix64(keys[i] + k * GAMMA)`` (mod 2⁶⁴); a
+        :class:`CounterStream` built from these keys and :attr:`counter` continues the
+        streams exactly.
+        """
+        return self._keys
 
     def state_dict(self) -> dict:
         """Everything needed to restore these streams exactly."""
@@ -164,6 +203,92 @@ class WalkerRNG(_Draws):
         self.counter += n
         return mix64(self._keys[:, None] + (offs + base))
 
+    # ------------------------------------------------------------------ CPU fast path
+    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        key = (name, shape)
+        buf = self._scratch.get(key)
+        if buf is None:
+            if len(self._scratch) > 16:  # many different draw sizes: keep memory bounded
+                self._scratch.clear()
+            buf = self._scratch[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _host_shifted_words(self, n: int, shift: int) -> np.ndarray:
+        """The next ``n`` words of every walker, logically shifted right by ``shift``.
+
+        A reused ``(n_walkers, n)`` uint64 scratch buffer: valid until the next draw.
+        """
+        shape = (self.n_walkers, n)
+        w = self._buffer("words", shape, np.uint64)
+        tmp = self._buffer("tmp", shape, np.uint64)
+        steps = self._scratch.get(("steps", n))
+        if steps is None:
+            steps = np.arange(n, dtype=np.uint64)
+            np.multiply(steps, np.uint64(_GAMMA), out=steps)  # wraps mod 2^64, as int64 torch does
+            self._scratch[("steps", n)] = steps
+        offs = self._buffer("offs", (n,), np.uint64)
+        np.add(steps, np.uint64((self.counter * _GAMMA) & ((1 << 64) - 1)), out=offs)
+        self.counter += n
+        np.add(self._keys_u64, offs, out=w)
+        for s, mult in ((30, _MIX1), (27, _MIX2)):
+            np.right_shift(w, np.uint64(s), out=tmp)
+            np.bitwise_xor(w, tmp, out=w)
+            np.multiply(w, np.uint64(mult), out=w)
+        np.right_shift(w, np.uint64(31), out=tmp)
+        np.bitwise_xor(w, tmp, out=w)
+        np.right_shift(w, np.uint64(shift), out=w)
+        return w
+
+    def uniform(self, shape: Sequence[int] = (), dtype=torch.float64) -> torch.Tensor:
+        """Uniform draws in [0, 1), shape ``(n_walkers, *shape)``."""
+        shape = tuple(shape)
+        n = math.prod(shape)
+        if not self._host or n == 0 or dtype not in (torch.float64, torch.float32):
+            return super().uniform(shape, dtype)
+        if dtype == torch.float64:
+            w = self._host_shifted_words(n, 11)
+            u = np.multiply(w, 2.0**-53, dtype=np.float64)  # exact: w < 2^53
+        else:
+            w = self._host_shifted_words(n, 40)
+            u = np.multiply(w, np.float32(2.0**-24), dtype=np.float32)  # exact: w < 2^24
+        return torch.from_numpy(u).reshape((self.n_walkers,) + shape)
+
+    def normal(self, shape: Sequence[int] = (), dtype=torch.float64) -> torch.Tensor:
+        """Standard normal draws, shape ``(n_walkers, *shape)`` (Box–Muller, both outputs used).
+
+        The numbers equal :meth:`_Draws.normal`'s bit for bit: log, sqrt, cos and sin run in
+        torch on contiguous ``(n_walkers, m)`` tensors exactly as there (see
+        :func:`_box_muller`); every other operation is exact or one correctly rounded IEEE
+        multiplication, and runs in numpy, whose calls cost a fraction of a torch op's.
+        """
+        shape = tuple(shape)
+        n = math.prod(shape)
+        if not self._host or n == 0:
+            return super().normal(shape, dtype)
+        m = (n + 1) // 2
+        w = self._host_shifted_words(2 * m, 11)
+        r = self._buffer("u1", (self.n_walkers, m), np.float64)
+        theta = self._buffer("u2", (self.n_walkers, m), np.float64)
+        cos = self._buffer("cos", (self.n_walkers, m), np.float64)
+        np.multiply(w[:, :m], 2.0**-53, out=r)
+        np.subtract(1.0, r, out=r)  # u1 in (0, 1]
+        r_t = torch.from_numpy(r)
+        torch.log(r_t, out=r_t)
+        np.multiply(r, -2.0, out=r)
+        torch.sqrt(r_t, out=r_t)  # torch's vectorised sqrt is not numpy's to the last bit
+        np.multiply(w[:, m:], 2.0**-53, out=theta)  # u2 in [0, 1)
+        np.multiply(theta, 2.0 * math.pi, out=theta)
+        theta_t = torch.from_numpy(theta)
+        torch.cos(theta_t, out=torch.from_numpy(cos))
+        torch.sin(theta_t, out=theta_t)
+        z = np.empty((self.n_walkers, 2 * m), dtype=np.float64)
+        np.multiply(r, cos, out=z[:, :m])
+        np.multiply(r, theta, out=z[:, m:])
+        out = torch.from_numpy(z)[:, :n]
+        if dtype != torch.float64:
+            out = out.to(dtype)
+        return out.reshape((self.n_walkers,) + shape)
+
 
 class CounterStream(_Draws):
     """The same streams with the counter held in a 0-d int64 tensor, for compiled graphs.
@@ -175,7 +300,7 @@ class CounterStream(_Draws):
     Parameters
     ----------
     keys : torch.Tensor of int64, shape ``(n_walkers,)``
-        Per-walker keys (``WalkerRNG._keys``).
+        Per-walker keys (:attr:`WalkerRNG.keys`).
     counter : torch.Tensor of int64, shape ``()``
         Words consumed before this chunk.
     """

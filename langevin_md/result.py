@@ -31,7 +31,10 @@ class SampleResult:
     walker_indices : numpy.ndarray of int64, shape ``(n_walkers,)``
         Global indices of the walkers (their random streams).
     wall_time : float
-        Seconds spent stepping (burn-in and production).
+        Seconds spent stepping (burn-in and production), compiling included.
+    compile_time : float
+        Seconds of ``wall_time`` spent compiling steps with ``torch.compile`` (0 for eager
+        runs, and about the time to load cached kernels when the compile cache is warm).
     n_steps_run : int
         Integrator steps taken per walker, burn-in included.
     metadata : dict
@@ -55,6 +58,7 @@ class SampleResult:
     step_sizes: Optional[np.ndarray] = None
     walker_indices: Optional[np.ndarray] = None
     wall_time: float = 0.0
+    compile_time: float = 0.0
     n_steps_run: int = 0
     metadata: dict = field(default_factory=dict)
     fields: dict = field(default_factory=dict)

@@ -246,13 +246,13 @@ EXAMPLE_CONFIGS = sorted((__import__("pathlib").Path(__file__).parents[1] / "exa
 
 @pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: p.name)
 def test_example_configs_run(tmp_path, path):
-    from langevin_md.io.run_folder import create_run, execute
+    from langevin_md.io.run_folder import create_run, execute_run
 
     cfg = load_config(path)
     cfg.sampler.update(n_steps=4, burn_in=min(cfg.sampler["burn_in"], 2), n_walkers=2, record_every=2,
                        checkpoint_every=2)
     run_dir = create_run(cfg, tmp_path / "run")
-    summary = execute(run_dir, progress=False, handle_signals=False)
+    summary = execute_run(run_dir, progress=False, handle_signals=False)
     assert summary["status"] == "completed" and load_run(run_dir).n_frames == 2
 
 

@@ -133,3 +133,18 @@ def test_bad_input_is_named():
 
     with pytest.raises(ValueError, match="no energy"):
         minimize(ScoreModel(Score(), event_shape=(2,), sigma_min=0.01), good)
+
+
+def test_minimised_positions_start_a_run():
+    pytest.importorskip("openmm")
+    import langevin_md as lmd
+    from langevin_md.integrators import BAOAB
+    from langevin_md.systems.molecules import alanine_dipeptide
+
+    system = alanine_dipeptide(engine="torch")
+    clashing = torch.as_tensor(system.positions[None] + np.random.default_rng(3).normal(0.0, 0.03, (4, 22, 3)))
+    m = minimize(system, clashing)
+    assert m.converged.all() and (m.final_energy < 0).all()
+    result = lmd.sample(system, BAOAB(timestep=0.001, friction=5.0), n_steps=20, n_walkers=4,
+                        initial_positions=m.positions, seed=0)
+    assert np.isfinite(result.energies).all()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import langevin_md as lmd
-from langevin_md.integrators import BAOAB, MALA, ULA
+from langevin_md.integrators import BAOAB, MALA
 from langevin_md.state_reporter import StateReporter
 from langevin_md.systems.harmonic import Harmonic
 

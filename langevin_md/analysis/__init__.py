@@ -54,6 +54,7 @@ from .protein import (
     SeriesStatistics,
     WalkerTrajectory,
     backbone_dihedrals,
+    n_phi_psi_residues,
     protein_report,
     radius_of_gyration,
     rmsd_to_start,
@@ -122,6 +123,7 @@ __all__ = [
     # proteins (mdtraj and matplotlib are imported only when these are called)
     "WalkerTrajectory",
     "walker_trajectory",
+    "n_phi_psi_residues",
     "BackboneDihedrals",
     "backbone_dihedrals",
     "rmsd_to_start",

@@ -28,13 +28,14 @@ import csv
 import math
 import os
 import warnings
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 __all__ = [
     "WalkerTrajectory",
     "walker_trajectory",
+    "n_phi_psi_residues",
     "BackboneDihedrals",
     "backbone_dihedrals",
     "rmsd_to_start",
@@ -104,6 +105,24 @@ def walker_trajectory(source, topology=None) -> WalkerTrajectory:
                          f"got positions of shape {pos.shape}")
     traj = source.to_mdtraj(topology=topology)
     return WalkerTrajectory(traj, pos.shape[0], pos.shape[1])
+
+
+def n_phi_psi_residues(topology) -> int:
+    """Residues of an ``mdtraj.Topology`` that have both a φ and a ψ dihedral.
+
+    ``langevin-md analyze`` writes a protein report when this is at least 2 (alanine
+    dipeptide has 1: its φ/ψ are covered by the Ramachandran analysis of
+    :mod:`~langevin_md.analysis.molecular`).
+    """
+    import mdtraj
+
+    if not isinstance(topology, mdtraj.Topology):
+        raise TypeError(f"topology must be an mdtraj.Topology, got {type(topology).__name__}")
+    atoms = list(topology.atoms)
+    dummy = mdtraj.Trajectory(np.zeros((1, topology.n_atoms, 3), dtype=np.float32), topology)
+    phi_idx, _ = mdtraj.compute_phi(dummy)
+    psi_idx, _ = mdtraj.compute_psi(dummy)
+    return len({atoms[q[1]].residue.index for q in phi_idx} & {atoms[q[0]].residue.index for q in psi_idx})
 
 
 # --------------------------------------------------------------------------- observables

@@ -18,7 +18,7 @@ short ones.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -88,11 +88,12 @@ class KineticTemperatureCheck(NamedTuple):
     Attributes
     ----------
     temperature : float
-        Mean T_kin = 2⟨K⟩/(N_dof k_B), K.
+        Mean kinetic temperature, 2⟨K⟩/(N_dof k_B) in K, or 2⟨K⟩/N_dof in energy units when
+        the target was given as ``kT`` (``unit`` says which).
     standard_error : float
-        Standard error of ``temperature``, K.
+        Standard error of ``temperature``, same unit.
     expected : float
-        The target temperature, K.
+        The target, same unit.
     z : float
         (temperature − expected) / standard_error.
     passed : bool
@@ -101,9 +102,11 @@ class KineticTemperatureCheck(NamedTuple):
     n_independent : float
         Walkers used for the error (or the effective sample size for one chain).
     expected_relative_sd : float
-        sqrt(2/N_dof): the relative spread of one frame's T_kin under the exact law.
+        sqrt(2/N_dof): the relative spread of one frame's kinetic temperature under the exact law.
     observed_relative_sd : float
         The frames' relative spread (a wrong N_dof or a broken thermostat shows here too).
+    unit : str
+        ``"K"`` or ``"kT"`` (energy units of the system).
     """
 
     temperature: float
@@ -115,26 +118,36 @@ class KineticTemperatureCheck(NamedTuple):
     n_independent: float
     expected_relative_sd: float
     observed_relative_sd: float
+    unit: str = "K"
 
     def __str__(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
-        return (f"kinetic temperature {self.temperature:.2f} ± {self.standard_error:.2f} K vs {self.expected:.2f} K "
-                f"(z = {self.z:+.2f}, N_dof = {self.n_dof}): {verdict}")
+        name = "kinetic temperature" if self.unit == "K" else "kinetic kT"
+        return (f"{name} {self.temperature:.4g} ± {self.standard_error:.2g} {self.unit} vs {self.expected:.4g} "
+                f"{self.unit} (z = {self.z:+.2f}, N_dof = {self.n_dof}): {verdict}")
 
 
-def kinetic_temperature_check(kinetic_energies, n_dof: int, temperature, z_max: float = 5.0) -> KineticTemperatureCheck:
-    """Test the mean kinetic temperature against ``temperature`` with a z-score.
+def kinetic_temperature_check(kinetic_energies, n_dof: Optional[int] = None, temperature=None,
+                              z_max: float = 5.0, kT: Optional[float] = None) -> KineticTemperatureCheck:
+    """Test the mean kinetic temperature against the target with a z-score (pass: |z| ≤ ``z_max``).
 
     Parameters
     ----------
-    kinetic_energies : array_like, shape ``(n_frames, n_walkers)`` or ``(n_frames,)``
-        Total kinetic energy of each frame, kJ/mol (burn-in already removed).
-    n_dof : int
-        Velocity degrees of freedom, from :func:`degrees_of_freedom`.
-    temperature : float or openmm Quantity
-        The thermostat's temperature, K.
+    kinetic_energies : array_like or SampleResult
+        Total kinetic energy of each frame, shape ``(n_frames, n_walkers)`` or ``(n_frames,)``
+        (kJ/mol for molecular systems; burn-in already removed), or a result of a scheme with
+        velocities, whose ``kinetic_energies`` are used.
+    n_dof : int, optional
+        Velocity degrees of freedom. Default for a result: :func:`degrees_of_freedom` of its
+        system (required for arrays).
+    temperature : float or openmm Quantity, optional
+        The thermostat's temperature, K. Default for a result: its system's ``temperature``.
     z_max : float
         Pass when |z| ≤ this.
+    kT : float, optional
+        The target as a thermal energy instead (dimensionless systems); default for a result
+        whose system has no ``temperature``: the result's ``kT``. Give one of ``temperature``
+        and ``kT``.
 
     Returns
     -------
@@ -148,6 +161,21 @@ def kinetic_temperature_check(kinetic_energies, n_dof: int, temperature, z_max: 
     """
     from .autocorrelation import effective_sample_size
 
+    if hasattr(kinetic_energies, "kinetic_energies") and hasattr(kinetic_energies, "positions"):
+        result = kinetic_energies
+        if result.kinetic_energies is None:
+            raise ValueError("this result has no kinetic energies (an overdamped or Metropolis scheme?)")
+        system = getattr(result, "system", None)
+        if n_dof is None:
+            if system is None:
+                raise ValueError("n_dof is required for a result without its system attached")
+            n_dof = degrees_of_freedom(system)
+        if temperature is None and kT is None:
+            if getattr(system, "temperature", None) is not None:
+                temperature = system.temperature
+            else:
+                kT = float(result.kT)
+        kinetic_energies = result.kinetic_energies
     k = np.asarray(kinetic_energies, dtype=np.float64)
     if k.ndim == 1:
         k = k[:, None]
@@ -157,11 +185,20 @@ def kinetic_temperature_check(kinetic_energies, n_dof: int, temperature, z_max: 
         raise ValueError("kinetic_energies must be finite and non-negative (kJ/mol)")
     if isinstance(n_dof, bool) or not isinstance(n_dof, (int, np.integer)) or n_dof < 1:
         raise ValueError(f"n_dof must be a positive integer, got {n_dof!r}")
-    t_target = strip(temperature, "kelvin")
-    if not math.isfinite(t_target) or t_target <= 0:
-        raise ValueError(f"temperature must be a positive number of kelvin, got {temperature!r}")
+    if (temperature is None) == (kT is None):
+        raise ValueError("give exactly one of temperature (K) and kT (energy units) as the target")
+    if temperature is not None:
+        target = strip(temperature, "kelvin")
+        if not math.isfinite(target) or target <= 0:
+            raise ValueError(f"temperature must be a positive number of kelvin, got {temperature!r}")
+        scale, unit = MOLAR_GAS_CONSTANT_KJ_PER_MOL_K, "K"
+    else:
+        target = float(kT)
+        if not math.isfinite(target) or target <= 0:
+            raise ValueError(f"kT must be a positive number, got {kT!r}")
+        scale, unit = 1.0, "kT"
     z_max = float(z_max)
-    t = 2.0 * k / (n_dof * MOLAR_GAS_CONSTANT_KJ_PER_MOL_K)
+    t = 2.0 * k / (n_dof * scale)
     mean = float(t.mean())
     n_frames, n_walkers = t.shape
     if n_walkers >= 2:
@@ -172,15 +209,16 @@ def kinetic_temperature_check(kinetic_energies, n_dof: int, temperature, z_max: 
         ess = float(np.sum(effective_sample_size(t[:, 0])))
         se = float(t.std(ddof=1) / math.sqrt(max(ess, 1.0)))
         n_ind = ess
-    z = (mean - t_target) / se if se > 0 else (0.0 if mean == t_target else math.inf)
+    z = (mean - target) / se if se > 0 else (0.0 if mean == target else math.inf)
     return KineticTemperatureCheck(
         temperature=mean,
         standard_error=se,
-        expected=t_target,
+        expected=target,
         z=float(z),
         passed=bool(abs(z) <= z_max),
         n_dof=int(n_dof),
         n_independent=n_ind,
         expected_relative_sd=math.sqrt(2.0 / n_dof),
         observed_relative_sd=float(t.std() / mean) if mean > 0 else math.nan,
+        unit=unit,
     )

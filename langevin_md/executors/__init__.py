@@ -21,7 +21,7 @@ imported only when it is used.
 from __future__ import annotations
 
 import importlib
-from typing import Optional
+from typing import Optional, Union
 
 from .. import checks
 from ..result import SampleResult
@@ -44,7 +44,8 @@ def executor_class(backend: str):
 
 def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: int = 1,
            burn_in: int = 0, seed: int = 0, device=None, dtype=None, initial_positions=None,
-           progress: Optional[bool] = None, backend: str = "torch", compile: bool = False) -> SampleResult:
+           progress: Optional[bool] = None, backend: str = "torch", compile: Union[bool, str] = "auto",
+           threads: Optional[int] = None) -> SampleResult:
     """Sample ``system`` with ``integrator`` on ``n_walkers`` independent walkers.
 
     Parameters
@@ -70,14 +71,20 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
         Progress bar (default: only on a terminal).
     backend : {'torch', 'openmm'}
         Which executor runs (see :data:`BACKENDS` and the module docstring).
-    compile : bool
-        Torch executor only: fuse steps with ``torch.compile`` (see :class:`Sampler`).
+    compile : True, False or "auto"
+        Torch executor only: fuse steps with ``torch.compile``. ``"auto"`` (default)
+        compiles runs large enough to repay the compile time when a compiler is available
+        (see :class:`Sampler`).
+    threads : int, optional
+        Torch executor only: torch intra-op threads during the run (restored afterwards);
+        by default one for small problems and torch's setting for large ones.
 
     Returns
     -------
     SampleResult
         ``positions`` (n_frames, n_walkers, *event_shape), ``energies`` (n_frames, n_walkers),
-        ``acceptance_rate`` (n_walkers,) for Metropolis-adjusted schemes.
+        ``acceptance_rate`` (n_walkers,) for Metropolis-adjusted schemes, ``compile_time``
+        (seconds).
 
     Raises
     ------
@@ -87,11 +94,16 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     cls = executor_class(backend)
     if backend == "torch":
         sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
-                      initial_positions=initial_positions, compile=compile)
+                      initial_positions=initial_positions, compile=compile, threads=threads)
     else:
-        if compile:
+        if compile is True:
             raise ValueError(f"compile=True applies to backend='torch' only; the {backend} executor "
                              "already runs every step inside its own engine")
+        if compile is not False and compile != "auto":
+            raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+        if threads is not None:
+            raise ValueError(f"threads={threads!r} applies to backend='torch' only; the {backend} "
+                             "executor's engine chooses its own threads")
         sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
                       initial_positions=initial_positions)
     return sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)

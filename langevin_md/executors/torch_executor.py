@@ -4,14 +4,27 @@ The loop runs the integrator on the device with no host synchronisation between 
 stop happens when a reporter is due (OpenMM's pattern: each reporter says when it next wants
 the state), when the recording buffer is full, or at the end; only there does the executor
 look at the state (finiteness check, progress bar, recorded frames to the host).
+
+Two ways to take the steps between stops: eagerly, one torch op at a time, or as
+``torch.compile``d chunks of :attr:`Sampler.COMPILE_CHUNK` steps. ``compile="auto"`` (the
+default) compiles only when a run is large enough to repay the compile time (see
+:data:`AUTO_COMPILE_WORK`) and a working compiler exists; compiled kernels are cached on disk
+(:func:`compile_cache_dir`), so the compile time is paid once per machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
+import logging
 import math
+import os
+import shutil
 import time
-from typing import Iterable, Optional, Sequence
+import types
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -22,10 +35,105 @@ from ..integrators.base import Integrator, State
 from ..random import CounterStream, WalkerRNG
 from ..result import SampleResult
 from ..systems.base import System
+from ..threads import check_threads, choose_threads, torch_threads
 from .recorder import FrameRecorder
 from .reporting import Reporter, stop_step
 from .results import acceptance_rate, build_result, metadata
 from .start import start_positions
+
+log = logging.getLogger(__name__)
+
+#: Work, in walker-steps × coordinates per walker, from which ``compile="auto"`` compiles a
+#: run. Measured on Müller–Brown ULA, float64, one thread, this loaded 2-core VM
+#: (``benchmarks/bench_throughput.py``): a cold compile of the two chunk graphs takes about
+#: 20–40 s, a warm one (kernels from the disk cache) 3–6 s, and compiling saves about
+#: 0.2 µs per walker-step. A cold compile is repaid after ~10⁸ walker-steps, i.e. 2·10⁸
+#: coordinate-steps for this 2-d system, e.g. 10⁴ walkers for 10⁴ steps.
+AUTO_COMPILE_WORK = 2 * 10**8
+
+
+def _torch_default_cache_dir() -> Optional[str]:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: then only an explicit setting counts
+        return None
+    return os.path.abspath(default_cache_dir())
+
+
+def _user_cache_dir() -> Optional[str]:
+    """``$TORCHINDUCTOR_CACHE_DIR`` when a user chose it (torch writes its default there too)."""
+    env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not env or os.path.abspath(env) == _torch_default_cache_dir():
+        return None
+    return env
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled kernels are kept between runs.
+
+    ``$TORCHINDUCTOR_CACHE_DIR`` when a user set it (torch's own setting); otherwise
+    ``$XDG_CACHE_HOME/langevin_md/torchinductor`` (``~/.cache/langevin_md/torchinductor``),
+    which, unlike torch's default under the temporary directory, survives reboots and
+    temp-file cleaners. Delete it to force a cold compile.
+    """
+    env = _user_cache_dir()
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "langevin_md" / "torchinductor"
+
+
+@contextlib.contextmanager
+def _persistent_compile_cache():
+    """Point torch's compile cache at :func:`compile_cache_dir` for a block, then restore.
+
+    Torch reads ``$TORCHINDUCTOR_CACHE_DIR`` whenever it looks for or writes a kernel, and
+    writes its default there when unset; the previous value comes back afterwards.
+    """
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+
+
+def compiler_missing(device: torch.device) -> Optional[str]:
+    """Why ``torch.compile`` cannot compile for ``device`` here, or None when it can.
+
+    Checks what inductor needs without compiling anything: a C++ compiler on the CPU, Triton
+    on CUDA, and a Python that dynamo supports.
+    """
+    try:
+        import torch._dynamo as dynamo
+    except Exception as exc:  # a broken install: say so rather than fail the run
+        return f"torch._dynamo does not import ({type(exc).__name__}: {exc})"
+    if not dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python version"
+    if device.type == "cpu":
+        if not (os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
+            return "no C++ compiler (g++, c++ or clang++) on PATH"
+    elif device.type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "Triton is not installed"
+    else:
+        return f"the compiled path is tested on CPU and CUDA only, not {device.type}"
+    return None
+
+
+def _chunk_steps(integrator: Integrator, system: System, state: State, keys: torch.Tensor,
+                 counter: torch.Tensor, k: int):
+    """``k`` steps drawing from a :class:`CounterStream`; traced by ``torch.compile``."""
+    stream = CounterStream(keys, counter)
+    accepted = None
+    for _ in range(k):
+        state, info = integrator.step(system, state, stream)
+        if info.accepted is not None:
+            accepted = info.accepted.long() if accepted is None else accepted + info.accepted
+    return state, accepted, stream.consumed
 
 
 class Sampler:
@@ -53,19 +161,37 @@ class Sampler:
     first_walker : int
         Global index of the first walker: the sampler runs walkers ``first_walker`` to
         ``first_walker + n_walkers - 1``, exactly as they run inside a larger run.
-    compile : bool
+    compile : True, False or "auto"
         Fuse steps into ``torch.compile``d chunks of :attr:`COMPILE_CHUNK` steps. It removes
-        most per-step Python and kernel-launch overhead (tens of µs per step instead of
-        hundreds for few walkers) at the price of a one-off compile of 10–30 s. Draws come
-        from the same random streams, but fused kernels round differently, so a compiled run
-        is reproducible with itself, not bitwise equal to an eager one. Burn-in steps that
-        adapt a step size always run eagerly.
+        most per-step Python and kernel-launch overhead (3–5× the eager throughput on CPU)
+        at the price of a one-off compile, cached on disk (:func:`compile_cache_dir`). Draws
+        come from the same random streams, but fused kernels round differently, so a
+        compiled run is reproducible with itself, not bitwise equal to an eager one.
+        Burn-in steps that adapt a step size always run eagerly. ``"auto"`` (default)
+        compiles a run whose work ``n_walkers × end step × coordinates per walker`` reaches
+        :data:`AUTO_COMPILE_WORK` when a compiler is available (:func:`compiler_missing`) and
+        the integrator is :attr:`~langevin_md.integrators.base.Integrator.compilable`, and
+        otherwise runs eagerly, logging why when it wanted to compile. The decision depends
+        on the run's end step, not on where it starts, so a resumed run decides as the
+        original did.
+    threads : int, optional
+        Torch intra-op threads during :meth:`run`/:meth:`run_to`; the process's setting is
+        restored afterwards. By default one thread for problems up to
+        :data:`~langevin_md.threads.SMALL_PROBLEM` coordinates, where more threads only
+        synchronise (and thrash on a busy machine), and torch's setting beyond.
+
+    Attributes
+    ----------
+    compile_time : float
+        Seconds the last run spent compiling (0 when nothing was compiled).
+    compiled : bool
+        Whether the last run took its steps compiled.
     """
 
     def __init__(self, system: System, integrator: Integrator, n_walkers: int = 1, seed: int = 0,
                  device=None, dtype=None, initial_positions=None,
                  walker_indices: Optional[Sequence[int]] = None, first_walker: int = 0,
-                 compile: bool = False):
+                 compile: Union[bool, str] = "auto", threads: Optional[int] = None):
         if not isinstance(system, System):
             raise TypeError(f"system must be a langevin_md System, got {type(system).__name__}")
         if not isinstance(integrator, Integrator):
@@ -85,8 +211,19 @@ class Sampler:
         self.burn_in_end = 0
         self.accepted = torch.zeros(self.n_walkers, dtype=torch.int64, device=self.device)
         self.production_steps = 0
-        checks.boolean("compile", compile)
-        self._compiled = torch.compile(self._chunk, dynamic=False) if compile else None
+        if not (compile is True or compile is False or (isinstance(compile, str) and compile == "auto")):
+            raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+        if compile is True and not integrator.compilable:
+            raise ValueError(f"compile=True: {type(integrator).__name__} cannot be compiled (its step "
+                             "branches on Python state); use compile='auto' or False")
+        self.compile = compile
+        self.threads = check_threads(threads)
+        self.compile_time = 0.0
+        self.compiled = False
+        self._compiled = None          # the compiled chunk function, built on first use
+        self._compiled_sizes: set = set()
+        self._compile_failed: Optional[str] = None
+        self._compile_logged: Optional[str] = None
         x0 = start_positions(system, initial_positions, self.n_walkers, self.rng)
         x0 = x0.to(device=self.device, dtype=self.dtype).contiguous()
         self.state = integrator.init(system, x0, self.rng)
@@ -225,7 +362,42 @@ class Sampler:
         disable = None if progress is None else not progress
         bar = tqdm(total=end - start, disable=disable, unit="step",
                    desc=type(self.integrator).__name__, leave=False)
+        coords = self.n_walkers * max(1, math.prod(self.system.event_shape))
+        self.compile_time = 0.0
+        self.compiled = self._decide_compile(end, coords)
         t0 = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch_threads(choose_threads(coords, self.threads)))
+            if self.compiled:
+                stack.enter_context(_persistent_compile_cache())
+            self._loop(end, start, record_every, reporters, recorder, bar)
+        self.wall_time = time.perf_counter() - t0
+        if self.compile_time > 0:
+            log.info("compiled %s chunks in %.1f s (cache %s)", type(self.integrator).__name__,
+                     self.compile_time, compile_cache_dir())
+        return self._result(recorder, self.wall_time)
+
+    def _decide_compile(self, end: int, coords: int) -> bool:
+        """Whether this run (to global step ``end``) takes its steps compiled."""
+        if self.compile is not True and self.compile != "auto":
+            return False
+        if self.compile is True:
+            return True
+        work = coords * end
+        if not self.integrator.compilable:
+            why = f"{type(self.integrator).__name__} is not compilable"
+        elif work < AUTO_COMPILE_WORK:
+            return False  # small runs: the compile would cost more than it saves
+        else:
+            why = self._compile_failed or compiler_missing(self.device)
+            if why is None:
+                return True
+        if work >= AUTO_COMPILE_WORK and why != self._compile_logged:
+            log.warning("compile='auto': running eagerly because %s", why)
+            self._compile_logged = why
+        return False
+
+    def _loop(self, end, start, record_every, reporters, recorder, bar) -> None:
         try:
             while self.step < end:
                 checked = self.step
@@ -242,8 +414,6 @@ class Sampler:
             bar.close()
             for r in reporters:
                 r.close()
-        self.wall_time = time.perf_counter() - t0
-        return self._result(recorder, self.wall_time)
 
     def _advance(self, stop: int, record_every: int, recorder: FrameRecorder) -> bool:
         """Step from ``self.step`` to ``stop`` with no host synchronisation.
@@ -284,10 +454,11 @@ class Sampler:
 
     def _run_segment(self, n: int) -> Optional[torch.Tensor]:
         """Take ``n`` steps without adaptation; return the per-walker accepted count or None."""
-        if self._compiled is not None:
-            return self._compiled_segment(n)
+        accepted = None
+        if self.compiled:
+            n, accepted = self._compiled_segment(n)
         integ, system, rng = self.integrator, self.system, self.rng
-        state, accepted = self.state, None
+        state = self.state
         for _ in range(n):
             state, info = integ.step(system, state, rng)
             if info.accepted is not None:
@@ -296,32 +467,50 @@ class Sampler:
         return accepted
 
     # ------------------------------------------------------------------ compiled path
-    #: Steps fused into one compiled call. Each distinct chunk length is a separate graph, so
-    #: segments are cut into chunks of this size plus at most one shorter remainder.
+    #: Steps fused into one compiled call. Segments are cut into chunks of this size and
+    #: single steps, so a sampler compiles at most two graphs whatever ``record_every``,
+    #: the reporters or the segment lengths are.
     COMPILE_CHUNK = 8
 
-    def _compiled_segment(self, n: int) -> Optional[torch.Tensor]:
+    def _compiled_fn(self):
+        if self._compiled is None:
+            # A code object of its own for this sampler: dynamo keeps its graphs per code
+            # object, with a limit on their number, so samplers sharing one would evict each
+            # other's graphs and, past the limit, silently fall back to eager.
+            code = _chunk_steps.__code__.replace()
+            fn = types.FunctionType(code, _chunk_steps.__globals__, _chunk_steps.__name__)
+            self._compiled = torch.compile(fn, dynamic=False)
+        return self._compiled
+
+    def _compiled_segment(self, n: int) -> tuple[int, Optional[torch.Tensor]]:
+        """Take up to ``n`` compiled steps; return (steps left to take eagerly, accepted)."""
         accepted = None
+        fn = self._compiled_fn()
         while n > 0:
-            k = min(n, self.COMPILE_CHUNK)
+            k = self.COMPILE_CHUNK if n >= self.COMPILE_CHUNK else 1
             counter = torch.tensor(self.rng.counter, dtype=torch.int64, device=self.device)
-            state, acc, used = self._compiled(self.state, self.rng._keys, counter, k)
+            first = k not in self._compiled_sizes
+            t0 = time.perf_counter()
+            try:
+                state, acc, used = fn(self.integrator, self.system, self.state, self.rng.keys, counter, k)
+            except Exception as exc:
+                if self.compile is True or not first:
+                    raise
+                # "auto" promised a run, not a compiled one: nothing was consumed, go eager.
+                self._compile_failed = f"torch.compile failed ({type(exc).__name__}: {exc})".splitlines()[0]
+                log.warning("compile='auto': running eagerly because %s", self._compile_failed)
+                self._compile_logged = self._compile_failed
+                self.compiled = False
+                return n, accepted
+            if first:
+                self._compiled_sizes.add(k)
+                self.compile_time += time.perf_counter() - t0
             self.state = state
             self.rng.counter += used
             if acc is not None:
                 accepted = acc if accepted is None else accepted + acc
             n -= k
-        return accepted
-
-    def _chunk(self, state: State, keys: torch.Tensor, counter: torch.Tensor, k: int):
-        """``k`` steps drawing from a :class:`CounterStream`; traced by ``torch.compile``."""
-        stream = CounterStream(keys, counter)
-        accepted = None
-        for _ in range(k):
-            state, info = self.integrator.step(self.system, state, stream)
-            if info.accepted is not None:
-                accepted = info.accepted.long() if accepted is None else accepted + info.accepted
-        return state, accepted, stream.consumed
+        return 0, accepted
 
     def _kinetic(self, state) -> Optional[torch.Tensor]:
         v = getattr(state, "velocities", None)
@@ -333,8 +522,10 @@ class Sampler:
     def _result(self, recorder: FrameRecorder, wall_time: float) -> SampleResult:
         step_sizes = getattr(self.state, "step_size", None)
         meta = metadata(self.system, self.integrator, self.seed, self.device, self.dtype, "torch")
-        return build_result(
+        result = build_result(
             recorder, self, wall_time,
             acceptance_rate(self.accepted, self.production_steps, self.integrator.metropolis_adjusted),
             None if step_sizes is None else step_sizes.cpu().numpy(), meta,
             self.integrator_summary() if recorder.keep else {})
+        result.compile_time = self.compile_time
+        return result

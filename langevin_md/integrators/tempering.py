@@ -454,12 +454,16 @@ class ReplicaExchange(Integrator):
             ``communication_barrier`` (n_ladders,): Λ̂ = Σ_k (1 − acceptance_k).
             ``round_trips`` (n_ladders,): completed coldest → hottest → coldest trips.
             ``steps`` (n_ladders,): steps over which these were counted.
+            ``swap_rounds`` (n_ladders,): swap rounds in those steps.
         """
         n_T = self.n_temperatures
         n = state.rung.shape[0]
         L = n // n_T
         attempts = state.swap_attempts.reshape(L, n_T)[:, :-1]
         acceptance = state.swap_acceptance_sum.reshape(L, n_T)[:, :-1] / attempts
+        k = self.swap_every
+        rounds = -(-state.steps_done // k) - -(-state.stats_since // k)  # steps s ≡ 0 mod k
+        full = lambda v: torch.full((L,), v, dtype=torch.int64, device=state.rung.device)  # noqa: E731
         return {
             "ladder_kT": state.ladder.reshape(L, n_T),
             "swap_attempts": attempts,
@@ -467,6 +471,6 @@ class ReplicaExchange(Integrator):
             "swap_acceptance": acceptance,
             "communication_barrier": (1.0 - acceptance).sum(1),
             "round_trips": state.round_trips.reshape(L, n_T).sum(1),
-            "steps": torch.full((L,), state.steps_done - state.stats_since, dtype=torch.int64,
-                                device=state.rung.device),
+            "steps": full(state.steps_done - state.stats_since),
+            "swap_rounds": full(rounds),
         }

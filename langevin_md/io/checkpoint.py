@@ -63,8 +63,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if os.path.lexists(tmp):  # left by a killed writer with our pid; unlink never follows a link
+        os.unlink(tmp)
     try:
-        with open(tmp, "wb") as f:
+        # O_EXCL | O_NOFOLLOW: a file or symlink planted at the temporary name is never written
+        # through. The rename then replaces ``path`` itself, even when ``path`` is a symlink.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -143,6 +148,8 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         When the file is not a complete checkpoint of this format.
     """
     path = Path(path)
+    if path.is_symlink():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a symbolic link; only regular files are read")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}  # reading every member checks its CRC
@@ -165,16 +172,25 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     return sd, meta["extra"]
 
 
-def latest_checkpoint(folder) -> Optional[tuple[Path, dict, dict]]:
+def latest_checkpoint(folder, skipped: Optional[list] = None) -> Optional[tuple[Path, dict, dict]]:
     """The newest readable checkpoint in ``folder`` as ``(path, state_dict, extra)``, or None.
 
     An unreadable newest file (which atomic writes should make impossible, short of disk
     damage) is skipped in favour of the one before it.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+    skipped : list, optional
+        Receives ``(path, reason)`` for every unreadable checkpoint passed over, so the
+        caller can report them.
     """
     for path in reversed(list_checkpoints(folder)):
         try:
             sd, extra = load_checkpoint(path)
-        except CheckpointError:
+        except CheckpointError as exc:
+            if skipped is not None:
+                skipped.append((path, str(exc)))
             continue
         return path, sd, extra
     return None
@@ -262,6 +278,9 @@ class CheckpointReporter:
         if self.commit is not None:
             extra.update(self.commit())
         extra["metropolis_adjusted"] = bool(sampler.integrator.metropolis_adjusted)
+        if self.folder.is_symlink():  # pruning old checkpoints would delete files elsewhere
+            raise CheckpointError(f"checkpoint folder {self.folder} is a symbolic link; refusing to write "
+                                  "or delete checkpoints through it")
         self.folder.mkdir(parents=True, exist_ok=True)
         path = save_checkpoint(checkpoint_path(self.folder, step), sampler.state_dict(), extra)
         self.last_path, self.last_step = path, step

@@ -47,8 +47,23 @@ TRAJECTORY = "trajectory.h5"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"
 INTEGRATOR_SUMMARY = "integrator_summary.npz"
+#: The folder's identity: a small JSON file with the layout's format and version.
+MARKER = ".langevin-md-run"
+MARKER_FORMAT = "langevin_md.run_folder"
+MARKER_VERSION = 1
 _LOCK = ".lock"
 _HEADER = "# Resolved by langevin-md"
+
+#: Entries a run folder is made of (what ``--force`` may delete, besides the patterns below).
+_OWN_FILES = {CONFIG, LOG, TRAJECTORY, SUMMARY, INTEGRATOR_SUMMARY, MARKER, _LOCK,
+              "attempts.jsonl"}  # a shard's attempt log (langevin_md.distributed)
+#: Folders a run folder is made of: checkpoints, the merged run's shard folders, the report
+#: `langevin-md analyze` writes.
+_OWN_DIRS = {CHECKPOINTS, "shards", "report"}
+#: Temporary files of atomic writes and trajectory rebuilds, and `langevin-md export`'s
+#: default outputs.
+_OWN_PATTERNS = (re.compile(r"^\..+\.tmp-\d+$"), re.compile(r"^\.trajectory\.h5\.rebuild-\d+$"),
+                 re.compile(r"^walker_\d+\.(h5|dcd|pdb|extxyz)$"))
 
 
 class RunFolderError(RuntimeError):
@@ -81,15 +96,107 @@ class RunFailed(RuntimeError):
         self.committed_step = committed_step
 
 
-# --------------------------------------------------------------------------- helpers
-def is_run_folder(path) -> bool:
-    """True when ``path`` holds a config written by :func:`create_run`."""
-    cfg = Path(path) / CONFIG
+# --------------------------------------------------------------------------- identity and safety
+def _read_marker(run_dir: Path) -> Optional[dict]:
+    path = run_dir / MARKER
+    if path.is_symlink() or not path.is_file():
+        return None
     try:
-        with open(cfg, encoding="utf-8") as f:
-            return f.read(len(_HEADER)) == _HEADER
-    except OSError:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        return None
+    return marker
+
+
+def is_run_folder(path) -> bool:
+    """True when ``path`` holds the marker file written by :func:`create_run`."""
+    return _read_marker(Path(path)) is not None
+
+
+def check_run_folder(run_dir) -> Path:
+    """Check that ``run_dir`` is a run folder this version can use, and that none of its
+    entries is a symbolic link (writing, truncating or deleting through one would change
+    files outside the folder).
+
+    Raises
+    ------
+    RunFolderError
+        Naming the missing marker, the unsupported version or the symlinked entry.
+    """
+    run_dir = Path(run_dir)
+    marker = _read_marker(run_dir)
+    if marker is None:
+        raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no valid {MARKER} marker file "
+                             "written by `langevin-md run`)")
+    version = marker.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > MARKER_VERSION:
+        raise RunFolderError(f"{run_dir} is a run folder of format version {version!r}; this langevin-md "
+                             f"reads version {MARKER_VERSION} or older: upgrade langevin-md")
+    _refuse_symlinks(run_dir)
+    return run_dir
+
+
+def _refuse_symlinks(run_dir: Path) -> None:
+    for entry in sorted(run_dir.iterdir()):
+        if entry.is_symlink():
+            raise RunFolderError(f"{entry} is a symbolic link (to {os.readlink(entry)!r}); a run folder's "
+                                 "entries must be real files and folders, so nothing outside it is "
+                                 "written or deleted. Replace it with the real file or remove it")
+    ck = run_dir / CHECKPOINTS
+    if ck.is_dir():
+        for entry in sorted(ck.iterdir()):
+            if entry.is_symlink():
+                raise RunFolderError(f"{entry} is a symbolic link (to {os.readlink(entry)!r}); refusing to "
+                                     "use a checkpoints folder holding links. Remove it")
+
+
+def _is_own_entry(entry: Path) -> bool:
+    name = entry.name
+    if entry.is_symlink():
         return False
+    if name in _OWN_FILES:
+        return entry.is_file()
+    if name in _OWN_DIRS:
+        return entry.is_dir()
+    return entry.is_file() and any(p.match(name) for p in _OWN_PATTERNS)
+
+
+def _foreign_entries(run_dir: Path) -> list[str]:
+    """Entries of ``run_dir`` that a run folder is not made of (a user's own files)."""
+    foreign = [e.name for e in run_dir.iterdir() if not _is_own_entry(e)]
+    ck = run_dir / CHECKPOINTS
+    if ck.is_dir() and not ck.is_symlink():
+        foreign += [f"{CHECKPOINTS}/{e.name}" for e in ck.iterdir()
+                    if e.is_symlink() or not e.is_file()
+                    or not (re.match(r"^step_\d{12}\.npz$", e.name) or _OWN_PATTERNS[0].match(e.name))]
+    return sorted(foreign)
+
+
+def append_text(path, text: str) -> None:
+    """Append ``text`` to a file inside a run folder, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunFolderError(f"{path} is a symbolic link; refusing to append to it") from None
+        raise
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _open_nofollow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` with an error naming it."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunFolderError(f"{path} is a symbolic link (to {os.readlink(path)!r}); refusing to "
+                                 "write through it. Remove it") from None
+        raise
 
 
 def _storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
@@ -117,7 +224,7 @@ def _locked(run_dir: Path):
     import fcntl
 
     path = run_dir / _LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,7 +245,9 @@ def _run_logger(run_dir: Path, echo: bool):
     logger.setLevel(logging.INFO)
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    handlers = [logging.FileHandler(run_dir / LOG, encoding="utf-8")]
+    log_file = os.fdopen(_open_nofollow(run_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
+                         encoding="utf-8")
+    handlers = [logging.StreamHandler(log_file)]
     if echo:
         stream = logging.StreamHandler()
         stream.addFilter(lambda record: record.levelno < logging.ERROR)  # the caller reports errors
@@ -152,6 +261,7 @@ def _run_logger(run_dir: Path, echo: bool):
         for h in handlers:
             logger.removeHandler(h)
             h.close()
+        log_file.close()
 
 
 @contextlib.contextmanager
@@ -256,15 +366,26 @@ def create_run(config, run_dir, force: bool = False) -> Path:
             raise RunFolderError(f"run folder {run_dir} already exists; pass --force to replace it, "
                                  f"`langevin-md resume {run_dir}` to continue it, or choose another --output")
         if not is_run_folder(run_dir):
-            raise RunFolderError(f"{run_dir} is not empty and is not a langevin-md run folder "
-                                 f"(no {CONFIG} written by langevin-md); refusing to delete it even with --force")
+            raise RunFolderError(f"{run_dir} is not empty and is not a langevin-md run folder (no {MARKER} "
+                                 "marker file); refusing to delete it even with --force")
+        foreign = _foreign_entries(run_dir)
+        if foreign:
+            shown = ", ".join(foreign[:10]) + (" ..." if len(foreign) > 10 else "")
+            raise RunFolderError(
+                f"{run_dir} holds entries a run folder is not made of ({shown}); --force deletes only "
+                "a run folder's own files, so it refuses this folder. Move those entries elsewhere "
+                "(symbolic links count as foreign entries) or choose another --output")
         with _locked(run_dir):
-            for p in run_dir.iterdir():
+            # The marker goes last: a deletion stopped half-way leaves a folder --force still accepts.
+            for p in sorted(run_dir.iterdir(), key=lambda e: e.name == MARKER):
                 if p.name == _LOCK:
                     continue
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                shutil.rmtree(p) if p.is_dir() else p.unlink()  # no entry is a symlink (checked above)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # The marker first: a creation stopped half-way leaves a folder --force may replace.
+        marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "created": _now()}
+        atomic_write_bytes(run_dir / MARKER, (json.dumps(marker) + "\n").encode())
         (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
         atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + _now() + "\n" + config.to_toml()).encode())
     except OSError as exc:
@@ -273,8 +394,8 @@ def create_run(config, run_dir, force: bool = False) -> Path:
 
 
 # --------------------------------------------------------------------------- run / resume
-def execute(run_dir, progress: Optional[bool] = None, handle_signals: bool = True,
-            echo: bool = False) -> dict:
+def execute_run(run_dir, progress: Optional[bool] = None, handle_signals: bool = True,
+                echo: bool = False) -> dict:
     """Run (or continue) the run in ``run_dir`` to its last step.
 
     Starts from the newest checkpoint when there is one (dropping frames written after it),
@@ -302,10 +423,10 @@ def execute(run_dir, progress: Optional[bool] = None, handle_signals: bool = Tru
     """
     from langevin_md.config import load_config
 
-    run_dir = Path(run_dir)
-    if not is_run_folder(run_dir):
-        raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {CONFIG} written by "
-                             "`langevin-md run`)")
+    run_dir = check_run_folder(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise RunFolderError(f"{run_dir / CONFIG} is missing; the run folder was damaged. Start a new run "
+                             "with `langevin-md run CONFIG.toml --force --output RUN_DIR`")
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(_locked(run_dir))
@@ -313,10 +434,14 @@ def execute(run_dir, progress: Optional[bool] = None, handle_signals: bool = Tru
         except OSError as exc:
             raise _storage_error(exc, f"opening run folder {run_dir}", "Nothing was run.") from None
         cfg = load_config(run_dir / CONFIG)
-        return _execute(run_dir, cfg, log, progress, handle_signals)
+        return _run_and_record(run_dir, cfg, log, progress, handle_signals)
 
 
-def _execute(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
+#: Former name of :func:`execute_run`, kept while callers outside ``io`` move to the new name.
+execute = execute_run
+
+
+def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
     from langevin_md.errors import NonFiniteStateError
     from langevin_md.executors.results import acceptance_rate, metadata
 
@@ -331,7 +456,13 @@ def _execute(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
     end = cfg.end_step
     fingerprint = cfg.fingerprint()
     s = cfg.sampler
-    found = latest_checkpoint(ckdir)
+    skipped: list = []
+    found = latest_checkpoint(ckdir, skipped)
+    for path, reason in skipped:
+        log.warning("skipping unreadable checkpoint %s: %s", path.name, reason)
+    if found is None and skipped:
+        log.warning("no checkpoint of %s is readable (%d unreadable); restarting the run from step 0 "
+                    "and rewriting %s", run_dir, len(skipped), TRAJECTORY)
     if found is not None:
         ck_path, sd, extra = found
         if extra.get("config") != fingerprint:
@@ -345,7 +476,11 @@ def _execute(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
         try:
             writer = TrajectoryWriter.reopen(traj, sampler.step, int(extra["n_frames"]))
         except TrajectoryError as exc:
-            raise RunFolderError(f"cannot resume {run_dir}: {exc}") from None
+            raise RunFolderError(f"cannot resume {run_dir}: {exc}. The checkpoint {ck_path.name} needs "
+                                 f"its first {int(extra['n_frames'])} frames. To recover: copy the intact "
+                                 f"frames out with `langevin-md export` if you need them, then delete "
+                                 f"{TRAJECTORY} and {CHECKPOINTS}/ and run `langevin-md resume {run_dir}`, "
+                                 "which recomputes the run from step 0") from None
         except OSError as exc:
             raise _storage_error(exc, f"rewriting {traj} up to step {sampler.step}",
                                  f"The checkpoint {ck_path} is intact.") from None
@@ -505,13 +640,18 @@ def load_run(run_dir):
 
     run_dir = Path(run_dir)
     if not is_run_folder(run_dir):
-        raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {CONFIG} written by "
-                             "`langevin-md run`)")
+        raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {MARKER} marker file "
+                             "written by `langevin-md run`)")
     summary = read_summary(run_dir)
     found = latest_checkpoint(run_dir / CHECKPOINTS)
     ck_step = found[1]["step"] if found else 0
     committed = max(ck_step, int(summary.get("committed_step") or 0))
-    data = read_trajectory(run_dir / TRAJECTORY, through_step=committed)
+    try:
+        data = read_trajectory(run_dir / TRAJECTORY, through_step=committed)
+    except TrajectoryError as exc:
+        raise TrajectoryError(f"{exc}. To recover: delete {TRAJECTORY} and {CHECKPOINTS}/ and run "
+                              f"`langevin-md resume {run_dir}`, which recomputes the run from step 0",
+                              exc.intact_frames, exc.intact_through_step) from None
     acc = step_sizes = None
     n_steps_run = committed
     if found is not None:

@@ -32,12 +32,172 @@ FORMAT = "langevin_md.trajectory"
 VERSION = 1
 _FRAME_KEYS = ("positions", "energies", "kinetic_energies")
 _CHUNK_BYTES = 1 << 20
-#: Room kept free for HDF5 metadata and checkpoints when checking space before a write.
+#: Room kept free for HDF5 metadata and checkpoints when checking space before a write (at
+#: most 1/64 of the volume, so a small volume is not reported full while it has room).
 _RESERVE_BYTES = 4 << 20
+#: Seconds allowed to the child process that counts the intact frames of a truncated file.
+_SCAN_TIMEOUT_S = 30.0
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class TrajectoryError(RuntimeError):
-    """A trajectory file is missing, unreadable, or inconsistent with its checkpoint."""
+    """A trajectory file is missing, unreadable, damaged or inconsistent with its checkpoint.
+
+    Attributes
+    ----------
+    intact_frames : int or None
+        For a damaged file: how many leading frames are intact (None when unknown).
+    intact_through_step : int or None
+        The step of the last intact frame (None when no frame is intact or it is unknown).
+    """
+
+    def __init__(self, message: str, intact_frames: Optional[int] = None,
+                 intact_through_step: Optional[int] = None):
+        super().__init__(message)
+        self.intact_frames = intact_frames
+        self.intact_through_step = intact_through_step
+
+
+def _intact_words(n: Optional[int], last_step: Optional[int]) -> str:
+    if n is None:
+        return "which frames are intact cannot be told (the file's own index is damaged)"
+    if n == 0:
+        return "no frame is intact"
+    return f"the first {n} frames (through step {last_step}) are intact"
+
+
+# --------------------------------------------------------------------------- integrity
+def _superblock(path: Path) -> Optional[tuple[int, int]]:
+    """``(consistency flags, stored end-of-file address)`` from an HDF5 superblock v2/v3.
+
+    Returns None for older superblock versions (HDF5 checks those files itself).
+
+    Raises
+    ------
+    TrajectoryError
+        If the file does not start with the HDF5 signature.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if not head.startswith(_HDF5_SIGNATURE):
+        raise TrajectoryError(f"cannot read trajectory file {str(path)!r}: not an HDF5 file (no HDF5 "
+                              "signature at its start)", 0)
+    if len(head) < 12 or head[8] not in (2, 3):
+        return None
+    size_of_offsets = head[9]
+    start = 12 + 2 * size_of_offsets  # after the base and superblock-extension addresses
+    if len(head) < start + size_of_offsets:
+        raise TrajectoryError(f"{str(path)!r} is truncated inside its HDF5 header", 0)
+    return head[11], int.from_bytes(head[start:start + size_of_offsets], "little")
+
+
+# Run in a child process: a truncated file can make HDF5's SWMR reader retry its metadata
+# reads for minutes, and a child can be stopped after a timeout; this process cannot.
+_SCAN_SCRIPT = r"""
+import json, sys
+import h5py
+path, physical = sys.argv[1], int(sys.argv[2])
+with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    keys = [k for k in ("steps", "positions", "energies", "kinetic_energies") if k in f]
+    if "fields" in f:
+        keys += ["fields/" + name for name in f["fields"]]
+    n = min(f[k].shape[0] for k in keys)
+    for k in keys:
+        ds = f[k]
+        for i in range(ds.id.get_num_chunks()):
+            info = ds.id.get_chunk_info(i)
+            if info.byte_offset is None or info.byte_offset + info.size > physical:
+                n = min(n, info.chunk_offset[0])
+    last = int(f["steps"][n - 1]) if n else None
+print(json.dumps({"n": int(n), "last": last}))
+"""
+
+
+def _scan_truncated(path: Path, physical: int, stored_eof: int) -> tuple[Optional[int], Optional[int]]:
+    """Intact leading frames of a truncated file, found on a zero-padded copy in a child process."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="langevin-md-scan-") as tmp:
+        copy = Path(tmp) / "copy.h5"
+        try:
+            shutil.copyfile(path, copy)
+            os.truncate(copy, stored_eof)  # sparse zeros where the file was cut
+            proc = subprocess.run([sys.executable, "-c", _SCAN_SCRIPT, str(copy), str(physical)],
+                                  capture_output=True, text=True, timeout=_SCAN_TIMEOUT_S)
+            out = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            out = None
+    if out is None:
+        return None, None
+    return out["n"], out["last"]
+
+
+def _open_checked(path: Path):
+    """Open a trajectory for reading after checking it is whole; never hangs on a damaged file.
+
+    The stored end-of-file address is compared with the size on disk first: HDF5's SWMR
+    reader would otherwise retry failing metadata reads of a truncated file for minutes, and
+    read the missing tail of a dataset as zeros. Files closed cleanly are opened without
+    SWMR (HDF5 then runs its own checks); only files left open by a killed writer need SWMR
+    read mode.
+    """
+    h5py = _h5py()
+    info = _superblock(path)
+    physical = os.stat(path).st_size
+    if info is not None and physical < info[1]:
+        n, last = _scan_truncated(path, physical, info[1])
+        raise TrajectoryError(
+            f"trajectory file {str(path)!r} is truncated: its header says it ends at byte {info[1]}, "
+            f"but only {physical} bytes are on disk; {_intact_words(n, last)}", n, last)
+    swmr = info is not None and info[0] != 0  # consistency flags still set: the writer died
+    try:
+        if swmr:
+            return h5py.File(path, "r", libver="latest", swmr=True)
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise TrajectoryError(f"cannot read trajectory file {str(path)!r}: {exc}", None) from None
+
+
+def _intact_prefix(f, keys, n: int, physical: int) -> int:
+    """Leading frames whose chunks are all allocated and lie inside the file."""
+    intact = n
+    for key in keys:
+        ds = f[key]
+        per = ds.chunks[0]
+        have = set()
+        for i in range(ds.id.get_num_chunks()):
+            info = ds.id.get_chunk_info(i)
+            if info.byte_offset is not None and info.byte_offset + info.size <= physical:
+                have.add(info.chunk_offset[0])
+        first = 0
+        while first < intact and first in have:
+            first += per
+        intact = min(intact, first)
+    return intact
+
+
+def _read_checked(f, key: str, n: int, path: Path, steps) -> np.ndarray:
+    """``f[key][:n]``; a chunk failing its checksum raises naming the intact frames."""
+    ds = f[key]
+    try:
+        return ds[:n]
+    except OSError:
+        pass
+    per = ds.chunks[0]
+    first_bad = 0
+    for a in range(0, n, per):
+        try:
+            ds[a:min(n, a + per)]
+        except OSError:
+            first_bad = a
+            break
+    last = int(steps[first_bad - 1]) if first_bad else None
+    raise TrajectoryError(f"trajectory file {str(path)!r} is corrupted: dataset {key!r} fails its "
+                          f"checksum at frame {first_bad}; {_intact_words(first_bad, last)}",
+                          first_bad, last)
 
 
 def _h5py():
@@ -127,6 +287,7 @@ class TrajectoryWriter:
         ``fields`` maps the name of each recorded field to ``(per-walker shape, dtype)``.
         """
         path = Path(path)
+        _refuse_symlink(path)
         _create_file(path, n_walkers, tuple(event_shape), np.dtype(dtype), with_kinetic,
                      np.asarray(walker_indices, dtype=np.int64), float(kT), units,
                      None if topology is None else topology_to_json(topology), fields or {})
@@ -155,7 +316,9 @@ class TrajectoryWriter:
         h5py = _h5py()
         tmp = path.with_name(f".{path.name}.rebuild-{os.getpid()}")
         try:
-            with h5py.File(path, "r", libver="latest", swmr=True) as src:
+            if os.path.lexists(tmp):  # left by a killed rebuild; unlinking never follows a link
+                os.unlink(tmp)
+            with _open_checked(path) as src:
                 _create_file(tmp, info["n_walkers"], info["event_shape"], src["positions"].dtype,
                              "kinetic_energies" in src, info["walker_indices"], info["kT"],
                              info["units"], info["topology_json"],
@@ -183,6 +346,7 @@ class TrajectoryWriter:
     @classmethod
     def _open_for_append(cls, path: Path) -> "TrajectoryWriter":
         h5py = _h5py()
+        _refuse_symlink(path)
         f = h5py.File(path, "r+", libver="latest")
         try:
             f.swmr_mode = True
@@ -245,13 +409,21 @@ class TrajectoryWriter:
         import errno
         import resource
 
-        need = 2 * nbytes + self._chunk_bytes + _RESERVE_BYTES
         st = os.statvfs(self.path.parent)
+        reserve = min(_RESERVE_BYTES, st.f_blocks * st.f_frsize // 64)
+        need = 2 * nbytes + self._chunk_bytes + reserve
         if st.f_bavail * st.f_frsize < need:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if soft != resource.RLIM_INFINITY and os.path.getsize(self.path) + need > soft:
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(self.path))
+
+
+def _refuse_symlink(path: Path) -> None:
+    """Writing through a symlink would change a file outside the run folder."""
+    if os.path.islink(path):
+        raise TrajectoryError(f"{str(path)!r} is a symbolic link (to {os.readlink(path)!r}); refusing "
+                              "to write through it. Replace it with the real file or remove it")
 
 
 def _field_keys(f) -> tuple:
@@ -274,13 +446,16 @@ def _create_file(path: Path, n_walkers: int, event_shape: tuple, dtype: np.dtype
         f.attrs["units"] = units
         f.attrs["dtype"] = dtype.name
         f.create_dataset("walker_indices", data=walker_indices)
+        # Fletcher-32 checksums on every chunk: a corrupted chunk fails to read instead of
+        # returning wrong numbers.
         f.create_dataset("steps", shape=(0,), maxshape=(None,), dtype=np.int64,
-                         chunks=(max(chunk_frames, 256),))
+                         chunks=(max(chunk_frames, 256),), fletcher32=True)
         f.create_dataset("positions", shape=(0, n_walkers) + event_shape,
                          maxshape=(None, n_walkers) + event_shape, dtype=dtype,
-                         chunks=(chunk_frames, n_walkers) + event_shape)
+                         chunks=(chunk_frames, n_walkers) + event_shape, fletcher32=True)
         per_walker = dict(shape=(0, n_walkers), maxshape=(None, n_walkers), dtype=dtype,
-                          chunks=(max(1, min(1024, _CHUNK_BYTES // (n_walkers * dtype.itemsize))), n_walkers))
+                          chunks=(max(1, min(1024, _CHUNK_BYTES // (n_walkers * dtype.itemsize))), n_walkers),
+                          fletcher32=True)
         f.create_dataset("energies", **per_walker)
         if with_kinetic:
             f.create_dataset("kinetic_energies", **per_walker)
@@ -289,7 +464,8 @@ def _create_file(path: Path, n_walkers: int, event_shape: tuple, dtype: np.dtype
             field_bytes = max(1, n_walkers * int(np.prod(shape, dtype=np.int64)) * np.dtype(field_dtype).itemsize)
             f.create_dataset(f"fields/{name}", shape=(0, n_walkers) + shape, maxshape=(None, n_walkers) + shape,
                              dtype=np.dtype(field_dtype),
-                             chunks=(max(1, min(1024, _CHUNK_BYTES // field_bytes)), n_walkers) + shape)
+                             chunks=(max(1, min(1024, _CHUNK_BYTES // field_bytes)), n_walkers) + shape,
+                             fletcher32=True)
         if topology_json is not None:
             f.create_dataset("topology", data=topology_json, dtype=h5py.string_dtype())
         f.attrs["event_shape"] = np.asarray(event_shape, dtype=np.int64)
@@ -338,24 +514,29 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
         ``kT``, ``units``, ``event_shape``, ``n_walkers``, ``topology_json`` (str or None),
         ``fields`` (name -> (n_frames, n_walkers, ...); empty when ``frames`` is False).
     """
-    h5py = _h5py()
     path = Path(path)
     if not path.exists():
         raise TrajectoryError(f"trajectory file {str(path)!r} does not exist")
-    try:
-        # SWMR read mode opens files whose writer was killed (their "open for write" flag
-        # is still set) as well as closed ones.
-        f = h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError as exc:
-        raise TrajectoryError(f"cannot read trajectory file {str(path)!r}: {exc}") from None
+    if path.is_symlink() or not path.is_file():
+        raise TrajectoryError(f"trajectory file {str(path)!r} is not a regular file (a symlink or "
+                              "a folder); refusing to read it")
+    f = _open_checked(path)
     with f:
         if f.attrs.get("format") != FORMAT:
             raise TrajectoryError(f"{str(path)!r} is not a langevin_md trajectory file")
         keys = ("steps",) + tuple(k for k in _FRAME_KEYS if k in f) + _field_keys(f)
         n = min(f[k].shape[0] for k in keys)
-        steps = f["steps"][:n]
+        # Frames whose data is missing would read as zeros (HDF5's fill value): never data.
+        intact = _intact_prefix(f, keys, n, os.stat(path).st_size)
+        steps = _read_checked(f, "steps", intact, path, np.zeros(0))
+        if intact < n:
+            last = int(steps[intact - 1]) if intact else None
+            raise TrajectoryError(f"trajectory file {str(path)!r} is damaged: frames {intact} to {n - 1} have "
+                                  f"no data on disk; {_intact_words(intact, last)}", intact, last)
         if n and np.any(np.diff(steps) <= 0):
-            raise TrajectoryError(f"{str(path)!r}: frame steps are not increasing")
+            bad = int(np.argmax(np.diff(steps) <= 0)) + 1
+            raise TrajectoryError(f"{str(path)!r}: frame steps are not increasing at frame {bad}; "
+                                  f"{_intact_words(bad, int(steps[bad - 1]))}", bad, int(steps[bad - 1]))
         if through_step is not None:
             n = int(np.searchsorted(steps, through_step, side="right"))
             steps = steps[:n]
@@ -363,7 +544,7 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
         if isinstance(topo, bytes):
             topo = topo.decode()
         def take(key):
-            return f[key][:n] if frames and key in f else None
+            return _read_checked(f, key, n, path, steps) if frames and key in f else None
 
         return {
             "steps": steps,

@@ -42,7 +42,7 @@ import numpy as np
 from langevin_md.units import strip as strip_units
 
 __all__ = ["from_amber", "from_gromacs", "from_charmm", "WATER_RESIDUES", "ION_RESIDUES", "NONBONDED_METHODS",
-           "solvent_residues"]
+           "solvent_residues", "require_solvent_choice"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -94,8 +94,19 @@ def solvent_residues(topology) -> Counter:
     return Counter(r.name for r in topology.residues() if r.name in WATER_RESIDUES or r.name in ION_RESIDUES)
 
 
-def _solvent_decision(topology, box, strip, nonbonded_method, source: str) -> None:
-    """Refuse to guess when the input carries waters, ions or a periodic box."""
+def require_solvent_choice(topology, box, strip, nonbonded_method, source: str) -> None:
+    """Raise ``ValueError`` (with the options) when an input with waters, ions or a periodic box
+    comes with neither ``strip`` nor ``nonbonded_method``; do nothing otherwise.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+    box : periodic box vectors (Quantity or nm) or None
+    strip, nonbonded_method
+        The user's choices (None when not given).
+    source : str
+        The input's name, for the message.
+    """
     if strip is not None or nonbonded_method is not None:
         return
     found = solvent_residues(topology)
@@ -271,7 +282,7 @@ def _finish(create, topology, positions, box, strip, nonbonded_method, nonbonded
 
     from langevin_md.systems.openmm_system import OpenMMSystem
 
-    _solvent_decision(topology, box, strip, nonbonded_method, source)
+    require_solvent_choice(topology, box, strip, nonbonded_method, source)
     cutoff = strip_units(nonbonded_cutoff, "nanometer")
     if not np.isfinite(cutoff) or cutoff <= 0:
         raise ValueError(f"nonbonded_cutoff must be a positive length in nm, got {nonbonded_cutoff!r}")

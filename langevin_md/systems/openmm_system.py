@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -42,7 +41,8 @@ CONSTRAINTS = (None, "HBonds", "AllBonds", "HAngles")
 #: bonds are 0.09–0.2 nm, i.e. 0.9–2 when written in Å.
 _ANGSTROM_BOND_THRESHOLD_NM = 0.5
 
-_SCRIPT_TAG = re.compile(rb"<\s*(Initialization)?Script\b")
+#: Elements whose text OpenMM's ForceField executes as Python.
+_SCRIPT_ELEMENTS = ("Script", "InitializationScript")
 
 
 class _AllTrue:
@@ -182,14 +182,63 @@ def _is_packaged(path: str) -> bool:
     return any(real == d or real.startswith(d + os.sep) for d in _openmm_data_dirs())
 
 
-def _check_forcefield_files(files: Sequence[str], trusted: bool) -> list[str]:
-    """Refuse user force-field XML with ``<Script>`` blocks unless ``trusted``; follow Includes.
+def _parse_untrusted_xml(path: str, data: bytes, trusted: bool, what: str):
+    """Parse XML bytes, refusing a DTD or entity declaration unless ``trusted``.
 
-    Files shipped inside installed packages (OpenMM's data directory, plugins' directories) are
-    trusted: Amber's ``implicit/obc2.xml`` itself carries a Script. Returns the resolved paths.
+    The trust decision is taken on the parsed tree, never on raw bytes: the parser detects
+    the encoding (UTF-8, UTF-16 with a byte-order mark, declared encodings), and a document
+    type declaration, which could define entities whose expansion builds a ``<Script>``
+    element or explodes in size, is refused before any entity is expanded.
+
+    Returns
+    -------
+    xml.etree.ElementTree.Element
+        The root element.
     """
+    import xml.parsers.expat
     from xml.etree import ElementTree
 
+    if not trusted:
+        def refuse(*_args):
+            raise ValueError(
+                f"{what} {path!r} has a document type declaration (<!DOCTYPE> or <!ENTITY>); "
+                "entities can build elements such as <Script> that OpenMM executes as Python, "
+                "so untrusted files may not declare any. Remove the declaration, or pass "
+                "trusted=True (config: trusted = true) only if you trust this file's author.")
+
+        scanner = xml.parsers.expat.ParserCreate()
+        scanner.StartDoctypeDeclHandler = refuse
+        scanner.EntityDeclHandler = refuse
+        try:
+            scanner.Parse(data, True)
+        except xml.parsers.expat.ExpatError as exc:
+            raise ValueError(f"{what} {path!r} is not valid XML: {exc}") from None
+    try:
+        return ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"{what} {path!r} is not valid XML: {exc}") from None
+
+
+def _script_elements(root) -> list[str]:
+    """Tags of every element (at any depth, namespace ignored) that OpenMM would run as code."""
+    found = []
+    for el in root.iter():
+        tag = el.tag if isinstance(el.tag, str) else ""
+        local = tag.rsplit("}", 1)[-1]
+        if local in _SCRIPT_ELEMENTS:
+            found.append(local)
+    return found
+
+
+def _check_forcefield_files(files: Sequence[str], trusted: bool) -> list[str]:
+    """Refuse user force-field XML that could run code unless ``trusted``; follow Includes.
+
+    A user file is refused when its parsed tree (after decoding in whatever encoding it is
+    written) holds a ``<Script>`` or ``<InitializationScript>`` element, or when it declares a
+    DTD or entities at all. Files shipped inside installed packages (OpenMM's data directory,
+    plugins' directories) are trusted: Amber's ``implicit/obc2.xml`` itself carries a Script.
+    Returns the resolved paths.
+    """
     queue = [str(f) for f in files]
     seen: list[str] = []
     while queue:
@@ -199,18 +248,17 @@ def _check_forcefield_files(files: Sequence[str], trusted: bool) -> list[str]:
             continue
         seen.append(path)
         data = Path(path).read_bytes()
-        if not trusted and not _is_packaged(path) and _SCRIPT_TAG.search(data):
+        packaged = _is_packaged(path)
+        root = _parse_untrusted_xml(path, data, trusted or packaged, "force-field file")
+        scripts = _script_elements(root)
+        if scripts and not (trusted or packaged):
             raise ValueError(
-                f"force-field file {path!r} contains a <Script> or <InitializationScript> block, "
-                "which OpenMM executes as Python code; refusing to load it. Pass trusted=True only "
-                "if you trust this file's author."
+                f"force-field file {path!r} contains a <{scripts[0]}> element, which OpenMM "
+                "executes as Python code; refusing to load it. Pass trusted=True (config: "
+                "trusted = true) only if you trust this file's author."
             )
-        try:
-            root = ElementTree.fromstring(data)
-        except ElementTree.ParseError as exc:
-            raise ValueError(f"force-field file {path!r} is not valid XML: {exc}") from None
         parent = os.path.dirname(path)
-        for inc in root.findall("Include"):
+        for inc in root.iter("Include"):
             inc_file = inc.attrib.get("file", "")
             joined = os.path.join(parent, inc_file)
             queue.append(joined if os.path.isfile(joined) else inc_file)
@@ -455,9 +503,10 @@ class OpenMMSystem(System):
         if not path.is_file():
             raise FileNotFoundError(f"serialized System {str(path)!r} does not exist")
         data = path.read_bytes()
-        if not trusted and _SCRIPT_TAG.search(data):
+        root = _parse_untrusted_xml(str(path), data, trusted, "serialized System")
+        if not trusted and _script_elements(root):
             raise ValueError(
-                f"serialized System {str(path)!r} contains a <Script> block; refusing to load it. "
+                f"serialized System {str(path)!r} contains a <Script> element; refusing to load it. "
                 "Pass trusted=True only if you trust this file's author."
             )
         try:

@@ -93,12 +93,34 @@ def _validate(cfg: dict, path: str) -> None:
             raise ValueError(f"{path}: missing required setting [{section}] {key}")
 
 
+def check_config_path(config_path) -> str:
+    """``config_path`` as a string when it names a readable ``.toml`` file.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, ValueError
+        Naming the path and what was expected.
+    """
+    path = os.fspath(config_path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"training config {path!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"training config {path!r} is a folder; give the .toml file inside it")
+    if not path.lower().endswith(".toml"):
+        raise ValueError(f"training config {path!r} must be a TOML file ending in .toml")
+    return path
+
+
 def load_samples(path: str, key=None) -> np.ndarray:
     """Samples from a ``.npy`` or ``.npz`` file, float64 ``(n_samples, *event_shape)``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"samples file {path!r} does not exist")
     if path.endswith(".npy"):
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)  # never unpickle: that would run code from data
+        except ValueError as exc:
+            raise ValueError(f"samples file {path!r} cannot be read without unpickling objects, which "
+                             f"is refused ({exc}); save a plain numeric array") from None
     elif path.endswith(".npz"):
         with np.load(path, allow_pickle=False) as z:
             if key is None:
@@ -107,9 +129,15 @@ def load_samples(path: str, key=None) -> np.ndarray:
                 key = z.files[0]
             if key not in z.files:
                 raise ValueError(f"{path!r} has no array {key!r}; it holds {z.files}")
-            arr = z[key]
+            try:
+                arr = z[key]
+            except ValueError as exc:
+                raise ValueError(f"array {key!r} of {path!r} cannot be read without unpickling objects, "
+                                 f"which is refused ({exc}); save a plain numeric array") from None
     else:
         raise ValueError(f"samples file {path!r} must be .npy or .npz")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"samples in {path!r} must be a real numeric array, got dtype {arr.dtype}")
     return np.asarray(arr, dtype=np.float64)
 
 
@@ -127,11 +155,11 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     from .dsm import fit, geometric_sigmas
     from .models import EnergyMLP, ScoreMLP
 
-    config_path = os.fspath(config_path)
+    config_path = check_config_path(config_path)
     with open(config_path, "rb") as f:
         try:
             cfg = tomllib.load(f)
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{config_path}: not valid TOML: {exc}") from None
     _validate(cfg, config_path)
     base = os.path.dirname(os.path.abspath(config_path))

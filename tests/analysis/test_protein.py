@@ -9,7 +9,8 @@ mdtraj = pytest.importorskip("mdtraj")
 openmm = pytest.importorskip("openmm")
 from openmm import app, unit  # noqa: E402
 
-from langevin_md.analysis.protein import (backbone_dihedrals, protein_report, radius_of_gyration,  # noqa: E402
+from langevin_md.analysis.protein import (backbone_dihedrals, n_phi_psi_residues, protein_report,  # noqa: E402
+                                          radius_of_gyration,
                                           rmsd_to_start, secondary_structure, series_statistics,
                                           walker_trajectory)
 from langevin_md.result import SampleResult  # noqa: E402
@@ -51,6 +52,7 @@ def test_observables_follow_mdtraj_walker_by_walker(villin):
     walkers, start, top = villin
     wt = walker_trajectory(walkers)
     assert (wt.n_frames, wt.n_walkers) == (N_FRAMES, N_WALKERS)
+    assert n_phi_psi_residues(top) == 33
     dih = backbone_dihedrals(wt)
     # 35 residues: the two ends lack φ or ψ
     assert len(dih.residues) == 33 and dih.residues[0] == "SER2" and dih.phi.shape == (N_FRAMES, N_WALKERS, 33)
@@ -124,3 +126,11 @@ def test_bad_input_is_named(villin, tmp_path):
         rmsd_to_start(walker_trajectory(walkers[0]), reference=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="max_residue_panels"):
         protein_report(walkers, tmp_path, max_residue_panels=0)
+
+
+def test_alanine_dipeptide_has_one_phi_psi_residue():
+    from langevin_md.systems.molecules import ALANINE_DIPEPTIDE_PDB
+
+    assert n_phi_psi_residues(mdtraj.load(ALANINE_DIPEPTIDE_PDB).topology) == 1
+    with pytest.raises(TypeError, match="mdtraj.Topology"):
+        n_phi_psi_residues("ala2")

@@ -89,3 +89,24 @@ def test_bad_input_is_named():
         kinetic_temperature_check(-np.ones((5, 2)), 3, 300.0)
     with pytest.raises(TypeError, match="system"):
         degrees_of_freedom("alanine")
+    with pytest.raises(ValueError, match="exactly one of temperature"):
+        kinetic_temperature_check(np.ones((5, 2)), 3, 300.0, kT=2.5)
+    with pytest.raises(ValueError, match="exactly one of temperature"):
+        kinetic_temperature_check(np.ones((5, 2)), 3)
+
+
+def test_check_of_a_baoab_result_counts_dof_and_knows_the_schemes_own_law():
+    """A real run: BAOAB's step-end kinetic energy on a harmonic well is (1 − h²ω²/4) kT/2 per
+    degree of freedom (EXACT_RESULTS row 4), so the check must fail against kT and pass against
+    that value."""
+    import langevin_md as lmd
+    from langevin_md.integrators import BAOAB
+
+    h = 0.8
+    result = lmd.sample(Harmonic(dim=3, k=1.0, kT=1.0), BAOAB(timestep=h, friction=1.0), n_steps=400,
+                        n_walkers=256, record_every=10, burn_in=100, seed=0)
+    check = kinetic_temperature_check(result)
+    assert check.unit == "kT" and check.n_dof == 3
+    assert not check.passed and check.z < -10, str(check)
+    exact = kinetic_temperature_check(result, kT=1.0 - h * h / 4.0)
+    assert exact.passed, str(exact)

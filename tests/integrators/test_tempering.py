@@ -206,6 +206,7 @@ def test_recorded_fields_and_summary_through_the_executor():
     summ = integ.summary(s.state)
     assert summ["swap_attempts"].shape == (2, 2) and summ["ladder_kT"].shape == (2, 3)
     assert summ["steps"].tolist() == [30, 30]
+    assert summ["swap_rounds"].tolist() == [10, 10]  # at steps 12, 15, ..., 39
     # Each round (every 3 steps) attempts one parity: 10 rounds -> 5 + 5 over the two pairs.
     assert summ["swap_attempts"].sum(1).tolist() == [10, 10]
     # Every ladder's rungs are a permutation of 0..n_T-1.

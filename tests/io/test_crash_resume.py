@@ -16,7 +16,7 @@ import pytest
 
 from langevin_md.config import load_config
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
-from langevin_md.io.run_folder import RunFolderError, create_run, execute, load_run
+from langevin_md.io.run_folder import RunFolderError, create_run, execute_run, load_run
 
 from .helpers import assert_same_trajectory, cli_command, run_cli, write_config
 
@@ -24,7 +24,7 @@ from .helpers import assert_same_trajectory, cli_command, run_cli, write_config
 def _reference(tmp_path: Path, config: Path) -> Path:
     ref = tmp_path / "reference"
     create_run(load_config(config), ref)
-    execute(ref, progress=False, handle_signals=False)
+    execute_run(ref, progress=False, handle_signals=False)
     return ref
 
 
@@ -103,7 +103,7 @@ def test_resume_drops_frames_written_after_the_last_checkpoint(tmp_path):
         p.unlink()
     kept = load_checkpoint(ck[0])[0]["step"]
     assert kept == 2000
-    execute(run_dir, progress=False, handle_signals=False)
+    execute_run(run_dir, progress=False, handle_signals=False)
     again = load_run(run_dir)
     assert np.array_equal(again.steps, full.steps)
     assert np.array_equal(again.positions, full.positions)
@@ -116,7 +116,7 @@ def test_resume_with_no_checkpoint_starts_over(tmp_path):
     before = load_run(run_dir)
     for p in list_checkpoints(run_dir / "checkpoints"):
         p.unlink()
-    execute(run_dir, progress=False, handle_signals=False)
+    execute_run(run_dir, progress=False, handle_signals=False)
     assert np.array_equal(load_run(run_dir).positions, before.positions)
 
 
@@ -126,4 +126,4 @@ def test_resume_with_a_missing_trajectory_is_refused_clearly(tmp_path):
     (run_dir / "trajectory.h5").unlink()
     (run_dir / "checkpoints" / "step_000000000200.npz").unlink()
     with pytest.raises(RunFolderError, match="cannot resume .*trajectory file .* does not exist"):
-        execute(run_dir, progress=False, handle_signals=False)
+        execute_run(run_dir, progress=False, handle_signals=False)

@@ -15,7 +15,7 @@ import pytest
 import langevin_md as lmd
 from langevin_md.config import load_config
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
-from langevin_md.io.run_folder import (RunFailed, RunFolderError, RunStorageError, create_run, execute,
+from langevin_md.io.run_folder import (RunFailed, RunFolderError, RunStorageError, create_run, execute_run,
                                        load_run)
 
 from .helpers import cli_command, write_config
@@ -24,7 +24,7 @@ from .helpers import cli_command, write_config
 def _run(tmp_path, name="run", **cfg_kwargs):
     cfg = load_config(write_config(tmp_path, **cfg_kwargs))
     run_dir = create_run(cfg, tmp_path / name)
-    execute(run_dir, progress=False, handle_signals=False)
+    execute_run(run_dir, progress=False, handle_signals=False)
     return cfg, run_dir
 
 
@@ -36,7 +36,7 @@ def test_load_run_returns_what_sample_returns(tmp_path, integrator, keys):
     cfg, run_dir = _run(tmp_path, integrator=integrator, integrator_keys=keys, n_steps=600,
                         burn_in=100, record_every=9, checkpoint_every=250)
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        ".lock", "checkpoints", "config.toml", "run.log", "summary.json", "trajectory.h5"]
+        ".langevin-md-run", ".lock", "checkpoints", "config.toml", "run.log", "summary.json", "trajectory.h5"]
     r = load_run(run_dir)
     s = cfg.sampler
     ref = lmd.sample(cfg.build_system(), cfg.build_integrator(), n_steps=s["n_steps"], n_walkers=s["n_walkers"],
@@ -67,7 +67,7 @@ def test_non_finite_state_is_never_checkpointed(tmp_path):
                                    n_steps=3000, checkpoint_every=5, record_every=1))
     run_dir = create_run(cfg, tmp_path / "nan")
     with pytest.raises(RunFailed) as info:
-        execute(run_dir, progress=False, handle_signals=False)
+        execute_run(run_dir, progress=False, handle_signals=False)
     msg = str(info.value)
     assert "non-finite state" in msg and "walkers [" in msg and "step size" in msg
     assert "Nothing non-finite was checkpointed" in msg and "last good checkpoint is" in msg
@@ -103,14 +103,14 @@ def test_config_edited_after_start_is_refused(tmp_path):
     path = run_dir / "config.toml"
     path.write_text(path.read_text().replace("seed = 3", "seed = 4"))
     with pytest.raises(RunFolderError, match="was changed after the run started"):
-        execute(run_dir, progress=False, handle_signals=False)
+        execute_run(run_dir, progress=False, handle_signals=False)
 
 
 def test_extending_n_steps_continues_the_same_chain(tmp_path):
     cfg, run_dir = _run(tmp_path, n_steps=200, checkpoint_every=100)
     path = run_dir / "config.toml"
     path.write_text(path.read_text().replace("n_steps = 200", "n_steps = 400"))
-    execute(run_dir, progress=False, handle_signals=False)
+    execute_run(run_dir, progress=False, handle_signals=False)
     _, ref = _run(tmp_path, name="ref", n_steps=400, checkpoint_every=100)
     assert np.array_equal(load_run(run_dir).positions, load_run(ref).positions)
 
@@ -163,7 +163,7 @@ def test_a_second_process_cannot_use_a_busy_run_folder(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunFolderError, match="another langevin-md process"):
-            execute(run_dir, progress=False, handle_signals=False)
+            execute_run(run_dir, progress=False, handle_signals=False)
     finally:
         holder.kill()
         holder.wait()
