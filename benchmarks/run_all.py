@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = ["bench_throughput.py", "bench_openmm_bridge.py", "bench_openmm_executor.py",
-              "bench_analysis.py", "bench_distributed.py"]
+              "bench_analysis.py", "bench_distributed.py", "bench_forcefield.py",
+              "bench_tempering.py"]
 
 
 def main() -> int:

@@ -77,6 +77,25 @@ class SampleResult:
     def event_shape(self) -> tuple:
         return tuple(self.positions.shape[2:])
 
+    def at_temperature(self, rung: int, values=None):
+        """A replica-exchange run's samples at one temperature rung, one column per ladder.
+
+        Parameters
+        ----------
+        rung : int
+            Temperature index: 0 is the coldest (the system's own kT), −1 the hottest.
+        values : numpy.ndarray, optional
+            ``(n_frames, n_walkers, ...)`` to select from (default: ``positions``).
+
+        Returns
+        -------
+        numpy.ndarray, shape ``(n_frames, n_ladders, ...)``
+            See :func:`langevin_md.analysis.tempering.at_temperature`.
+        """
+        from .analysis.tempering import at_temperature
+
+        return at_temperature(self, rung, values)
+
     @property
     def walker_steps_per_second(self) -> float:
         """Throughput: walkers × steps / wall seconds."""

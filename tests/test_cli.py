@@ -143,7 +143,7 @@ n_steps = 10
     code, _, err = _main(capsys, "run", tmp_path / "c.toml", "-o", tmp_path / "run")
     assert code == 2 and "<Script>" in err and "trusted" in err
     with pytest.raises(ConfigError, match=r"\[system\] trusted: expected true or false \(bool\), got 'yes'"):
-        parse_config({"system": {"name": "openmm_pdb", "pdb_path": "x.pdb", "trusted": "yes"},
+        parse_config({"system": {"name": "openmm_pdb", "pdb_path": ALANINE_DIPEPTIDE_PDB, "trusted": "yes"},
                       "integrator": {"name": "baoab"}, "sampler": {"n_steps": 1}})
 
 

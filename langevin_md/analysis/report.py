@@ -82,6 +82,8 @@ class Report:
     warnings: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
     states: Optional[dict] = None
+    #: Extra Markdown sections (e.g. replica exchange), placed before the plots.
+    sections: list = field(default_factory=list)
 
     def row(self, name: str) -> ObservableRow:
         for r in self.rows:
@@ -334,6 +336,7 @@ def _write(rep: Report, result, record_every: float, title: str) -> None:
                _md_table(["state", "population ± SE (across walkers)", "transitions out"], _state_rows(rep.states)), ""]
         mean, se, n = rep.states["round_trip_C7eq_alphaR_steps"]
         md += [f"Mean round trip C7eq/β → αR → C7eq/β: {_fmt(mean, 4)} ± {_fmt(se, 2)} steps ({n} round trips).", ""]
+    md += [section for section in rep.sections]
     md += ["## Plots", ""]
     md += [f"![{name}]({Path(p).name})" for name, p in rep.files.items() if p.endswith(".png")]
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
@@ -398,6 +401,17 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
     if result.n_frames < 4:
         raise ValueError(f"the result has {result.n_frames} frames; a report needs at least 4")
     from . import plots
+
+    tempering_md = None
+    if "temperature_index" in result.fields and result.integrator_summary:
+        # A replica-exchange run mixes temperatures across walkers; every statistic below is
+        # about the target (the coldest rung), so analyse that rung's samples, one chain per
+        # ladder, and describe the ladder in its own section.
+        from .tempering import tempering_section
+
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        tempering_md = tempering_section(result, output_dir)
+        result = _coldest_rung(result)
     from .equilibration import detect_equilibration
 
     out = Path(output_dir)
@@ -472,8 +486,23 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
                                                             states=ALANINE_DIPEPTIDE_STATES)
     if result.acceptance_rate is not None:
         rep.files["acceptance"] = plots.plot_acceptance(result.acceptance_rate, out / "acceptance.png", LOW_ACCEPTANCE)
+    if tempering_md is not None:
+        rep.sections.append(tempering_md)
+        rep.files["replica traces"] = str(out / "replica_traces.png")
+        rep.files["swap acceptance"] = str(out / "swap_acceptance.png")
     _write(rep, result, record_every, title)
     return rep
+
+
+def _coldest_rung(result):
+    """A replica-exchange result reduced to its coldest rung: one chain per ladder."""
+    import dataclasses
+
+    cold = lambda values: None if values is None else result.at_temperature(0, values)  # noqa: E731
+    walkers = np.arange(result.n_walkers // int(result.fields["temperature_index"][0].max() + 1))
+    return dataclasses.replace(result, positions=cold(result.positions), energies=cold(result.energies),
+                               kinetic_energies=cold(result.kinetic_energies), acceptance_rate=None, step_sizes=None,
+                               fields={}, integrator_summary={}, walker_indices=walkers)
 
 
 def main(run_dir) -> int:

@@ -42,3 +42,8 @@ def test_alanine_prior(tmp_path):
     pytest.importorskip("openmm")
     out = run("alanine_prior.py", "--output", str(tmp_path / "a.png"), cwd=tmp_path)
     assert (tmp_path / "a.png").stat().st_size > 0 and "alpha_R" in out
+
+
+def test_tempering_alanine(tmp_path):
+    out = run("tempering_alanine.py", "--output", str(tmp_path / "rex"), cwd=tmp_path)
+    assert (tmp_path / "rex" / "swap_acceptance.png").stat().st_size > 0 and "R-hat" in out
