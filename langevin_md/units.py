@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 #: Boltzmann constant times Avogadro's number, kJ/(mol K) (CODATA 2018, exact).
 MOLAR_GAS_CONSTANT_KJ_PER_MOL_K = 8.314462618e-3
 
@@ -80,3 +82,44 @@ def strip(value: Any, unit_name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"expected a number in {unit_name}, got {value!r}") from None
+
+
+#: A median bonded distance above this (nm) means coordinates are almost surely in ångström:
+#: real bonds are 0.1–0.16 nm, and 0.5 nm leaves room for strained starts.
+ANGSTROM_BOND_THRESHOLD_NM = 0.5
+
+
+def bond_pairs(topology) -> np.ndarray:
+    """Atom index pairs ``(n_bonds, 2)`` of an OpenMM or mdtraj topology (empty without bonds)."""
+    bonds = topology.bonds() if callable(topology.bonds) else topology.bonds
+    return np.array([(b[0].index, b[1].index) for b in bonds], dtype=np.int64).reshape(-1, 2)
+
+
+def check_not_angstrom(positions, pairs: np.ndarray, what: str) -> None:
+    """Refuse coordinates whose bonded distances look like ångström (×10 too long).
+
+    Parameters
+    ----------
+    positions : array_like, shape ``(n_atoms, 3)`` or ``(n_walkers, n_atoms, 3)``, nm
+    pairs : numpy.ndarray of int, shape ``(n_bonds, 2)``
+        Bonded atom pairs (:func:`bond_pairs`); with none there is nothing to judge by.
+    what : str
+        Named in the error, e.g. ``"initial_positions"``.
+
+    Raises
+    ------
+    ValueError
+        When any walker's median bonded distance exceeds ``ANGSTROM_BOND_THRESHOLD_NM``.
+    """
+    if len(pairs) == 0:
+        return
+    x = np.asarray(positions, dtype=np.float64)
+    x = x.reshape((-1,) + x.shape[-2:])
+    lengths = np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1)
+    median = np.median(lengths, axis=-1)
+    worst = int(np.argmax(median))
+    if median[worst] > ANGSTROM_BOND_THRESHOLD_NM:
+        where = f" (walker {worst})" if x.shape[0] > 1 else ""
+        raise ValueError(
+            f"{what} look like ångström{where}: the median bonded distance is {median[worst]:.3g} "
+            "where nm coordinates give ~0.1-0.15; divide by 10 (or pass an openmm Quantity with units)")

@@ -32,6 +32,13 @@ def start_positions(system, initial_positions, n_walkers: int, rng) -> torch.Ten
             f"{', '.join(map(str, shape))}) for {n_walkers} walkers, or {shape} for one "
             "point shared by all walkers"
         )
+    topology = getattr(system, "topology", None)
+    if topology is not None and len(shape) == 2:
+        from ..units import bond_pairs, check_not_angstrom
+
+        # The same guard OpenMMSystem applies to its own structure: a user's positions in
+        # ångström would otherwise start every bond ten times too long and blow up at step 1.
+        check_not_angstrom(x0.numpy(), bond_pairs(topology), "initial_positions")
     return x0
 
 

@@ -39,7 +39,6 @@ CONSTRAINTS = (None, "HBonds", "AllBonds", "HAngles")
 
 #: Median bonded distance (nm) above which positions are taken to be in ångström. Covalent
 #: bonds are 0.09–0.2 nm, i.e. 0.9–2 when written in Å.
-_ANGSTROM_BOND_THRESHOLD_NM = 0.5
 
 #: Elements whose text OpenMM's ForceField executes as Python.
 _SCRIPT_ELEMENTS = ("Script", "InitializationScript")
@@ -116,16 +115,9 @@ def _positions_nm(positions, n_expected: int, what: str) -> np.ndarray:
 
 def _check_not_angstrom(positions: np.ndarray, topology, what: str) -> None:
     """Refuse coordinates whose bonded distances look like ångström (×10 too long)."""
-    pairs = np.array([(b[0].index, b[1].index) for b in topology.bonds()], dtype=np.int64).reshape(-1, 2)
-    if len(pairs) == 0:
-        return  # nothing to judge by (e.g. a noble-gas fluid)
-    lengths = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=1)
-    median = float(np.median(lengths))
-    if median > _ANGSTROM_BOND_THRESHOLD_NM:
-        raise ValueError(
-            f"{what} look like ångström: the median bonded distance is {median:.3g} where nm "
-            f"coordinates give ~0.1-0.15; divide by 10 (or pass an openmm Quantity with units)"
-        )
+    from ..units import bond_pairs, check_not_angstrom
+
+    check_not_angstrom(positions, bond_pairs(topology), what)
 
 
 def _topology_from(topology_or_pdb, positions, what: str):
