@@ -35,8 +35,9 @@ def _die(message: str, code: int) -> int:
 def _run_folder_command(run_dir: Path, progress: Optional[bool]) -> int:
     """Run or resume ``run_dir`` and turn its outcome into an exit status and a message."""
     from langevin_md.config import ConfigError
-    from langevin_md.io.checkpoint import RunInterrupted
+    from langevin_md.io.checkpoint import CheckpointError, RunInterrupted
     from langevin_md.io.run_folder import RunFailed, RunFolderError, execute_run
+    from langevin_md.io.trajectory import TrajectoryError
 
     try:
         summary = execute_run(run_dir, progress=progress, echo=True)
@@ -49,7 +50,7 @@ def _run_folder_command(run_dir: Path, progress: Optional[bool]) -> int:
         return _die(str(exc), EXIT_NONFINITE)
     except ConfigError as exc:
         return _die(str(exc), EXIT_USAGE)
-    except RunFolderError as exc:
+    except (RunFolderError, TrajectoryError, CheckpointError, OSError) as exc:
         return _die(str(exc), EXIT_ERROR)
     print(f"langevin-md: {summary['status']}: {summary['n_frames']} frames up to step {summary['step']} "
           f"in {run_dir}", file=sys.stderr)
@@ -106,12 +107,14 @@ def _run_distributed(cfg, run_dir: Path, args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from langevin_md.io.run_folder import is_run_folder
+    from langevin_md.io.run_folder import RunFolderError, check_run_folder, is_run_folder
 
     run_dir = Path(args.run_dir)
     if not is_run_folder(run_dir):
-        return _die(f"{run_dir} is not a langevin-md run folder (make one with `langevin-md run CONFIG.toml`)",
-                    EXIT_USAGE)
+        try:
+            check_run_folder(run_dir)  # raises, with the reason (e.g. a folder from an older version)
+        except (RunFolderError, OSError) as exc:
+            return _die(f"{exc} (make one with `langevin-md run CONFIG.toml`)", EXIT_USAGE)
     return _run_folder_command(run_dir, args.progress)
 
 

@@ -260,7 +260,9 @@ def _check_type(where: str, key: str, value, param: Param) -> None:
         return
     # Other settings whose default or annotation is a number take numbers only: "1e-4" or
     # true would otherwise reach the constructor (and true would count as 1).
-    numeric = _is_number(param.default) or _numeric_annotation(param.annotation)
+    words = set(re.findall(r"[A-Za-z_]+", param.annotation or ""))
+    numeric = ((_is_number(param.default) and not words & {"str", "Any", "PathLike"})
+               or _numeric_annotation(param.annotation))
     if numeric and not (_is_number(value) or (value is None and param.default is None)
                         or (isinstance(value, list) and all(_is_number(v) for v in value))):
         raise ConfigError(f"{where} {key}: expected a number, got {value!r} ({_toml_type(value)}); "

@@ -29,6 +29,8 @@ __all__ = [
     "ula_stationary_variance",
     "ula_transient",
     "ula_integrated_autocorrelation_time",
+    "preconditioned_ula_contraction",
+    "preconditioned_ula_stationary_covariance",
     "baoab_position_variance",
     "baoab_step_end_velocity_variance",
     "obabo_position_variance",
@@ -95,6 +97,74 @@ def ula_integrated_autocorrelation_time(step_size, sigma2):
     """τ = (1 + a)/(1 − a) of x under ULA on a harmonic well (ρ(n) = aⁿ), in steps."""
     a = ula_contraction(step_size, sigma2)
     return (1.0 + a) / (1.0 - a)
+
+
+# --------------------------------------------------------------------------- preconditioned ULA
+def _spd(name: str, value) -> np.ndarray:
+    """A symmetric positive-definite matrix; a 1-D array is read as a diagonal."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = np.diag(arr)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be a finite (d, d) matrix or (d,) diagonal, got shape {arr.shape}")
+    if not np.allclose(arr, arr.T, rtol=1e-12, atol=0.0):
+        raise ValueError(f"{name} must be symmetric")
+    try:
+        np.linalg.cholesky(arr)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name} must be positive definite") from None
+    return arr
+
+
+def preconditioned_ula_contraction(step_size, covariance, metric):
+    """A = I − ε M Σ⁻¹: preconditioned ULA on N(0, Σ) is x' = A x + sqrt(2ε) M^{1/2} ξ.
+
+    Parameters
+    ----------
+    step_size : float
+        ε.
+    covariance : array, shape ``(d, d)`` or ``(d,)``
+        Σ of the Gaussian target (Boltzmann covariance, kT included).
+    metric : array, shape ``(d, d)`` or ``(d,)``
+        The preconditioner M.
+
+    Raises
+    ------
+    ValueError
+        Outside the stable range: the eigenvalues of ε M Σ⁻¹ (real and positive, since it is
+        similar to ε M^{1/2} Σ⁻¹ M^{1/2}) must all lie below 2.
+    """
+    eps = float(_positive("step_size", step_size))
+    sigma = _spd("covariance", covariance)
+    m = _spd("metric", metric)
+    if sigma.shape != m.shape:
+        raise ValueError(f"covariance and metric must have the same dimension, got {sigma.shape} and {m.shape}")
+    b = eps * m @ np.linalg.inv(sigma)
+    lam = np.linalg.eigvals(b).real
+    if np.any(lam >= 2.0):
+        raise ValueError(f"preconditioned ULA is unstable: the largest eigenvalue of ε M Σ⁻¹ is "
+                         f"{lam.max():.6g} >= 2")
+    return np.eye(len(m)) - b
+
+
+def preconditioned_ula_stationary_covariance(step_size, covariance, metric):
+    """Stationary covariance C of preconditioned ULA on N(0, Σ): C = A C Aᵀ + 2ε M.
+
+    The discrete Lyapunov equation of the linear map x' = A x + sqrt(2ε) L ξ (M = L Lᵀ,
+    A = I − ε M Σ⁻¹), solved by :func:`scipy.linalg.solve_discrete_lyapunov`. At M = I and
+    d = 1 it is σ²/(1 − ε/(2σ²)). The target Σ is the known-wrong answer tests reject, and so
+    is the C of noise scaled by M instead of M^{1/2} (replace 2εM by 2εM²).
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(d, d)``
+    """
+    from scipy.linalg import solve_discrete_lyapunov
+
+    a = preconditioned_ula_contraction(step_size, covariance, metric)
+    q = 2.0 * float(step_size) * _spd("metric", metric)
+    c = solve_discrete_lyapunov(a, q)
+    return 0.5 * (c + c.T)
 
 
 # --------------------------------------------------------------------------- splittings
@@ -205,6 +275,8 @@ TABLE: tuple = (
         ula_stationary_variance),
     Law("ULA transient", "mean aⁿx₀, Var_n = Var_∞(1 − a²ⁿ), a = 1 − ε/σ²", ula_transient),
     Law("ULA autocorrelation", "ρ(n) = aⁿ, τ = (1 + a)/(1 − a)", ula_integrated_autocorrelation_time),
+    Law("preconditioned ULA covariance", "C = A C Aᵀ + 2εM, A = I − εMΣ⁻¹ (discrete Lyapunov)",
+        preconditioned_ula_stationary_covariance, "Roberts & Stramer 2002"),
     Law("MALA exact", "the target is invariant at any ε; acceptance on N(0,1) by quadrature",
         mala_acceptance_on_standard_normal, "Roberts & Tweedie 1996"),
     Law("BAOAB positions", "⟨x²⟩ = kT/k for every hω < 2", baoab_position_variance,

@@ -158,6 +158,7 @@ class WalkerRNG(_Draws):
             raise ValueError("walker_indices must be a non-empty list of non-negative integers")
         self.seed = int(seed)
         self.walker_indices = idx
+        self._n_walkers = int(idx.size)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.counter = int(counter)
         seed_key = _mix64_int(self.seed * _GAMMA + 0x2545F4914F6CDD1D)
@@ -173,7 +174,7 @@ class WalkerRNG(_Draws):
 
     @property
     def n_walkers(self) -> int:
-        return int(self.walker_indices.size)
+        return self._n_walkers
 
     @property
     def keys(self) -> torch.Tensor:

@@ -44,12 +44,16 @@ from .start import start_positions
 log = logging.getLogger(__name__)
 
 #: Work, in walker-steps × coordinates per walker, from which ``compile="auto"`` compiles a
-#: run. Measured on Müller–Brown ULA, float64, one thread, this loaded 2-core VM
-#: (``benchmarks/bench_throughput.py``): a cold compile of the two chunk graphs takes about
-#: 20–40 s, a warm one (kernels from the disk cache) 3–6 s, and compiling saves about
-#: 0.2 µs per walker-step. A cold compile is repaid after ~10⁸ walker-steps, i.e. 2·10⁸
-#: coordinate-steps for this 2-d system, e.g. 10⁴ walkers for 10⁴ steps.
-AUTO_COMPILE_WORK = 2 * 10**8
+#: run. Measured with ``benchmarks/bench_throughput.py`` (Müller–Brown, float64, one thread,
+#: this loaded 2-core VM): compiling the two chunk graphs for one walker count costs 37–46 s
+#: cold (ULA, BAOAB, MALA; fresh process and cache) and 5–14 s from the disk cache, and
+#: compiling saves 0.1–0.2 µs per walker-step at 10⁴–10⁶ walkers (eager 2.5–3.6M, compiled
+#: 10–12M walker-steps/s for ULA and BAOAB). A cold compile is repaid after ~2–4·10⁸
+#: walker-steps; the threshold, 10⁹ coordinate-steps (5·10⁸ walker-steps of a 2-d system:
+#: 10⁴ walkers × 5·10⁴ steps, 10⁶ walkers × 500 steps), is where even a cold compile pays
+#: for itself; with a warm cache compiling wins well below it. Tests and small runs stay
+#: eager.
+AUTO_COMPILE_WORK = 10**9
 
 
 def _torch_default_cache_dir() -> Optional[str]:
@@ -462,7 +466,9 @@ class Sampler:
         for _ in range(n):
             state, info = integ.step(system, state, rng)
             if info.accepted is not None:
-                accepted = info.accepted.long() if accepted is None else accepted + info.accepted
+                # A count owned here, summed in place: one kernel and no allocation a step.
+                accepted = (info.accepted.to(torch.int64, copy=True) if accepted is None
+                            else accepted.add_(info.accepted))
         self.state = state
         return accepted
 

@@ -95,6 +95,9 @@ class Integrator:
     #: configuration (e.g. an adapted step size). Replica exchange hands them over with the
     #: temperature when two walkers swap, so a hot replica never inherits a cold step size.
     temperature_fields: tuple = ()
+    #: True for schemes that enforce a system's holonomic constraints (SHAKE/RATTLE, see
+    #: :mod:`langevin_md.integrators.constraints`); the others refuse constrained systems.
+    supports_constraints = False
 
     @property
     def adaptive(self) -> bool:
@@ -134,11 +137,12 @@ class Integrator:
 
     def check_system(self, system: System) -> None:
         """Refuse systems this scheme cannot sample, with an error that names the alternative."""
-        if system.constrained:
+        if system.constrained and not self.supports_constraints:
             raise ValueError(
-                f"{type(self).__name__} in the torch executor does not handle holonomic "
-                "constraints, and this system has some. Use backend='openmm' (which constrains "
-                "positions and velocities), or build the system with constraints=None."
+                f"{type(self).__name__} does not handle holonomic constraints, and this system has "
+                "some: an overdamped or Metropolis-adjusted update has no constrained form here. "
+                "Use BAOAB or OBABO (which constrain positions with SHAKE and velocities with "
+                "RATTLE), or build the system with constraints=None."
             )
         if self.needs_energy and getattr(system, "score_only", False):
             raise ValueError(

@@ -44,8 +44,11 @@ __all__ = ["Constraints", "ConstraintSolver", "ConstraintError", "constraints_of
 #: of positions of order 1 nm.
 DEFAULT_TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6}
 
-#: Newton iterations before SHAKE gives up (it needs 3–6 from a sane step).
+#: Newton iterations before SHAKE gives up (it needs 2–3 from a sane step).
 MAX_ITERATIONS = 50
+
+#: Largest (constraint slots × atoms) for which the incidence matrix is kept dense.
+DENSE_LIMIT = 200_000
 
 
 class ConstraintError(RuntimeError):
@@ -221,33 +224,68 @@ class ConstraintSolver:
         safe = np.where(valid, index, 0)
         slot_i = np.where(valid, ai[safe], 0)
         slot_j = np.where(valid, aj[safe], 0)
-        dist2 = np.where(valid, constraints.distances[safe] ** 2, 1.0)
+        # padded slots get d² = 0 and 1/d² = 0: their bond vector is x_0 − x_0 = 0, so their
+        # residual g = |0|² − 0 vanishes and the padded identity rows give zero multipliers,
+        # which keeps masks out of the hot path
+        dist2 = np.where(valid, constraints.distances[safe] ** 2, 0.0)
+        inv_dist2 = np.where(valid, 1.0 / np.where(valid, dist2, 1.0), 0.0)
 
         def t(a, dt=dtype):
             return torch.as_tensor(a, dtype=dt, device=self.device)
 
         self.n_blocks, self.block_size = n_blocks, size
+        n_slots = n_blocks * size
         self._flat_i = t(slot_i.reshape(-1), torch.long)
         self._flat_j = t(slot_j.reshape(-1), torch.long)
         self._mask = t(valid.astype(np.float64))                    # (B, s)
-        self._coupling = t(coupling)                                # (B, s, s)
+        self._coupling = t(coupling)                                # (B, s, s), zero on padding
         self._pad_eye = t(pad_eye)                                  # (B, s, s)
         self._dist2 = t(dist2)                                      # (B, s)
+        self._inv_dist2 = t(inv_dist2)                              # (B, s)
         self._inv_m = t(inv_m)                                      # (n_atoms,)
+        # For small molecules the incidence matrix C (slots × atoms, +1 at i, −1 at j) and
+        # M⁻¹Cᵀ are small dense matrices, and one batched matmul beats gathers and
+        # scatters; for large systems (many waters) the index path keeps memory linear.
+        self._dense = n_slots * n_atoms <= DENSE_LIMIT
+        if self._dense:
+            inc = np.zeros((n_slots, n_atoms))
+            flat_valid = valid.reshape(-1)
+            rows = np.nonzero(flat_valid)[0]
+            inc[rows, slot_i.reshape(-1)[rows]] += 1.0
+            inc[rows, slot_j.reshape(-1)[rows]] -= 1.0
+            self._incidence = t(inc)                                # (slots, atoms)
+            self._spread = t(inc.T * inv_m[:, None])                # (atoms, slots) = M⁻¹Cᵀ
 
     # ------------------------------------------------------------------ helpers
     def _bonds(self, x: torch.Tensor) -> torch.Tensor:
-        """Bond vectors x_i − x_j per slot, shape ``(n, B, s, 3)`` (padding: garbage, masked later)."""
+        """Bond vectors x_i − x_j per slot, shape ``(n, B, s, 3)`` (zero on padded slots)."""
         n = x.shape[0]
-        return (x[:, self._flat_i] - x[:, self._flat_j]).reshape(n, self.n_blocks, self.block_size, 3)
+        if self._dense:
+            # einsum lowers to one (slots × atoms)·(atoms × 3n) product; a broadcast matmul
+            # would become n tiny batched products, several times slower
+            r = torch.einsum("sa,nac->nsc", self._incidence, x)
+        else:
+            r = x[:, self._flat_i] - x[:, self._flat_j]
+            r = r * self._mask.reshape(1, -1, 1)
+        return r.reshape(n, self.n_blocks, self.block_size, 3)
 
     def _scatter(self, weights: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """M⁻¹ Gᵀ μ: displacement ``(n, n_atoms, 3)`` from multipliers ``(n, B, s)`` along ``(n, B, s, 3)``."""
         n = weights.shape[0]
-        f = ((weights * self._mask).unsqueeze(-1) * directions).reshape(n, -1, 3)
+        f = (weights.unsqueeze(-1) * directions).reshape(n, -1, 3)
+        if self._dense:
+            return torch.einsum("as,nsc->nac", self._spread, f)
         out = torch.zeros(n, self.n_atoms, 3, dtype=f.dtype, device=f.device)
         out = out.index_add(1, self._flat_i, f).index_add(1, self._flat_j, -f)
         return out * self._inv_m.unsqueeze(-1)
+
+    def _solve(self, mat: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        """Batched (n, B, s, s) · μ = (n, B, s); padded slots have identity rows and zero rhs."""
+        mat = mat + self._pad_eye
+        if self.block_size <= 3:
+            return _solve_small(mat, rhs)
+        out, _ = torch.linalg.solve_ex(mat, rhs.unsqueeze(-1))
+        return out.squeeze(-1)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dtype != self.dtype or x.device != self.device:
@@ -260,17 +298,14 @@ class ConstraintSolver:
         """max_k |r_k − d_k| / d_k per walker, shape ``(n_walkers,)``."""
         self._check(x)
         r = self._bonds(x).norm(dim=-1)
-        return ((r / self._dist2.sqrt() - 1.0).abs() * self._mask).flatten(1).amax(1)
+        return ((r * self._inv_dist2.sqrt() - 1.0).abs() * self._mask).flatten(1).amax(1)
 
     def velocity_violation(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """max_k |r̂_k · (v_i − v_j)| per walker, shape ``(n_walkers,)`` (velocity units)."""
         self._check(x)
         r = self._bonds(x)
-        rel = self._bonds(v)
-        # padded slots have r = 0: give them unit length so they divide cleanly, then mask
-        length = torch.where(self._mask > 0, r.norm(dim=-1), torch.ones_like(self._mask))
-        along = (r * rel).sum(-1) / length
-        return (along.abs() * self._mask).flatten(1).amax(1)
+        along = _dot(r, self._bonds(v)) * self._inv_dist2.sqrt()
+        return along.abs().flatten(1).amax(1)
 
     def project_velocities(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """RATTLE's velocity stage: the M-orthogonal projection of ``v`` onto the tangent space at ``x``.
@@ -290,16 +325,17 @@ class ConstraintSolver:
         """
         self._check(x)
         r = self._bonds(x)
-        rhs = (r * self._bonds(v)).sum(-1) * self._mask                      # (n, B, s)
-        mat = self._coupling * (r @ r.transpose(-1, -2)) * self._mask.unsqueeze(-1) * self._mask.unsqueeze(-2)
-        mu = torch.linalg.solve(mat + self._pad_eye, rhs.unsqueeze(-1)).squeeze(-1)
+        rhs = _dot(r, self._bonds(v))                                  # (n, B, s)
+        mu = self._solve(self._coupling * _gram(r, r), rhs)
         return v - self._scatter(mu, r)
 
     def shake(self, x_ref: torch.Tensor, x_new: torch.Tensor) -> torch.Tensor:
         """SHAKE: move ``x_new`` back onto the manifold along the constraint directions at ``x_ref``.
 
         Solves g(x_new + M⁻¹G(x_ref)ᵀλ) = 0 for λ by Newton's method, all walkers at once,
-        until every walker's relative bond-length error is below the tolerance.
+        until every walker's relative bond-length error is below the tolerance. Each
+        iteration checks convergence on the host (one sync; 2–3 iterations per drift at
+        2–4 fs steps).
 
         Parameters
         ----------
@@ -320,20 +356,27 @@ class ConstraintSolver:
         """
         self._check(x_ref)
         self._check(x_new)
+        # Newton's method in bond space. x = x_new + M⁻¹G(x_ref)ᵀλ moves bond k by
+        # Σ_l (C M⁻¹ Cᵀ)_kl λ_l R_l, which is linear in λ, so the current bonds S are updated
+        # by the same products instead of being recomputed from positions, and the atoms
+        # move once, at the end. g is quadratic in λ, so after a Newton step the residual is
+        # exactly |ΔS_k|² (g + J·Δλ = 0 leaves only the quadratic term).
         ref = self._bonds(x_ref)                                             # (n, B, s, 3)
-        x = x_new
-        mask2 = self._mask.unsqueeze(-1) * self._mask.unsqueeze(-2)
+        cur = self._bonds(x_new)
+        g = _dot(cur, cur) - self._dist2
+        lam = torch.zeros_like(g)
+        coupling2 = 2.0 * self._coupling
         for _ in range(MAX_ITERATIONS):
-            cur = self._bonds(x)
-            # relative error of the squared length, ½(r²/d² − 1) ≈ (r − d)/d
-            g = ((cur * cur).sum(-1) - self._dist2) * self._mask
-            worst = float((g.abs() / self._dist2).max()) * 0.5
-            if worst < self.tolerance:
-                return x
-            jac = 2.0 * self._coupling * (cur @ ref.transpose(-1, -2)) * mask2 + self._pad_eye
-            lam = torch.linalg.solve(jac, -g.unsqueeze(-1)).squeeze(-1)
-            x = x + self._scatter(lam, ref)
-        err = 0.5 * ((((self._bonds(x) ** 2).sum(-1) - self._dist2) * self._mask).abs() / self._dist2).flatten(1).amax(1)
+            step = self._solve(coupling2 * _gram(cur, ref), -g)
+            delta = torch.matmul(self._coupling * step.unsqueeze(-2), ref)  # ΔS_k = Σ_l c_kl Δλ_l R_l
+            lam = lam + step
+            cur = cur + delta
+            g = _dot(delta, delta)
+            # ½|r²/d² − 1| ≈ |r − d|/d; one host sync per iteration (2 per drift at 2–4 fs)
+            if float((g * self._inv_dist2).max()) < 2.0 * self.tolerance:
+                return x_new + self._scatter(lam, ref)
+        x = x_new + self._scatter(lam, ref)
+        err = 0.5 * (((self._bonds(x) ** 2).sum(-1) - self._dist2) * self._inv_dist2).abs().flatten(1).amax(1)
         bad = torch.nonzero(~(err < self.tolerance)).flatten().tolist()
         raise ConstraintError(
             f"SHAKE did not reach relative tolerance {self.tolerance:g} in {MAX_ITERATIONS} iterations for "
@@ -345,6 +388,44 @@ class ConstraintSolver:
     def constrain_positions(self, x: torch.Tensor) -> torch.Tensor:
         """Put arbitrary positions on the manifold (SHAKE with ``x`` as its own reference)."""
         return self.shake(x, x)
+
+
+def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a_s · b_t for every pair of slots in a block: ``(n, B, s, 3) × (n, B, s, 3) -> (n, B, s, s)``."""
+    return torch.matmul(a, b.transpose(-1, -2))
+
+
+def _solve_small(m: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Solve ``m x = r`` for blocks of size 1–3 in closed form (cofactors), elementwise.
+
+    The blocks here are small, symmetric positive definite and well conditioned (G M⁻¹ Gᵀ of a
+    few bonds sharing an atom, or the nearby Newton Jacobian), where Cramer's rule is as
+    accurate as LU; batched LU on thousands of 3×3 systems costs several times more.
+    """
+    size = m.shape[-1]
+    if size == 1:
+        return r / m[..., 0]
+    if size == 2:
+        a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+        inv_det = 1.0 / (a * d - b * c)
+        r0, r1 = r[..., 0], r[..., 1]
+        return torch.stack(((d * r0 - b * r1) * inv_det, (a * r1 - c * r0) * inv_det), -1)
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    c00, c01, c02 = m11 * m22 - m12 * m21, m12 * m20 - m10 * m22, m10 * m21 - m11 * m20
+    inv_det = 1.0 / (m00 * c00 + m01 * c01 + m02 * c02)
+    r0, r1, r2 = r[..., 0], r[..., 1], r[..., 2]
+    x0 = r0 * c00 + r1 * (m02 * m21 - m01 * m22) + r2 * (m01 * m12 - m02 * m11)
+    x1 = r0 * c01 + r1 * (m00 * m22 - m02 * m20) + r2 * (m02 * m10 - m00 * m12)
+    x2 = r0 * c02 + r1 * (m01 * m20 - m00 * m21) + r2 * (m00 * m11 - m01 * m10)
+    return torch.stack((x0, x1, x2), -1) * inv_det.unsqueeze(-1)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a · b over the last axis of length 3, written out: torch's reductions over such a short
+    axis are several times slower than three products and two sums."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
 _SOLVERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
-from .base import positive, sum_event, thermal_energy, walker_view
-from .metropolis import AdaptiveStepSize, check_target_accept, metropolis_select
+from .base import sum_event, thermal_energy, walker_view
+from .metric import state_metric
+from .metropolis import AdaptiveStepSize, metropolis_select
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,23 @@ class HMC(AdaptiveStepSize):
 
     Exact for any h; costs L force evaluations per step.
 
+    **Preconditioned** (mass matrix M⁻¹; Neal 2011 §4.1; Girolami & Calderhead 2011, J. R.
+    Stat. Soc. B 73, 123, constant metric). With a preconditioner M = L Lᵀ (symmetric positive
+    definite on the flattened coordinates) the scheme works in reduced units: the system's
+    masses are not used, and
+
+    .. math::
+        H(x, p) = U(x)/kT + \tfrac12 p^\top M p, \qquad p = L^{-\top}\xi \sim N(0, M^{-1}),
+
+        p \leftarrow p + \tfrac{h}{2}F(x)/kT,\quad x \leftarrow x + h\,M p,\quad
+        p \leftarrow p + \tfrac{h}{2}F(x)/kT,
+
+    accepted with probability min(1, exp(−ΔH)). This is the physical Hamiltonian with mass
+    matrix kT·M⁻¹ and momenta N(0, kT·M⁻¹) measured in units of sqrt(kT); at kT = 1 it is
+    exactly "mass matrix M⁻¹, momenta ~ N(0, M⁻¹)" (BlackJAX's ``inverse_mass_matrix = M``).
+    h is dimensionless when M has the units of a covariance, and M = Σ, the target's
+    covariance, makes every direction of a Gaussian oscillate with period 2π.
+
     Parameters
     ----------
     step_size : float
@@ -33,22 +51,35 @@ class HMC(AdaptiveStepSize):
         L, leapfrog steps per proposal.
     target_accept : float, optional
         If set, h is tuned per walker by dual averaging during burn-in, then frozen.
+    preconditioner : None, 'none', 'diagonal', 'dense', array or file name
+        M, the inverse mass matrix in the reduced units above. None/'none': the system's
+        masses, bitwise the unpreconditioned scheme. 'diagonal'/'dense': M estimated from the
+        pooled walkers during burn-in (see :mod:`.metric`), restarting the step-size
+        adaptation at each new M, then frozen; M = I until the first window closes. An array
+        of shape ``(dim,)`` or ``(dim, dim)`` (``dim = prod(event_shape)``), or a
+        ``.npy``/text file holding one: a fixed M.
+    metric_window : int
+        First adaptation window in burn-in steps; window k lasts ``metric_window · 2^k``.
+        Only used with 'diagonal'/'dense'.
     """
 
     step_size: float = 0.1
     n_leapfrog: int = 10
     target_accept: Optional[float] = None
+    preconditioner: Union[None, str, tuple] = None
+    metric_window: int = 50
 
     metropolis_adjusted = True
     needs_energy = True
 
     def __post_init__(self):
-        positive("step_size", self.step_size)
         if isinstance(self.n_leapfrog, bool) or not isinstance(self.n_leapfrog, int) or self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be a positive integer, got {self.n_leapfrog!r}")
-        check_target_accept(self.target_accept)
+        self._check_settings()
 
     def step(self, system, state, generator):
+        if state_metric(state) is not None:
+            return self._preconditioned_step(system, state, generator)
         x0 = state.positions
         m = system.dof_masses(x0)
         h = walker_view(state.step_size, x0.ndim)
@@ -68,3 +99,24 @@ class HMC(AdaptiveStepSize):
         proposal = replace(state, positions=x, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)
 
+
+    def _preconditioned_step(self, system, state, generator):
+        metric = state_metric(state)
+        x0 = state.positions
+        h = walker_view(state.step_size, x0.ndim)
+        xi = generator.normal(system.event_shape, dtype=x0.dtype).to(x0.device)
+        u = generator.uniform((), dtype=x0.dtype).to(x0.device)
+        kT = thermal_energy(system, state, x0.ndim)
+        p = metric.solve_sqrt_transpose(xi)
+        kinetic0 = 0.5 * metric.quadratic(p)
+        x, forces = x0, state.forces
+        energy = state.energy
+        for _ in range(self.n_leapfrog):
+            p = p + (0.5 * h) * forces / kT
+            x = x + h * metric.apply(p)
+            energy, forces = system.energy_and_forces(x)
+            p = p + (0.5 * h) * forces / kT
+        kinetic = 0.5 * metric.quadratic(p)
+        log_ratio = -(energy - state.energy) / thermal_energy(system, state, 1) - (kinetic - kinetic0)
+        proposal = replace(state, positions=x, energy=energy, forces=forces)
+        return metropolis_select(state, proposal, log_ratio, u)

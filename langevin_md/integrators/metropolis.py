@@ -3,19 +3,23 @@ random-walk Metropolis.
 
 MALA is the ULA proposal composed with the generic Metropolis–Hastings test, as in BlackJAX.
 Step sizes are per walker, so a walker's chain never depends on the others (and a shard of
-walkers on another machine reproduces the same chains).
+walkers on another machine reproduces the same chains). The one exception is an adapted
+preconditioner (``preconditioner="diagonal"`` or ``"dense"``, :mod:`.metric`): it is estimated
+from all walkers of the run, or of each Dask shard separately, during burn-in.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Optional
+from dataclasses import dataclass, fields, replace
+from typing import Optional, Union
 
 import torch
 
 from .base import Integrator, State, StepInfo, positive, sum_event, thermal_energy, walker_view
-from .overdamped import overdamped_move
+from .metric import (ADAPTIVE_KINDS, PreconditionedState, accumulate_metric, check_preconditioner,
+                     check_window, freeze_metric, initial_metric_fields, state_metric)
+from .overdamped import overdamped_move, preconditioned_move
 
 
 # --------------------------------------------------------------------------- the MH test
@@ -52,8 +56,11 @@ def metropolis_select(current: State, proposal: State, log_ratio: torch.Tensor, 
 
 # --------------------------------------------------------------------------- adaptation
 @dataclass(frozen=True)
-class AdaptiveState(State):
+class AdaptiveState(PreconditionedState):
     """A state whose step size is per walker and may be adapted during burn-in.
+
+    It also carries the optional metric of :class:`~.metric.PreconditionedState` (None when
+    the scheme is not preconditioned).
 
     Attributes
     ----------
@@ -74,11 +81,22 @@ class AdaptiveState(State):
 
 
 def init_adaptive(state: State, step_size: float) -> AdaptiveState:
-    """Wrap ``state`` with every walker's step size set to ``step_size``."""
+    """Wrap ``state`` (keeping all its fields) with every walker's step size set to ``step_size``."""
     eps = torch.full_like(state.energy, float(step_size))
-    return AdaptiveState(state.positions, state.energy, state.forces, step_size=eps,
-                         log_step_avg=torch.log(eps), error_avg=torch.zeros_like(eps),
-                         mu=torch.log(10.0 * eps))
+    kept = {f.name: getattr(state, f.name) for f in fields(state)}
+    return AdaptiveState(**kept, step_size=eps, log_step_avg=torch.log(eps),
+                         error_avg=torch.zeros_like(eps), mu=torch.log(10.0 * eps))
+
+
+def restart_dual_averaging(state: AdaptiveState) -> AdaptiveState:
+    """Start dual averaging afresh from each walker's averaged step size ε̄.
+
+    Called when the metric changes: the statistics gathered so far describe the old kernel
+    (Stan restarts its step-size adaptation after every metric window in the same way).
+    """
+    eps = torch.exp(state.log_step_avg) if state.adapt_count > 0 else state.step_size
+    return replace(state, step_size=eps, log_step_avg=torch.log(eps), error_avg=torch.zeros_like(eps),
+                   mu=torch.log(10.0 * eps), adapt_count=0)
 
 
 def dual_averaging_update(state: AdaptiveState, info: StepInfo, target: float,
@@ -114,29 +132,56 @@ def check_target_accept(target_accept):
 
 
 class AdaptiveStepSize(Integrator):
-    """Mixin for schemes with a per-walker ``step_size`` tuned towards ``target_accept``."""
+    """Mixin for schemes with a per-walker ``step_size`` tuned towards ``target_accept``, and
+    an optional preconditioner (fixed, or adapted from the walkers during burn-in)."""
 
     step_size: float
     target_accept: Optional[float]
+    preconditioner: object
+    metric_window: int
 
     # The step size and its dual-averaging statistics belong to the temperature: under
     # replica exchange they travel with it, so every rung keeps (and tunes) its own.
     temperature_fields = ("step_size", "log_step_avg", "error_avg", "mu")
 
+    def _check_settings(self):
+        positive("step_size", self.step_size)
+        check_target_accept(self.target_accept)
+        # Normalised to None, "diagonal", "dense", a path, or a hashable tuple matrix.
+        object.__setattr__(self, "preconditioner", check_preconditioner(self.preconditioner))
+        check_window(self.metric_window)
+
+    @property
+    def adapts_metric(self) -> bool:
+        return self.preconditioner in ADAPTIVE_KINDS
+
     @property
     def adaptive(self) -> bool:
-        return self.target_accept is not None
+        return self.target_accept is not None or self.adapts_metric
 
     def init(self, system, positions, generator):
-        return init_adaptive(super().init(system, positions, generator), self.step_size)
+        state = super().init(system, positions, generator)
+        if self.preconditioner is not None:
+            state = PreconditionedState(state.positions, state.energy, state.forces,
+                                        **initial_metric_fields(self.preconditioner, state.positions))
+        return init_adaptive(state, self.step_size)
 
     def adapt(self, state, info):
-        if self.target_accept is None:
-            return state
-        return dual_averaging_update(state, info, self.target_accept)
+        if self.target_accept is not None:
+            state = dual_averaging_update(state, info, self.target_accept)
+        if self.adapts_metric:
+            state, changed = accumulate_metric(state, self.metric_window)
+            if changed and self.target_accept is not None:
+                state = restart_dual_averaging(state)
+        return state
 
     def end_adaptation(self, state):
+        state = freeze_metric(state)
         return freeze_adaptation(state) if self.target_accept is not None else state
+
+    def summary(self, state):
+        """The metric M, ``(dim,)`` or ``(dim, dim)``, when the scheme is preconditioned."""
+        return {} if state.metric is None else {"metric": state.metric}
 
 
 # --------------------------------------------------------------------------- MALA
@@ -157,23 +202,45 @@ class MALA(AdaptiveStepSize):
     (Hoffman & Gelman 2014) during burn-in only and frozen afterwards, so the production
     chain is an exact, fixed kernel.
 
+    **Preconditioned** (Roberts & Stramer 2002, Methodol. Comput. Appl. Probab. 4, 337;
+    Girolami & Calderhead 2011, J. R. Stat. Soc. B 73, 123, constant metric): with a constant
+    symmetric positive-definite M = L Lᵀ on the flattened coordinates,
+
+    .. math::
+        y = x + \varepsilon M F(x)/kT + \sqrt{2\varepsilon}\,L\xi, \qquad
+        \log q(y|x) = -\frac{(y - x - \varepsilon M F(x)/kT)^\top M^{-1}
+                              (y - x - \varepsilon M F(x)/kT)}{4\varepsilon},
+
+    i.e. q(y|x) = N(x + ε M ∇log p(x), 2ε M); the log-determinant cancels in the ratio. Exact
+    at any ε and M. ε is then dimensionless when M has the units of a covariance.
+
     Parameters
     ----------
     step_size : float
-        ε (length²), the initial value when adapting.
+        ε (length² without a preconditioner), the initial value when adapting.
     target_accept : float, optional
         Desired mean acceptance probability in (0, 1), e.g. 0.574 (Roberts & Rosenthal 1998).
+    preconditioner : None, 'none', 'diagonal', 'dense', array or file name
+        M. None/'none': M = I, bitwise the unpreconditioned scheme. 'diagonal'/'dense': M
+        estimated from the pooled walkers during burn-in (see :mod:`.metric`), restarting the
+        step-size adaptation at each new M, then frozen. An array of shape ``(dim,)`` or
+        ``(dim, dim)`` (``dim = prod(event_shape)``), or a ``.npy``/text file holding one:
+        a fixed M.
+    metric_window : int
+        First adaptation window in burn-in steps; window k lasts ``metric_window · 2^k``.
+        Only used with 'diagonal'/'dense'.
     """
 
     step_size: float = 0.01
     target_accept: Optional[float] = None
+    preconditioner: Union[None, str, tuple] = None
+    metric_window: int = 50
 
     metropolis_adjusted = True
     needs_energy = True
 
     def __post_init__(self):
-        positive("step_size", self.step_size)
-        check_target_accept(self.target_accept)
+        self._check_settings()
 
     def step(self, system, state, generator):
         x = state.positions
@@ -181,11 +248,25 @@ class MALA(AdaptiveStepSize):
         eps = walker_view(state.step_size, x.ndim)
         noise = generator.normal(system.event_shape, dtype=x.dtype).to(x.device)
         u = generator.uniform((), dtype=x.dtype).to(x.device)
+        metric = state_metric(state)
+        if metric is not None:
+            return self._preconditioned_step(system, state, metric, kT, eps, noise, u)
         y = overdamped_move(state, kT, eps, noise)
         energy, forces = system.energy_and_forces(y)
         # log q(y|x) = -|sqrt(2ε)ξ|²/(4ε) = -|ξ|²/2; the reverse move uses the forces at y.
         back = x - y - (eps / kT) * forces
         log_q_ratio = sum_event(back * back) / (-4.0 * state.step_size) + 0.5 * sum_event(noise * noise)
+        log_ratio = -(energy - state.energy) / thermal_energy(system, state, 1) + log_q_ratio
+        proposal = replace(state, positions=y, energy=energy, forces=forces)
+        return metropolis_select(state, proposal, log_ratio, u)
+
+    def _preconditioned_step(self, system, state, metric, kT, eps, noise, u):
+        x = state.positions
+        y = preconditioned_move(state, metric, kT, eps, noise)
+        energy, forces = system.energy_and_forces(y)
+        # Forward: y − x − εMF(x)/kT = sqrt(2ε) Lξ, so its M⁻¹ quadratic over 4ε is |ξ|²/2.
+        back = x - y - (eps / kT) * metric.apply(forces)
+        log_q_ratio = metric.inverse_quadratic(back) / (-4.0 * state.step_size) + 0.5 * sum_event(noise * noise)
         log_ratio = -(energy - state.energy) / thermal_energy(system, state, 1) + log_q_ratio
         proposal = replace(state, positions=y, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)

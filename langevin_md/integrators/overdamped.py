@@ -1,23 +1,33 @@
 """Overdamped Langevin: the unadjusted Langevin algorithm and Brownian dynamics.
 
 Both are the Euler–Maruyama discretisation of dX = ε∇log p(X) dt' + sqrt(2ε) dW with
-∇log p = F/kT; they differ only in how the per-coordinate step ε is given.
+∇log p = F/kT; they differ only in how the per-coordinate step ε is given. ULA also takes a
+constant preconditioner M (:mod:`.metric`), fixed or adapted from the walkers during burn-in.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Union
 
 import torch
 
 from .base import Integrator, State, StepInfo, positive, thermal_energy
+from .metric import (ADAPTIVE_KINDS, Metric, PreconditionedState, accumulate_metric, check_preconditioner,
+                     check_window, freeze_metric, initial_metric_fields, state_metric)
 
 
 def overdamped_move(state: State, kT, eps, noise: torch.Tensor) -> torch.Tensor:
     """x + ε F/kT + sqrt(2ε) ξ, with ε and kT floats or tensors broadcastable to the positions."""
     scale = math.sqrt(2.0 * eps) if isinstance(eps, float) else torch.sqrt(2.0 * eps)
     return state.positions + (eps / kT) * state.forces + scale * noise
+
+
+def preconditioned_move(state: State, metric: Metric, kT, eps, noise: torch.Tensor) -> torch.Tensor:
+    """x + ε M F/kT + sqrt(2ε) L ξ with M = L Lᵀ; ε and kT floats or broadcastable tensors."""
+    scale = math.sqrt(2.0 * eps) if isinstance(eps, float) else torch.sqrt(2.0 * eps)
+    return state.positions + (eps / kT) * metric.apply(state.forces) + scale * metric.apply_sqrt(noise)
 
 
 @dataclass(frozen=True)
@@ -32,23 +42,75 @@ class ULA(Integrator):
     "Exponential convergence of Langevin distributions and their discrete approximations",
     Bernoulli 2(4)).
 
+    **Preconditioned** (Roberts & Stramer 2002, Methodol. Comput. Appl. Probab. 4, 337;
+    Girolami & Calderhead 2011, J. R. Stat. Soc. B 73, 123, constant metric): with a constant
+    symmetric positive-definite M = L Lᵀ on the flattened coordinates,
+
+    .. math::  x_{n+1} = x_n + \varepsilon M \nabla\log p(x_n) + \sqrt{2\varepsilon}\,L\xi_n,
+
+    the Euler–Maruyama step of dX = M∇log p dt + sqrt(2M) dW, which leaves p invariant for any
+    constant M. On N(0, Σ) it is the linear map x' = A x + sqrt(2ε) L ξ, A = I − εMΣ⁻¹, whose
+    stationary covariance C solves the discrete Lyapunov equation C = A C Aᵀ + 2εM
+    (:func:`langevin_md.laws.preconditioned_ula_stationary_covariance`): biased at finite ε,
+    like the scalar case, and stable iff every eigenvalue of εMΣ⁻¹ lies in (0, 2). With
+    M ≈ Σ every direction contracts alike, so one ε suits them all.
+
     Parameters
     ----------
     step_size : float
-        ε, in length² (dimensionless for analytic systems; nm² for molecular ones).
+        ε, in length² (dimensionless for analytic systems; nm² for molecular ones) without a
+        preconditioner; dimensionless when M has the units of a covariance.
+    preconditioner : None, 'none', 'diagonal', 'dense', array or file name
+        M. None/'none': M = I, bitwise the unpreconditioned scheme. 'diagonal'/'dense': M
+        estimated from the pooled walkers during burn-in (see :mod:`.metric`), then frozen;
+        M = I until the first window closes. An array of shape ``(dim,)`` or ``(dim, dim)``
+        (``dim = prod(event_shape)``), or a ``.npy``/text file holding one: a fixed M.
+    metric_window : int
+        First adaptation window in burn-in steps; window k lasts ``metric_window · 2^k``.
+        Only used with 'diagonal'/'dense'.
     """
 
     step_size: float = 0.01
+    preconditioner: Union[None, str, tuple] = None
+    metric_window: int = 50
 
     def __post_init__(self):
         positive("step_size", self.step_size)
+        object.__setattr__(self, "preconditioner", check_preconditioner(self.preconditioner))
+        check_window(self.metric_window)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.preconditioner in ADAPTIVE_KINDS
+
+    def init(self, system, positions, generator):
+        state = super().init(system, positions, generator)
+        if self.preconditioner is None:
+            return state
+        return PreconditionedState(state.positions, state.energy, state.forces,
+                                   **initial_metric_fields(self.preconditioner, state.positions))
 
     def step(self, system, state, generator):
         noise = generator.normal(system.event_shape, dtype=state.positions.dtype).to(state.positions.device)
         kT = thermal_energy(system, state, state.positions.ndim)
-        x = overdamped_move(state, kT, self.step_size, noise)
+        metric = state_metric(state)
+        if metric is None:
+            x = overdamped_move(state, kT, self.step_size, noise)
+        else:
+            x = preconditioned_move(state, metric, kT, self.step_size, noise)
         energy, forces = system.energy_and_forces(x)
         return replace(state, positions=x, energy=energy, forces=forces), StepInfo()
+
+    def adapt(self, state, info):
+        return accumulate_metric(state, self.metric_window)[0] if self.adaptive else state
+
+    def end_adaptation(self, state):
+        return freeze_metric(state)
+
+    def summary(self, state):
+        """The metric M, ``(dim,)`` or ``(dim, dim)``, when the scheme is preconditioned."""
+        m = getattr(state, "metric", None)
+        return {} if m is None else {"metric": m}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import torch
 
 from .annealed import AnnealedLangevin, PredictorCorrector
 from .base import Integrator, State, UnderdampedState, walker_view, with_temperature
+from .metric import PreconditionedState
 from .metropolis import AdaptiveState
 from .sgld import SGLD
 
@@ -132,9 +133,10 @@ def _replica_class(base: type) -> type:
 ReplicaState = _replica_class(State)
 ReplicaUnderdampedState = _replica_class(UnderdampedState)
 ReplicaAdaptiveState = _replica_class(AdaptiveState)
+ReplicaPreconditionedState = _replica_class(PreconditionedState)
 
 _REPLICA_OF = {State: ReplicaState, UnderdampedState: ReplicaUnderdampedState,
-               AdaptiveState: ReplicaAdaptiveState}
+               AdaptiveState: ReplicaAdaptiveState, PreconditionedState: ReplicaPreconditionedState}
 
 
 _LAYOUTS: dict = {}

@@ -9,36 +9,79 @@ for molecular sampling", AMRX 2013):
 
 Each is written once below and the schemes are their compositions, so the order in the code
 is the order in the name.
+
+Holonomic constraints (bonds to hydrogen, rigid water) follow the constrained splitting of
+Leimkuhler & Matthews ("Efficient molecular dynamics using geodesic integration and
+solvent–solute splitting", Proc. R. Soc. A 472, 20160138 (2016)), with one position step per
+drift (their K_r = 1, which is RATTLE):
+
+* A: x̃ = x + τ v, then SHAKE x' = x̃ + M⁻¹G(x)ᵀλ with g(x') = 0, and v ← v + (x' − x̃)/τ;
+* B and O: the velocity update followed by the mass-weighted projection P(x) onto the tangent
+  space {v : G(x) v = 0} (RATTLE's velocity stage). In O this projects the noise, so the
+  Ornstein–Uhlenbeck step samples the Gaussian velocity law on the tangent space.
+
+Two facts let the schemes project once per step instead of after every B and O, with the
+same map: P is linear and idempotent, P(P u + w) = P(u + w); and a constrained drift ignores
+the normal part of v, since SHAKE's solution x' ∈ x̃ + M⁻¹G(x)ᵀℝᴷ is the same for any
+x̃ + M⁻¹G(x)ᵀμ and the new velocity is (x' − x)/τ. So only the velocity operator that ends
+the step projects (velocities at every step end satisfy G(x) v = 0); the ones before a
+drift need not. Bond lengths hold to the SHAKE tolerance
+(:mod:`langevin_md.integrators.constraints`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
 from .base import Integrator, StepInfo, UnderdampedState, non_negative, positive, thermal_energy
+from .constraints import ConstraintSolver, constraint_solver
 
 
-def kick(state: UnderdampedState, tau: float, inv_mass: torch.Tensor) -> UnderdampedState:
-    """B(τ): v ← v + τ F/m."""
-    return replace(state, velocities=state.velocities + (tau * inv_mass) * state.forces)
+def kick(state: UnderdampedState, tau: float, inv_mass: torch.Tensor,
+         project: Optional[ConstraintSolver] = None) -> UnderdampedState:
+    """B(τ): v ← v + τ F/m, then v ← P(x) v when ``project`` is a constraint solver."""
+    v = state.velocities + (tau * inv_mass) * state.forces
+    if project is not None:
+        v = project.project_velocities(state.positions, v)
+    return replace(state, velocities=v)
 
 
-def drift(state: UnderdampedState, tau: float) -> UnderdampedState:
-    """A(τ): x ← x + τ v (the cached energy and forces become stale until re-evaluated)."""
-    return replace(state, positions=state.positions + tau * state.velocities)
+def drift(state: UnderdampedState, tau: float,
+          constraints: Optional[ConstraintSolver] = None) -> UnderdampedState:
+    """A(τ): x ← x + τ v (the cached energy and forces become stale until re-evaluated).
+
+    With ``constraints``, SHAKE puts x back on the manifold along the constraint directions
+    at the old x, and the velocity takes the same correction, v ← v + (x' − x̃)/τ, so that it
+    stays the displacement's rate, v = (x' − x)/τ. The result does not depend on the
+    velocity's component normal to the manifold at x; its projection onto the new tangent
+    space is left to the velocity operator that ends the step.
+    """
+    x_free = state.positions + tau * state.velocities
+    if constraints is None:
+        return replace(state, positions=x_free)
+    x = constraints.shake(state.positions, x_free)
+    return replace(state, positions=x, velocities=state.velocities + (x - x_free) / tau)
 
 
 def ornstein_uhlenbeck(state: UnderdampedState, c: float, thermal_velocity: torch.Tensor,
-                       generator) -> UnderdampedState:
-    """O: v ← c v + sqrt(1 − c²) sqrt(kT/m) ξ, exact for any c = exp(−γτ)."""
+                       generator, project: Optional[ConstraintSolver] = None) -> UnderdampedState:
+    """O: v ← c v + sqrt(1 − c²) sqrt(kT/m) ξ, exact for any c = exp(−γτ).
+
+    With ``project``, v ← P(x) v afterwards: the noise is projected onto the tangent space
+    (Leimkuhler & Matthews 2016), which keeps the O step exact for the constrained
+    velocity law N(0, kT M⁻¹) restricted to {G(x) v = 0}.
+    """
     v = state.velocities
-    if c == 1.0:  # frictionless: no noise, and no random numbers drawn
-        return state
-    xi = generator.normal(v.shape[1:], dtype=v.dtype).to(v.device)
-    return replace(state, velocities=c * v + (math.sqrt(1.0 - c * c) * thermal_velocity) * xi)
+    if c != 1.0:  # frictionless: no noise, and no random numbers drawn
+        xi = generator.normal(v.shape[1:], dtype=v.dtype).to(v.device)
+        v = c * v + (math.sqrt(1.0 - c * c) * thermal_velocity) * xi
+    if project is not None:
+        v = project.project_velocities(state.positions, v)
+    return state if v is state.velocities else replace(state, velocities=v)
 
 
 def refresh_forces(system, state: UnderdampedState) -> UnderdampedState:
@@ -47,7 +90,12 @@ def refresh_forces(system, state: UnderdampedState) -> UnderdampedState:
 
 
 def maxwell_boltzmann(system, like: torch.Tensor, generator) -> torch.Tensor:
-    """Velocities drawn from N(0, kT/m), shape ``like.shape``."""
+    """Velocities drawn from N(0, kT/m), shape ``like.shape``.
+
+    For a constrained system, project the draw with the constraint solver's
+    ``project_velocities``: the M-orthogonal projection of N(0, kT M⁻¹) is the
+    Maxwell–Boltzmann law on the tangent space.
+    """
     xi = generator.normal(system.event_shape, dtype=like.dtype).to(like.device)
     return xi * torch.sqrt(system.kT / system.dof_masses(like))
 
@@ -58,15 +106,23 @@ class _Splitting(Integrator):
     friction: float = 1.0
 
     has_velocities = True
+    supports_constraints = True
 
     def __post_init__(self):
         positive("timestep", self.timestep)
         non_negative("friction", self.friction)
 
     def init(self, system, positions, generator):
+        solver = constraint_solver(system, positions)
+        if solver is not None:
+            # start on the manifold (as OpenMM's Context does): structures from files hold
+            # their bonds at the force field's equilibrium, not at the constraint lengths
+            positions = solver.constrain_positions(positions)
         s = super().init(system, positions, generator)
-        return UnderdampedState(s.positions, s.energy, s.forces,
-                                velocities=maxwell_boltzmann(system, positions, generator))
+        v = maxwell_boltzmann(system, positions, generator)
+        if solver is not None:
+            v = solver.project_velocities(positions, v)
+        return UnderdampedState(s.positions, s.energy, s.forces, velocities=v)
 
     def _constants(self, system, state):
         """1/m and the thermal velocity sqrt(kT/m), per walker when the state carries kT."""
@@ -90,24 +146,33 @@ class BAOAB(_Splitting):
     is the same position sequence as OpenMM's ``LangevinMiddleIntegrator``. Velocities at the
     step end have ⟨v²⟩ = (kT/m)(1 − h²ω²/4).
 
+    With holonomic constraints (``system.constrained``; bonds to hydrogen, rigid water) each
+    drift is followed by SHAKE and the step-end velocities are projected onto the tangent
+    space (RATTLE), the constrained BAOAB of Leimkuhler & Matthews (Proc. R. Soc. A 472,
+    20160138 (2016)); see the module docstring. Its positions are those of OpenMM's
+    ``LangevinMiddleIntegrator`` on the same constrained System.
+
     Parameters
     ----------
     timestep : float
         h in ps (time units for analytic systems).
     friction : float
-        γ in 1/ps; 0 gives velocity Verlet (NVE).
+        γ in 1/ps; 0 gives velocity Verlet (NVE), or RATTLE with constraints.
     """
 
     def step(self, system, state, generator):
         inv_m, v_th = self._constants(system, state)
         h = self.timestep
         c = math.exp(-self.friction * h)
+        con = constraint_solver(system, state.positions)
+        # with constraints, B and O before a drift need no projection (the drift's SHAKE
+        # ignores normal velocity components, see the module docstring): the last B projects
         s = kick(state, 0.5 * h, inv_m)
-        s = drift(s, 0.5 * h)
+        s = drift(s, 0.5 * h, con)
         s = ornstein_uhlenbeck(s, c, v_th, generator)
-        s = drift(s, 0.5 * h)
+        s = drift(s, 0.5 * h, con)
         s = refresh_forces(system, s)
-        s = kick(s, 0.5 * h, inv_m)
+        s = kick(s, 0.5 * h, inv_m, con)
         return s, StepInfo()
 
 
@@ -126,6 +191,9 @@ class OBABO(_Splitting):
     ⟨x²⟩ = (kT/k)/(1 − h²ω²/4). The different fingerprint from BAOAB is what the
     exact-law tests use to catch a mis-ordered splitting.
 
+    With holonomic constraints the drift is followed by SHAKE and the last O's result is
+    projected onto the tangent space (RATTLE), as in :class:`BAOAB`.
+
     Parameters
     ----------
     timestep : float
@@ -138,10 +206,13 @@ class OBABO(_Splitting):
         inv_m, v_th = self._constants(system, state)
         h = self.timestep
         c = math.exp(-0.5 * self.friction * h)
+        con = constraint_solver(system, state.positions)
+        # with constraints, O and B before the drift need no projection (the drift's SHAKE
+        # ignores normal velocity components, see the module docstring): the last O projects
         s = ornstein_uhlenbeck(state, c, v_th, generator)
         s = kick(s, 0.5 * h, inv_m)
-        s = drift(s, h)
+        s = drift(s, h, con)
         s = refresh_forces(system, s)
         s = kick(s, 0.5 * h, inv_m)
-        s = ornstein_uhlenbeck(s, c, v_th, generator)
+        s = ornstein_uhlenbeck(s, c, v_th, generator, con)
         return s, StepInfo()

@@ -3,6 +3,7 @@
 ::
 
     RUN_DIR/
+      .langevin-md-run  the folder's identity: {"format": "langevin_md.run_folder", "version": 1}
       config.toml       the resolved config: every key, defaults filled in (what resume reads)
       run.log           what happened, with times (appended to by every session)
       trajectory.h5     frames, chunked HDF5 (see langevin_md.io.trajectory)
@@ -17,6 +18,12 @@ duplicated or missing. With the torch executor the run is deterministic and the 
 trajectory is bitwise the uninterrupted one. The OpenMM executor cannot save OpenMM's random
 state: it resumes from the same positions, velocities and step with seeds drawn from the run
 seed and the checkpoint step, a continuation in law (see :mod:`langevin_md.executors.openmm`).
+
+Nothing outside the folder is ever written or deleted: an entry that is a symbolic link is an
+error naming it (files are opened with ``O_NOFOLLOW``, temporary files with ``O_EXCL``), and
+``--force`` deletes only the entries a run folder is made of, refusing a folder that holds
+anything else (a user's files, links). When no checkpoint is readable the run restarts from
+step 0, and says so on stderr and in ``run.log``.
 """
 
 from __future__ import annotations
@@ -128,8 +135,17 @@ def check_run_folder(run_dir) -> Path:
     run_dir = Path(run_dir)
     marker = _read_marker(run_dir)
     if marker is None:
+        legacy = ""
+        try:
+            with open(run_dir / CONFIG, encoding="utf-8") as fh:
+                if fh.read(len(_HEADER)) == _HEADER and not (run_dir / MARKER).is_symlink():
+                    legacy = (f". Its {CONFIG} was written by an older langevin-md, before run folders had "
+                              f"a marker: if it is your run folder, create {run_dir / MARKER} holding "
+                              f'{{"format": "{MARKER_FORMAT}", "version": {MARKER_VERSION}}}')
+        except (OSError, UnicodeDecodeError):
+            pass
         raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no valid {MARKER} marker file "
-                             "written by `langevin-md run`)")
+                             f"written by `langevin-md run`){legacy}")
     version = marker.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version > MARKER_VERSION:
         raise RunFolderError(f"{run_dir} is a run folder of format version {version!r}; this langevin-md "
@@ -171,6 +187,13 @@ def _foreign_entries(run_dir: Path) -> list[str]:
         foreign += [f"{CHECKPOINTS}/{e.name}" for e in ck.iterdir()
                     if e.is_symlink() or not e.is_file()
                     or not (re.match(r"^step_\d{12}\.npz$", e.name) or _OWN_PATTERNS[0].match(e.name))]
+    shards = run_dir / "shards"
+    if shards.is_dir() and not shards.is_symlink():  # each shard is a run folder of its own
+        for e in shards.iterdir():
+            if e.is_symlink() or not e.is_dir() or not is_run_folder(e):
+                foreign.append(f"shards/{e.name}")
+            else:
+                foreign += [f"shards/{e.name}/{name}" for name in _foreign_entries(e)]
     return sorted(foreign)
 
 

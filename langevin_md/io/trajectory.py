@@ -17,6 +17,12 @@ writer is killed at any moment; frames are made durable (flush + fsync) before e
 checkpoint. A file left by a killed writer can only be opened read-only in SWMR mode, so
 :meth:`TrajectoryWriter.reopen` rebuilds it: it copies the frames up to the checkpoint into a
 new file and renames that into place.
+
+Damaged files fail fast. Before opening, the end-of-file address stored in the HDF5
+superblock is compared with the size on disk (a truncated file would otherwise make SWMR
+reads retry for minutes and read the lost tail as zeros); files closed cleanly are opened
+without SWMR; every chunk of the frames read must lie inside the file, and each carries a
+Fletcher-32 checksum. Errors say how many leading frames are intact.
 """
 
 from __future__ import annotations
@@ -194,7 +200,9 @@ def _read_checked(f, key: str, n: int, path: Path, steps) -> np.ndarray:
         except OSError:
             first_bad = a
             break
-    last = int(steps[first_bad - 1]) if first_bad else None
+    if key == "steps" and first_bad:
+        steps = ds[:first_bad]  # the chunks before the bad one read fine
+    last = int(steps[first_bad - 1]) if first_bad and len(steps) >= first_bad else None
     raise TrajectoryError(f"trajectory file {str(path)!r} is corrupted: dataset {key!r} fails its "
                           f"checksum at frame {first_bad}; {_intact_words(first_bad, last)}",
                           first_bad, last)
@@ -495,6 +503,34 @@ def _append(f, steps, positions, energies, kinetic_energies, fields=None) -> Non
         ds[n:n + k] = value
 
 
+def _attr(f, name: str, kind: type, path: Path, required: bool = True):
+    """A file attribute as a plain ``str``, ``float`` or ``tuple`` of ints, or an error.
+
+    Attributes are data like the rest of the file: only plain strings and numbers are
+    accepted (h5py never unpickles, and opaque or compound values are refused here).
+    """
+    if name not in f.attrs:
+        if not required:
+            return None
+        raise TrajectoryError(f"{str(path)!r} lacks the {name!r} attribute of a langevin_md trajectory")
+    value = f.attrs[name]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    try:
+        if kind is str and isinstance(value, (str, np.str_)):
+            return str(value)
+        if kind is float and isinstance(value, (int, float, np.integer, np.floating)):
+            return float(value)
+        if kind is tuple and isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+            return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        pass
+    if not required:
+        return None
+    raise TrajectoryError(f"{str(path)!r}: attribute {name!r} holds a {type(value).__name__}, not a plain "
+                          f"{kind.__name__}; the file is damaged or not a langevin_md trajectory")
+
+
 def read_trajectory(path, through_step: Optional[int] = None, frames: bool = True) -> dict:
     """Read a trajectory file (also one left behind by a killed writer).
 
@@ -522,24 +558,32 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
                               "a folder); refusing to read it")
     f = _open_checked(path)
     with f:
-        if f.attrs.get("format") != FORMAT:
+        if _attr(f, "format", str, path, required=False) != FORMAT:
             raise TrajectoryError(f"{str(path)!r} is not a langevin_md trajectory file")
         keys = ("steps",) + tuple(k for k in _FRAME_KEYS if k in f) + _field_keys(f)
         n = min(f[k].shape[0] for k in keys)
         # Frames whose data is missing would read as zeros (HDF5's fill value): never data.
-        intact = _intact_prefix(f, keys, n, os.stat(path).st_size)
-        steps = _read_checked(f, "steps", intact, path, np.zeros(0))
-        if intact < n:
-            last = int(steps[intact - 1]) if intact else None
-            raise TrajectoryError(f"trajectory file {str(path)!r} is damaged: frames {intact} to {n - 1} have "
-                                  f"no data on disk; {_intact_words(intact, last)}", intact, last)
-        if n and np.any(np.diff(steps) <= 0):
+        # Only the frames asked for are checked, so frames a live writer is still flushing
+        # past the last checkpoint do not make a reader fail.
+        physical = os.stat(path).st_size
+        have_steps = _intact_prefix(f, ("steps",), n, physical)
+        steps = _read_checked(f, "steps", have_steps, path, np.zeros(0))
+        if len(steps) and np.any(np.diff(steps) <= 0):
             bad = int(np.argmax(np.diff(steps) <= 0)) + 1
             raise TrajectoryError(f"{str(path)!r}: frame steps are not increasing at frame {bad}; "
                                   f"{_intact_words(bad, int(steps[bad - 1]))}", bad, int(steps[bad - 1]))
+        want = n
         if through_step is not None:
-            n = int(np.searchsorted(steps, through_step, side="right"))
-            steps = steps[:n]
+            want = int(np.searchsorted(steps, through_step, side="right"))
+            if want == have_steps < n:  # the frames asked for may go on past the damage
+                want = n
+        intact = min(have_steps, _intact_prefix(f, keys, min(want, have_steps), physical))
+        if intact < want:
+            last = int(steps[intact - 1]) if intact else None
+            raise TrajectoryError(f"trajectory file {str(path)!r} is damaged: frames {intact} to {want - 1} have "
+                                  f"no data on disk; {_intact_words(intact, last)}", intact, last)
+        n = want
+        steps = steps[:n]
         topo = f["topology"][()] if "topology" in f else None
         if isinstance(topo, bytes):
             topo = topo.decode()
@@ -552,9 +596,9 @@ def read_trajectory(path, through_step: Optional[int] = None, frames: bool = Tru
             "energies": take("energies"),
             "kinetic_energies": take("kinetic_energies"),
             "walker_indices": f["walker_indices"][:],
-            "kT": float(f.attrs["kT"]),
-            "units": str(f.attrs["units"]),
-            "event_shape": tuple(int(v) for v in f.attrs["event_shape"]),
+            "kT": _attr(f, "kT", float, path),
+            "units": _attr(f, "units", str, path),
+            "event_shape": _attr(f, "event_shape", tuple, path),
             "n_walkers": int(f["positions"].shape[1]),
             "topology_json": topo,
             "fields": {key.split("/", 1)[1]: take(key) for key in _field_keys(f)} if frames else {},

@@ -77,6 +77,12 @@ def check_supported(integrator) -> None:
             f"supported schemes are {_supported_names()}. Use backend='torch' for "
             f"{type(integrator).__name__}."
         )
+    if getattr(integrator, "preconditioner", None) is not None:
+        raise ValueError(
+            f"{type(integrator).__name__}(preconditioner={integrator.preconditioner!r}) cannot run "
+            "in the OpenMM executor, whose compiled schemes have no metric; use backend='torch' "
+            "for preconditioned schemes"
+        )
     if isinstance(integrator, MALA) and integrator.target_accept is not None:
         raise ValueError(
             f"MALA(target_accept={integrator.target_accept!r}) adapts its step size every burn-in "

@@ -1,0 +1,150 @@
+"""Constrained vs unconstrained BAOAB on alanine dipeptide, torch executor and OpenMM side by side.
+
+Three settings, as a molecular-dynamics user would pick them:
+
+* ``1fs``: no constraints, 1 fs;
+* ``2fs-HBonds``: bonds to hydrogen constrained (SHAKE/RATTLE), 2 fs;
+* ``4fs-HBonds-HMR``: bonds to hydrogen constrained and hydrogen masses repartitioned to
+  4 amu (:mod:`langevin_md.systems.hmr`), 4 fs.
+
+For each: the torch BAOAB step on the batched torch force field with N walkers (default 1024,
+float64, eager; the integrator's ``step`` called in a loop, so only the step is timed), and
+OpenMM's ``LangevinMiddleIntegrator`` (the same scheme) on one Context of the same
+``openmm.System`` on the platform :class:`OpenMMSystem` picks. Reported:
+
+* ms per batched torch step, and the **cost ratio** constrained/unconstrained per step at
+  the same N (the price of SHAKE/RATTLE);
+* simulated ns/day per walker (h · steps per day) and in aggregate (× N walkers; OpenMM runs
+  walkers one Context after another, so its aggregate equals its per-walker figure per core).
+
+The machine is shared: windows are interleaved and repeated, the best of each is kept, and
+only ratios taken within one run mean much.
+
+Run ``python benchmarks/bench_constraints.py`` (``--quick`` for N = 64 and short windows;
+``--walkers``, ``--threads``, ``--device cuda``, ``--json PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+SETTINGS = (("1fs", None, 0.001, None), ("2fs-HBonds", "HBonds", 0.002, None),
+            ("4fs-HBonds-HMR", "HBonds", 0.004, 4.0))
+FRICTION = 1.0  # 1/ps
+NS_PER_PS = 1e-3
+SECONDS_PER_DAY = 86400.0
+
+
+def build(constraints, hydrogen_mass):
+    """The OpenMM bridge (for OpenMM) and the batched torch force field of the same System."""
+    import langevin_md as lmd
+    from langevin_md.systems.hmr import with_hydrogen_mass
+
+    bridge = lmd.systems.alanine_dipeptide(constraints=constraints, engine="openmm")
+    if hydrogen_mass is not None:
+        bridge = with_hydrogen_mass(bridge, hydrogen_mass)
+    return bridge, bridge.to_torch()
+
+
+def torch_step_seconds(system, timestep, n_walkers, device, seconds):
+    """Best seconds per batched BAOAB step over a window of about ``seconds``."""
+    import torch
+
+    import langevin_md as lmd
+    from langevin_md.random import WalkerRNG
+
+    integrator = lmd.integrators.BAOAB(timestep=timestep, friction=FRICTION)
+    rng = WalkerRNG(0, torch.arange(n_walkers), device=device)
+    x = system.initial_positions(n_walkers).to(device)
+    state = integrator.init(system, x, rng)
+    for _ in range(3):  # warm caches (per-device copies, solver setup)
+        state, _ = integrator.step(system, state, rng)
+    k, t = 0, 0.0
+    t0 = time.perf_counter()
+    while t < seconds:
+        state, _ = integrator.step(system, state, rng)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        k += 1
+        t = time.perf_counter() - t0
+    return t / k
+
+
+def openmm_step_seconds(bridge, timestep, seconds):
+    """Seconds per ``LangevinMiddleIntegrator`` step on one Context."""
+    import openmm
+    from openmm import unit
+
+    integrator = openmm.LangevinMiddleIntegrator(bridge.temperature * unit.kelvin, FRICTION / unit.picosecond,
+                                                 timestep * unit.picosecond)
+    context = bridge.make_context(integrator)
+    context.applyConstraints(1e-10)
+    context.setVelocitiesToTemperature(bridge.temperature * unit.kelvin, 1)
+    integrator.step(100)
+    k, t = 0, 0.0
+    t0 = time.perf_counter()
+    chunk = 200
+    while t < seconds:
+        integrator.step(chunk)
+        k += chunk
+        t = time.perf_counter() - t0
+    return t / k
+
+
+def ns_per_day(timestep_ps, step_seconds):
+    return timestep_ps * NS_PER_PS * SECONDS_PER_DAY / step_seconds
+
+
+def main(argv=None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--walkers", type=int, default=1024)
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best is kept")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="N = 64, 1 s windows, one repeat")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.walkers, args.seconds, args.repeats = min(args.walkers, 64), 1.0, 1
+    torch.set_num_threads(args.threads)
+
+    systems = {name: build(c, hm) for name, c, _, hm in SETTINGS}
+    best = {(name, side): float("inf") for name, *_ in SETTINGS for side in ("torch", "openmm")}
+    for _ in range(args.repeats):
+        for name, _, h, _ in SETTINGS:
+            bridge, ff = systems[name]
+            best[name, "torch"] = min(best[name, "torch"],
+                                      torch_step_seconds(ff, h, args.walkers, args.device, args.seconds))
+            best[name, "openmm"] = min(best[name, "openmm"], openmm_step_seconds(bridge, h, args.seconds / 2))
+
+    rows = []
+    base = best["1fs", "torch"]
+    print(f"alanine dipeptide (vacuum), BAOAB γ = {FRICTION}/ps, torch N = {args.walkers} on {args.device} "
+          f"({args.threads} thread(s)); OpenMM LangevinMiddleIntegrator on "
+          f"{systems['1fs'][0].platform_name}, one Context")
+    print(f"{'setting':<16}{'torch ms/step':>14}{'cost ratio':>11}{'torch ns/day/walker':>21}"
+          f"{'torch ns/day total':>20}{'OpenMM ns/day':>15}{'torch total/OpenMM':>20}")
+    for name, _, h, _ in SETTINGS:
+        t_torch, t_omm = best[name, "torch"], best[name, "openmm"]
+        per_walker = ns_per_day(h, t_torch)
+        row = {"setting": name, "timestep_ps": h, "n_walkers": args.walkers, "device": args.device,
+               "torch_ms_per_step": 1e3 * t_torch, "cost_ratio_vs_unconstrained": t_torch / base,
+               "torch_ns_per_day_per_walker": per_walker, "torch_ns_per_day_aggregate": per_walker * args.walkers,
+               "openmm_ns_per_day": ns_per_day(h, t_omm), "openmm_us_per_step": 1e6 * t_omm}
+        rows.append(row)
+        print(f"{name:<16}{row['torch_ms_per_step']:>14.2f}{row['cost_ratio_vs_unconstrained']:>11.2f}"
+              f"{per_walker:>21.3f}{row['torch_ns_per_day_aggregate']:>20.1f}{row['openmm_ns_per_day']:>15.1f}"
+              f"{row['torch_ns_per_day_aggregate'] / row['openmm_ns_per_day']:>20.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
