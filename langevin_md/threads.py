@@ -5,9 +5,12 @@ thread pool only adds synchronisation. On a machine whose cores are busy with ot
 the pool's threads wait on each other and a step can become several times slower. Measured
 on this loaded 2-core VM (Müller–Brown ULA, float64, eager, walker-steps/s, the two settings
 interleaved in one process): 10³ walkers 1.9M with one thread and 0.4M with two; 10⁴: 3.0M
-and 1.0M; 3·10⁴: 2.9M and 0.7M; 10⁵: 3.4M and 1.3M. So one thread is chosen up to
-:data:`SMALL_PROBLEM` coordinates per step (10⁵ walkers of a 2-d system); beyond it the
-setting is left as it is.
+and 1.0M; 3·10⁴: 2.9M and 0.7M; 10⁵: 3.4M and 1.3M; 10⁶: 3.3–3.9M and 2.0–2.2M. So one
+thread is chosen up to :data:`SMALL_PROBLEM` coordinates per step (1.3·10⁵ walkers of a 2-d
+system). Beyond it the setting is left as it is: there a quiet machine with many cores gains
+from threads, which a busy 2-core one cannot show; pass ``threads=1`` on a crowded machine.
+Thread counts also cannot change a number below 32768 elements per tensor (torch splits no
+smaller op across threads), so the choice keeps small runs bitwise as they were.
 
 Nothing here changes the global setting for good: :func:`torch_threads` sets it for a block
 and restores it, and the torch executor uses it for the duration of a run only.

@@ -137,6 +137,10 @@ class Integrator:
 
     def check_system(self, system: System) -> None:
         """Refuse systems this scheme cannot sample, with an error that names the alternative."""
+        if system.constrained and self.supports_constraints:
+            from .constraints import constraints_of
+
+            constraints_of(system)  # raises, naming the fix, when there is no constraint list
         if system.constrained and not self.supports_constraints:
             raise ValueError(
                 f"{type(self).__name__} does not handle holonomic constraints, and this system has "

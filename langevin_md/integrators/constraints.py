@@ -153,7 +153,9 @@ def constraints_of(system) -> Optional[Constraints]:
     if getattr(system, "constrained", False):
         raise ValueError(
             f"{type(system).__name__} says it is constrained but exposes no constraint list (a "
-            "`constraints` attribute of type Constraints, or an `openmm_system`)"
+            "`constraints` attribute of type Constraints, or an `openmm_system`), so the torch "
+            "executor cannot enforce its constraints; give it one, or run an OpenMM system with "
+            "backend='openmm'"
         )
     return None
 
