@@ -46,24 +46,37 @@ SHARDS = "shards"
 ATTEMPTS = "attempts.jsonl"
 
 
-def shard_ranges(n_walkers: int, n_shards: int) -> list[tuple[int, int]]:
+def shard_ranges(n_walkers: int, n_shards: int, block: int = 1) -> list[tuple[int, int]]:
     """Cut ``n_walkers`` into ``n_shards`` contiguous ``(first_walker, n_walkers)`` ranges.
 
-    The first ``n_walkers % n_shards`` shards get one walker more than the others.
+    Walkers are dealt in whole blocks of ``block`` (a replica-exchange ladder must stay in one
+    shard, since its swaps couple its walkers); the first shards get one block more than the
+    others when the blocks do not divide evenly.
     """
     from . import checks
 
     n_shards = checks.positive_int("n_shards", n_shards)
-    if n_shards > n_walkers:
-        raise ValueError(f"n_shards ({n_shards}) cannot exceed n_walkers ({n_walkers}): every "
-                         "shard needs at least one walker")
-    base, extra = divmod(n_walkers, n_shards)
+    block = checks.positive_int("block", block)
+    if n_walkers % block:
+        raise ValueError(f"n_walkers ({n_walkers}) must be a multiple of {block}, the walkers that "
+                         "must share a shard (one replica-exchange ladder)")
+    n_blocks = n_walkers // block
+    if n_shards > n_blocks:
+        what = "walker" if block == 1 else f"ladder of {block} walkers"
+        raise ValueError(f"n_shards ({n_shards}) cannot exceed the {n_blocks} groups of walkers: "
+                         f"every shard needs at least one {what}")
+    base, extra = divmod(n_blocks, n_shards)
     out, first = [], 0
     for i in range(n_shards):
-        n = base + (1 if i < extra else 0)
+        n = (base + (1 if i < extra else 0)) * block
         out.append((first, n))
         first += n
     return out
+
+
+def walker_block(cfg) -> int:
+    """How many consecutive walkers the configured integrator couples (1 unless replica exchange)."""
+    return int(getattr(cfg.build_integrator(), "walker_block", 1))
 
 
 def _shard_config(cfg, first: int, n: int):
@@ -155,10 +168,11 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
     try:
         if one_per_shard:
             n_shards = n_walkers
-        elif n_shards is None:
-            n_shards = max(1, min(n_walkers, len(client.scheduler_info()["workers"])))
+        block = 1 if one_per_shard else walker_block(cfg)
+        if n_shards is None:
+            n_shards = max(1, min(n_walkers // block, len(client.scheduler_info()["workers"])))
         shard_dirs = []
-        for i, (first, n) in enumerate(shard_ranges(n_walkers, n_shards)):
+        for i, (first, n) in enumerate(shard_ranges(n_walkers, n_shards, block)):
             d = run_dir / SHARDS / f"shard_{i:03d}"
             if not is_run_folder(d):
                 create_run(_shard_config(cfg, first, n), d)
@@ -208,9 +222,18 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     found = [latest_checkpoint(d / CHECKPOINTS) for d in shard_dirs]
     sds = [f[1] for f in found]
     end_step = sds[0]["step"]
-    state = {}
+    # Fields a state keeps for its whole ensemble (an adapted metric) are not per walker: each
+    # shard estimated its own, so they join only where every shard holds the same value.
+    from . import integrators
+
+    ensemble_fields = getattr(getattr(integrators, sds[0]["state_class"], None), "sampler_fields", ())
+    state, per_shard = {}, []
     for key, value in sds[0]["state"].items():
-        if isinstance(value, np.ndarray) and value.ndim >= 1:
+        if key in ensemble_fields:
+            if not all(np.array_equal(sd["state"][key], value) for sd in sds[1:]):
+                per_shard.append(key)
+            state[key] = value
+        elif isinstance(value, np.ndarray) and value.ndim >= 1:
             state[key] = np.concatenate([sd["state"][key] for sd in sds])
         else:
             state[key] = value
@@ -218,7 +241,13 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
                   rng=dict(sds[0]["rng"], walker_indices=np.concatenate(
                       [sd["rng"]["walker_indices"] for sd in sds])))
     extra = dict(found[0][2], config=cfg.fingerprint(), **committed)
-    ck = save_checkpoint(checkpoint_path(run_dir / CHECKPOINTS, end_step), merged, extra)
+    if per_shard:
+        # One checkpoint for all walkers would have to pick one shard's metric for everyone,
+        # which is not the chain the shards ran; the shards' own checkpoints continue the run.
+        ck = None
+    else:
+        ck = save_checkpoint(checkpoint_path(run_dir / CHECKPOINTS, end_step), merged, extra)
+    _merge_integrator_summaries(run_dir, shard_dirs)
 
     shard_info, retried = [], []
     for i, d in enumerate(shard_dirs):
@@ -236,7 +265,8 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     shard_meta = read_summary(shard_dirs[0]).get("metadata", {})
     summary = {
         "status": "completed", "step": end_step, "end_step": cfg.end_step, "n_frames": len(steps),
-        "committed_step": end_step, "last_checkpoint": str(ck.relative_to(run_dir)),
+        "committed_step": end_step, "last_checkpoint": str(ck.relative_to(run_dir)) if ck is not None else None,
+        "per_shard_fields": per_shard,
         "wall_time": wall_time, "walker_steps_per_second": n_walkers * end_step / wall_time if wall_time > 0 else None,
         "metadata": dict(shard_meta, backend=f"{shard_meta.get('backend', 'torch')} (dask shards)"),
         "distributed": {"n_shards": len(shard_dirs), "shards": shard_info, "retried_shards": retried},
@@ -252,6 +282,17 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
                 f"{len(shard_dirs)} shards, {n_walkers} walkers, {len(steps)} frames, step {end_step}; "
                 f"retried shards: {', '.join(retried) or 'none'}\n")
     return summary
+
+
+def _merge_integrator_summaries(run_dir: Path, shard_dirs: list[Path]) -> None:
+    """Join the shards' end-of-run integrator summaries (one row per ladder or walker each)."""
+    from .io.run_folder import read_integrator_summary, write_integrator_summary
+
+    parts = [read_integrator_summary(d) for d in shard_dirs]
+    if not parts[0]:
+        return
+    write_integrator_summary(run_dir, {name: np.concatenate([np.atleast_1d(p[name]) for p in parts])
+                                       for name in parts[0]})
 
 
 def _shard_walkers(shard: Path) -> np.ndarray:

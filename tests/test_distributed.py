@@ -40,8 +40,14 @@ def local_reference(tmp_path, config_path):
 
 def test_shard_ranges():
     assert shard_ranges(10, 3) == [(0, 4), (4, 3), (7, 3)]
-    with pytest.raises(ValueError, match="n_shards \\(5\\) cannot exceed n_walkers \\(4\\)"):
+    with pytest.raises(ValueError, match="n_shards \\(5\\) cannot exceed the 4 groups"):
         shard_ranges(4, 5)
+    # Replica-exchange ladders (blocks of 4 walkers) are never cut.
+    assert shard_ranges(12, 2, block=4) == [(0, 8), (8, 4)]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        shard_ranges(10, 2, block=4)
+    with pytest.raises(ValueError, match="ladder of 4 walkers"):
+        shard_ranges(8, 3, block=4)
 
 
 def test_distributed_run_is_bitwise_equal_to_local(tmp_path, cluster):
@@ -156,3 +162,18 @@ def test_openmm_backend_runs_one_walker_per_shard_reproducibly(tmp_path, cluster
         np.testing.assert_array_equal(ref.walker_indices, [w])
         np.testing.assert_array_equal(merged.positions[:, w], ref.positions[:, 0])
         np.testing.assert_array_equal(merged.kinetic_energies[:, w], ref.kinetic_energies[:, 0])
+
+
+def test_adapted_metric_is_per_shard(tmp_path, cluster):
+    """Each shard adapts its own preconditioner from its own walkers (no communication during
+    burn-in), so each shard equals a local run of its walkers alone; the merged folder keeps the
+    shards' checkpoints rather than forcing one shard's metric on every walker."""
+    _, client = cluster
+    cfg = write_config(tmp_path, integrator="ula", integrator_keys='step_size = 1e-4\npreconditioner = "diagonal"',
+                       n_steps=200, n_walkers=6, record_every=10, checkpoint_every=100, burn_in=200)
+    out = tmp_path / "dist"
+    summary = run_distributed(cfg, out, client, n_shards=2, progress=False)
+    assert "metric" in summary["per_shard_fields"]
+    assert summary["last_checkpoint"] is None
+    res = load_run(out)
+    assert res.positions.shape[1] == 6 and np.isfinite(res.energies).all()

@@ -250,6 +250,11 @@ class ReplicaExchange(Integrator):
         return len(self.ladder)
 
     @property
+    def walker_block(self) -> int:
+        """Consecutive walkers this scheme couples (one ladder): a Dask shard keeps them together."""
+        return self.n_temperatures
+
+    @property
     def metropolis_adjusted(self) -> bool:
         return self.inner.metropolis_adjusted
 

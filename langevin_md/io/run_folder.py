@@ -548,7 +548,7 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
             sampler.run_to(end, record_every=s["record_every"], reporters=[reporter], progress=progress,
                            frame_sinks=[writer], keep_frames=False)
         summary["status"] = "completed"
-        _write_integrator_summary(run_dir, sampler.integrator_summary())
+        write_integrator_summary(run_dir, sampler.integrator_summary())
         log.info("completed: step %d, %d frames", sampler.step, writer.n_frames)
     except RunInterrupted as exc:
         summary["status"] = "interrupted"
@@ -601,7 +601,7 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
     return summary
 
 
-def _write_integrator_summary(run_dir: Path, arrays: dict) -> None:
+def write_integrator_summary(run_dir: Path, arrays: dict) -> None:
     """Store the integrator's end-of-run summary (nothing when it has none)."""
     if not arrays:
         return
@@ -612,7 +612,7 @@ def _write_integrator_summary(run_dir: Path, arrays: dict) -> None:
     atomic_write_bytes(run_dir / INTEGRATOR_SUMMARY, buf.getvalue())
 
 
-def _read_integrator_summary(run_dir: Path) -> dict:
+def read_integrator_summary(run_dir: Path) -> dict:
     path = run_dir / INTEGRATOR_SUMMARY
     if not path.exists():
         return {}
@@ -692,7 +692,7 @@ def load_run(run_dir):
         acceptance_rate=acc, kinetic_energies=data["kinetic_energies"], step_sizes=step_sizes,
         walker_indices=data["walker_indices"], wall_time=float(summary.get("wall_time", 0.0)),
         n_steps_run=n_steps_run, metadata=metadata, system=None, fields=data["fields"],
-        integrator_summary=_read_integrator_summary(run_dir),
+        integrator_summary=read_integrator_summary(run_dir),
     )
 
 
