@@ -18,6 +18,27 @@ A config has three tables, and every key maps onto a Python argument::
     seed = 0
     checkpoint_every = 1000
 
+Two optional tables change how the run starts and moves::
+
+    [minimize]               # minimise every walker before burn-in (langevin_md.minimize)
+    tolerance = 10.0         # RMS force: kJ/mol/nm (molecular) or reduced units (analytic)
+    max_iterations = 1000
+
+    [tempering]              # replica exchange around [integrator] (ReplicaExchange)
+    n_temperatures = 4       # rungs; n_walkers must be a multiple of it
+    max_temperature = 600.0  # hottest rung: kelvin for molecular systems, kT for analytic ones
+    # temperatures = [300.0, 360.0, 430.0, 520.0]   # or the whole ladder (first = the system's)
+    swap_every = 10
+    scheme = "deterministic" # or "stochastic"
+    adapt_ladder = false
+
+Temperatures are in the system's own units: kelvin for molecular systems (their
+``temperature``), kT for analytic ones (their ``kT``); the ladder passed to
+:class:`~langevin_md.integrators.tempering.ReplicaExchange` is their ratio to the system's.
+The geometric ladder from ``n_temperatures`` and ``max_temperature`` is
+:func:`~langevin_md.integrators.tempering.geometric_ladder`. Tempering runs on
+``backend = "torch"`` only.
+
 Defaults are never restated here: the allowed keys, their defaults and (where annotated) their
 types are read from the constructors' signatures with :mod:`inspect`, so the config file and
 the Python API cannot drift apart. Only TOML is read (``tomllib``): a config file cannot run
@@ -46,6 +67,9 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from .errors import ConfigError
 
 SECTIONS = ("system", "integrator", "sampler")
+#: Optional tables (see the module docstring).
+OPTIONAL_SECTIONS = ("minimize", "tempering")
+_ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
 # --------------------------------------------------------------------------- registries
@@ -161,7 +185,9 @@ def integrator_choices() -> dict[str, Choice]:
     out = {}
     for cls_name in integrators.__all__:
         cls = getattr(integrators, cls_name)
-        if isinstance(cls, type) and issubclass(cls, Integrator) and cls is not Integrator:
+        # ReplicaExchange wraps another integrator, which a TOML table cannot hold: [tempering].
+        if (isinstance(cls, type) and issubclass(cls, Integrator) and cls is not Integrator
+                and cls_name != "ReplicaExchange"):
             name = _INTEGRATOR_ALIASES.get(cls_name, re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls_name).lower())
             out[name] = Choice(name, cls, "integrator", _first_line(cls))
     return out
@@ -294,6 +320,11 @@ class RunConfig:
         ``name`` plus the integrator's settings.
     sampler : dict
         n_steps, n_walkers, record_every, burn_in, seed, device, dtype, checkpoint_every.
+    minimize : dict or None
+        ``tolerance``, ``max_iterations``, ``method`` of :func:`langevin_md.minimize.minimize`,
+        or None (no ``[minimize]`` table: no minimisation).
+    tempering : dict or None
+        The ``[tempering]`` table with defaults filled in, or None (no replica exchange).
     source : str or None
         The file it was read from.
     """
@@ -302,6 +333,8 @@ class RunConfig:
     integrator: dict
     sampler: dict
     source: Optional[str] = field(default=None, compare=False)
+    minimize: Optional[dict] = None
+    tempering: Optional[dict] = None
 
     @property
     def system_kind(self) -> str:
@@ -315,13 +348,56 @@ class RunConfig:
         kwargs = {k: v for k, v in self.system.items() if k != "name"}
         return _call("[system]", choice, kwargs)
 
-    def build_integrator(self):
+    def build_integrator(self, system=None):
+        """The ``[integrator]``, wrapped in a ReplicaExchange when there is a ``[tempering]`` table.
+
+        ``system`` (built if not given, only with ``[tempering]``) sets the ladder's base
+        temperature.
+        """
         choice = integrator_choices()[self.integrator["name"]]
         kwargs = {k: v for k, v in self.integrator.items() if k != "name"}
-        return _call("[integrator]", choice, kwargs)
+        inner = _call("[integrator]", choice, kwargs)
+        if self.tempering is None:
+            return inner
+        from langevin_md.integrators.tempering import ReplicaExchange
 
-    def build_sampler(self, system=None, integrator=None):
+        system = self.build_system() if system is None else system
+        t = self.tempering
+        try:
+            return ReplicaExchange(inner, ladder=temperature_ladder(t, system), swap_every=t["swap_every"],
+                                   scheme=t["scheme"], adapt_ladder=t["adapt_ladder"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[tempering]: {exc}") from None
+
+    def minimized_start(self, system, n_walkers: int, walker_indices=None):
+        """Starting positions minimised as ``[minimize]`` says (None without that table).
+
+        The walkers start from ``system.initial_positions`` drawn from the run seed's streams
+        at a counter far past anything a run consumes, so the starting points never reuse the
+        random numbers of the dynamics.
+
+        Returns
+        -------
+        Minimization or None
+            ``.positions`` has shape ``(n_walkers, *event_shape)``.
+        """
+        if self.minimize is None:
+            return None
+        from langevin_md.minimize import minimize
+        from langevin_md.random import WalkerRNG
+
+        indices = range(n_walkers) if walker_indices is None else walker_indices
+        rng = WalkerRNG(int(self.sampler["seed"]), indices, counter=MINIMIZE_STREAM_OFFSET)
+        x0 = system.initial_positions(n_walkers, rng)
+        try:
+            return minimize(system, x0, **self.minimize)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[minimize]: {exc}") from None
+
+    def build_sampler(self, system=None, integrator=None, initial_positions=None):
         """The ``[sampler] backend``'s executor at step 0 (system/integrator built if not given).
+
+        ``initial_positions`` (e.g. :meth:`minimized_start`'s) replace the system's own.
 
         A :class:`~langevin_md.executors.torch_executor.Sampler` or an
         :class:`~langevin_md.executors.openmm.OpenMMSampler`.
@@ -334,7 +410,7 @@ class RunConfig:
         except ValueError as exc:
             raise ConfigError(f"[sampler] {exc}") from None
         system = self.build_system() if system is None else system
-        integrator = self.build_integrator() if integrator is None else integrator
+        integrator = self.build_integrator(system) if integrator is None else integrator
         targets = _sampler_targets()
         accepted = inspect.signature(cls.__init__).parameters
         kwargs = {}
@@ -346,6 +422,8 @@ class RunConfig:
             elif value != parameters(Sampler.__init__)[key].default:
                 raise ConfigError(f"[sampler] {key} = {toml_value(value)} applies to backend = "
                                   f"\"torch\" only, not backend = {backend!r}; remove it")
+        if initial_positions is not None:
+            kwargs["initial_positions"] = initial_positions
         try:
             return cls(system, integrator, **kwargs)
         except (TypeError, ValueError) as exc:
@@ -353,13 +431,20 @@ class RunConfig:
 
     # ----------------------------------------------------------------- output
     def to_dict(self) -> dict:
-        return {"system": dict(self.system), "integrator": dict(self.integrator), "sampler": dict(self.sampler)}
+        """The tables as dictionaries; optional tables only when present."""
+        out = {"system": dict(self.system), "integrator": dict(self.integrator), "sampler": dict(self.sampler)}
+        for section in OPTIONAL_SECTIONS:
+            if getattr(self, section) is not None:
+                out[section] = dict(getattr(self, section))
+        return out
 
     def to_toml(self) -> str:
         """The resolved config as TOML; keys whose value is None are shown as comments."""
         lines = ["# Resolved by langevin-md: every key with its value, defaults filled in.",
                  "# Keys set to None (TOML has no null) appear as comments.", ""]
-        for section in SECTIONS:
+        for section in _ALL_SECTIONS:
+            if getattr(self, section) is None:
+                continue
             lines.append(f"[{section}]")
             for key, value in getattr(self, section).items():
                 if value is None:
@@ -391,11 +476,14 @@ class RunConfig:
         ConfigError
             Naming the key, the value and what is allowed, or the memory figures.
         """
-        integrator = self.build_integrator()
+        # The bare integrator first: its errors are cheaper to find than the system's.
+        choice = integrator_choices()[self.integrator["name"]]
+        _call("[integrator]", choice, {k: v for k, v in self.integrator.items() if k != "name"})
         try:
             system = self.build_system()
         except FileNotFoundError as exc:
             raise ConfigError(f"[system] name = {self.system['name']!r}: {exc}") from None
+        integrator = self.build_integrator(system)
         n_coordinates = int(math.prod(system.event_shape))
         need = memory_estimate(self.sampler, n_coordinates)
         have = _available_memory(self.sampler.get("device") or "cpu")
@@ -554,25 +642,159 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
     prefix = f"{source}: " if source else ""
     try:
         for key, value in data.items():
-            if key not in SECTIONS:
-                close = difflib.get_close_matches(key, SECTIONS, n=1)
+            if key not in _ALL_SECTIONS:
+                close = difflib.get_close_matches(key, _ALL_SECTIONS, n=1)
                 hint = f" (did you mean [{close[0]}]?)" if close else ""
-                allowed = ", ".join(f"[{s}]" for s in SECTIONS)
+                allowed = ", ".join(f"[{s}]" for s in _ALL_SECTIONS)
                 if isinstance(value, dict):
                     raise ConfigError(f"unknown section [{key}]{hint}; allowed sections: {allowed}")
                 raise ConfigError(f"unknown top-level key {key!r}: every key belongs in one of the "
                                   f"sections {allowed}")
             if not isinstance(value, dict):
                 raise ConfigError(f"{key} must be a table ([{key}]), got {_toml_type(value)}")
-        for section in SECTIONS:
+        for section in SECTIONS:  # the optional ones may be absent
             if section not in data:
                 raise ConfigError(f"missing section [{section}]")
+        if data["integrator"].get("name") == "replica_exchange":
+            raise ConfigError("[integrator] name = \"replica_exchange\" cannot be written as a table (it wraps "
+                              "another integrator): name the inner integrator in [integrator] and add a "
+                              "[tempering] table (n_temperatures, max_temperature or temperatures, "
+                              "swap_every, scheme, adapt_ladder)")
         system = _resolve_table("[system]", data["system"], system_choices(), "system", base_dir)
         integrator = _resolve_table("[integrator]", data["integrator"], integrator_choices(), "integrator", base_dir)
         sampler = _resolve_sampler(data["sampler"])
+        minimize = _resolve_minimize(data["minimize"]) if "minimize" in data else None
+        tempering = _resolve_tempering(data["tempering"], sampler) if "tempering" in data else None
     except ConfigError as exc:
         raise ConfigError(prefix + str(exc)) from None
-    return RunConfig(system, integrator, sampler, source)
+    return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering)
+
+
+#: Counter (64-bit words per walker) where the streams drawing a minimised run's starting
+#: points begin: far past what any run's dynamics consume (2**48 words), so they never overlap.
+MINIMIZE_STREAM_OFFSET = 2 ** 48
+
+
+def _resolve_minimize(table: dict) -> dict:
+    """The [minimize] table: :func:`langevin_md.minimize.minimize`'s settings, defaults filled in."""
+    from langevin_md.minimize import minimize
+
+    params = {k: p for k, p in parameters(minimize).items() if k not in ("system", "positions")}
+    out = {}
+    for key, value in table.items():
+        if key not in params:
+            raise ConfigError("[minimize] " + _unknown("key", key, params))
+        p = params[key]
+        if key == "tolerance":  # None (the default) means the system's own default
+            p = Param(key, None, "Optional[float]")
+        if key == "max_iterations":
+            p = Param(key, p.default, "int")
+        _check_type("[minimize]", key, value, p)
+        out[key] = value
+    if out.get("tolerance") is not None and not out["tolerance"] > 0:
+        raise ConfigError(f"[minimize] tolerance = {out['tolerance']!r}: expected a positive RMS force "
+                          "(kJ/mol/nm for molecular systems)")
+    if "max_iterations" in out and out["max_iterations"] < 1:
+        raise ConfigError(f"[minimize] max_iterations = {out['max_iterations']!r}: expected a positive integer")
+    if out.get("method", "auto") not in ("auto", "openmm", "lbfgs"):
+        raise ConfigError(f"[minimize] method = {out['method']!r}: expected \"auto\", \"openmm\" or \"lbfgs\"")
+    for key, p in params.items():
+        out.setdefault(key, p.default)
+    return out
+
+
+#: [tempering] keys besides those of ReplicaExchange (swap_every, scheme, adapt_ladder).
+_LADDER_KEYS = ("n_temperatures", "max_temperature", "temperatures")
+
+
+def _resolve_tempering(table: dict, sampler: dict) -> dict:
+    """The [tempering] table, checked and with ReplicaExchange's defaults filled in."""
+    from langevin_md.integrators.tempering import ReplicaExchange
+
+    inner_params = {k: p for k, p in parameters(ReplicaExchange).items() if k in ("swap_every", "scheme",
+                                                                                  "adapt_ladder")}
+    types = {"swap_every": "int", "scheme": "str", "adapt_ladder": "bool", "n_temperatures": "int",
+             "max_temperature": "float"}
+    allowed = list(_LADDER_KEYS) + list(inner_params)
+    out = {}
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError("[tempering] " + _unknown("key", key, allowed))
+        if key == "temperatures":
+            if not (isinstance(value, list) and len(value) >= 2 and all(_is_number(v) for v in value)):
+                raise ConfigError(f"[tempering] temperatures = {value!r}: expected an array of at least two "
+                                  "numbers, the first equal to the system's temperature")
+        else:
+            _check_type("[tempering]", key, value, Param(key, None, types[key]))
+        out[key] = value
+    if backend := sampler.get("backend"):
+        if backend != "torch":
+            raise ConfigError(f"[tempering] needs [sampler] backend = \"torch\", got backend = {backend!r}: "
+                              "the OpenMM executor runs one temperature per walker set and cannot swap")
+    if "temperatures" in out:
+        extra = [k for k in ("n_temperatures", "max_temperature") if k in out]
+        if extra and ("n_temperatures" not in out or out["n_temperatures"] != len(out["temperatures"])
+                      or "max_temperature" in out):
+            raise ConfigError(f"[tempering] give either temperatures = [...] or n_temperatures and "
+                              f"max_temperature, not both (found temperatures and {', '.join(extra)})")
+        out["n_temperatures"] = len(out["temperatures"])
+    else:
+        missing = [k for k in ("n_temperatures", "max_temperature") if k not in out]
+        if missing:
+            raise ConfigError(f"[tempering] is missing {' and '.join(missing)} (or give the whole ladder as "
+                              "temperatures = [...])")
+        if out["n_temperatures"] < 2:
+            raise ConfigError(f"[tempering] n_temperatures = {out['n_temperatures']}: expected at least 2")
+        if not out["max_temperature"] > 0:
+            raise ConfigError(f"[tempering] max_temperature = {out['max_temperature']!r}: expected a positive "
+                              "temperature (kelvin for molecular systems, kT for analytic ones)")
+    n_t, n_w = out["n_temperatures"], sampler["n_walkers"]
+    if n_w % n_t != 0:
+        raise ConfigError(f"[sampler] n_walkers = {n_w} is not a multiple of [tempering] n_temperatures = "
+                          f"{n_t}: every ladder holds one walker per temperature; use n_walkers = "
+                          f"{max(n_t, n_w - n_w % n_t)} or {n_w - n_w % n_t + n_t}")
+    for key, p in inner_params.items():
+        out.setdefault(key, _plain(p.default))
+    order = [k for k in ("n_temperatures", "max_temperature", "temperatures") if k in out]
+    return {k: out[k] for k in order} | {k: out[k] for k in inner_params}
+
+
+def temperature_ladder(tempering: dict, system) -> tuple:
+    """Ladder of temperature ratios T_k / T_0 for ``system`` from a resolved [tempering] table.
+
+    Temperatures are kelvin for molecular systems and kT for analytic ones (a system is
+    molecular when it has a ``topology``); the ratios are taken to the system's own kT.
+
+    Raises
+    ------
+    ConfigError
+        When explicit ``temperatures`` do not start at the system's temperature.
+    """
+    from langevin_md.integrators.tempering import geometric_ladder
+    from langevin_md.units import kT_from_temperature
+
+    molecular = getattr(system, "topology", None) is not None
+    unit = "K" if molecular else "kT"
+
+    def kT(value):
+        return kT_from_temperature(value) if molecular else float(value)
+
+    base = float(system.kT)
+    own = base / kT_from_temperature(1.0) if molecular else base
+    if "temperatures" in tempering:
+        temps = [float(t) for t in tempering["temperatures"]]
+        if not math.isclose(kT(temps[0]), base, rel_tol=1e-6):
+            raise ConfigError(f"[tempering] temperatures[0] = {temps[0]:g} {unit} must be the system's own "
+                              f"temperature, {own:g} {unit} (the coldest rung is the one sampled)")
+        return tuple([1.0] + [kT(t) / base for t in temps[1:]])
+    ratio = kT(tempering["max_temperature"]) / base
+    if not ratio > 1.0:
+        raise ConfigError(f"[tempering] max_temperature = {tempering['max_temperature']:g} {unit} must be above "
+                          f"the system's temperature, {own:g} {unit}")
+    try:
+        return tuple(geometric_ladder(int(tempering["n_temperatures"]), ratio))
+    except ValueError as exc:
+        raise ConfigError(f"[tempering]: {exc}") from None
 
 
 def _resolve_sampler(table: dict) -> dict:

@@ -474,13 +474,21 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
         stale.unlink()
     prev = read_summary(run_dir)
     system = cfg.build_system()
-    integrator = cfg.build_integrator()
-    sampler = cfg.build_sampler(system, integrator)
+    integrator = cfg.build_integrator(system)
     end = cfg.end_step
     fingerprint = cfg.fingerprint()
     s = cfg.sampler
     skipped: list = []
     found = latest_checkpoint(ckdir, skipped)
+    start = None
+    if found is None and cfg.minimize is not None:
+        # Only a fresh start is minimised: a checkpoint already holds the minimised walkers' state.
+        t_min = time.perf_counter()
+        minimized = cfg.minimized_start(system, int(s["n_walkers"]))
+        unit = "kJ/mol" if getattr(system, "topology", None) is not None else "(reduced energy units)"
+        log.info("%s in %.3g s", minimized.summary(unit), time.perf_counter() - t_min)
+        start = minimized.positions
+    sampler = cfg.build_sampler(system, integrator, initial_positions=start)
     for path, reason in skipped:
         log.warning("skipping unreadable checkpoint %s: %s", path.name, reason)
     if found is None and skipped:
