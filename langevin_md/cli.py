@@ -1,6 +1,6 @@
 """The ``langevin-md`` command line.
 
-Subcommands: ``run``, ``resume``, ``systems``, ``export``, and ``demo``, ``analyze``,
+Subcommands: ``run``, ``resume``, ``systems``, ``export``, ``compare``, and ``demo``, ``analyze``,
 ``validate``, ``train`` (which delegate to their modules). Every handler imports what it
 needs when it runs, so ``langevin-md --help`` is fast.
 """
@@ -169,10 +169,11 @@ def cmd_export(args) -> int:
 
 
 def export(result, walker: int, fmt: str, out: Path) -> list[Path]:
-    """Write one walker's frames as ``dcd``, ``h5`` (mdtraj HDF5) or ``extxyz``.
+    """Write one walker's frames as ``xtc``, ``dcd``, ``h5`` (mdtraj HDF5) or ``extxyz``.
 
-    Returns the files written (DCD files get a PDB of the first frame beside them, as DCD
-    holds no topology).
+    Frames carry their time (ps: step × timestep; the step for schemes without a timestep),
+    which XTC and HDF5 store. Returns the files written (XTC and DCD files get a PDB of the
+    first frame beside them, as they hold no topology).
     """
     out = Path(out)
     if fmt == "extxyz":
@@ -187,12 +188,53 @@ def export(result, walker: int, fmt: str, out: Path) -> list[Path]:
     if fmt == "h5":
         traj.save_hdf5(str(out), force_overwrite=True)
         return [out]
-    if fmt == "dcd":
-        traj.save_dcd(str(out), force_overwrite=True)
+    if fmt in ("dcd", "xtc"):
+        # mdtraj converts its nm positions to each format's unit (ångström in DCD, nm in XTC).
+        (traj.save_dcd if fmt == "dcd" else traj.save_xtc)(str(out), force_overwrite=True)
         pdb = out.with_suffix(".pdb")
         traj[0].save_pdb(str(pdb), force_overwrite=True)
         return [out, pdb]
-    raise ValueError(f"--format must be dcd, h5 or extxyz, got {fmt!r}")
+    raise ValueError(f"--format must be xtc, dcd, h5 or extxyz, got {fmt!r}")
+
+
+# --------------------------------------------------------------------------- compare
+def cmd_compare(args) -> int:
+    from langevin_md.config import ConfigError, load_compare_config
+
+    config_path = Path(args.config)
+    try:
+        cfg = load_compare_config(config_path)
+        system = cfg.build_system()
+        samplers = cfg.build_samplers()
+    except (FileNotFoundError, IsADirectoryError, PermissionError, ConfigError) as exc:
+        return _die(str(exc), EXIT_USAGE)
+    if args.sampler is not None and args.sampler not in samplers:
+        return _die(f"--sampler {args.sampler!r} is not in [samplers]; there: {', '.join(samplers)}", EXIT_USAGE)
+    out_dir = Path(args.output) if args.output else Path(f"compare_{config_path.stem}")
+    from langevin_md.compare import compare, plot_step_size_sweep, step_size_sweep
+
+    c = cfg.compare
+    common = dict(n_force_evals=c["n_force_evals"], n_walkers=c["n_walkers"], seed=c["seed"],
+                  burn_in_fraction=c["burn_in_fraction"], device=c["device"], dtype=c["dtype"])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if args.step_sizes:
+            name = args.sampler or next(iter(samplers))
+            table = step_size_sweep(system, samplers[name], args.step_sizes, **common)
+            stem = "sweep"
+        else:
+            table = compare(system, samplers, **common)
+            stem = "comparison"
+        print(table.table())
+        written = [table.save(out_dir / f"{stem}.csv"), table.save(out_dir / f"{stem}.txt")]
+        if args.step_sizes:
+            written.append(plot_step_size_sweep(table, out_dir / "sweep.png", system))
+    except (TypeError, ValueError) as exc:
+        return _die(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _die(f"writing to {out_dir} failed: {exc}", EXIT_ERROR)
+    print("\n".join(f"wrote {p}" for p in written), file=sys.stderr)
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- delegates
@@ -234,7 +276,17 @@ def cmd_analyze(args) -> int:
         return _die(f"{run_dir} holds no recorded frames (status {result.metadata.get('status')!r}); "
                     "there is nothing to analyse", EXIT_ERROR)
     try:
-        return _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
+        code = _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
+        topology = result.metadata.get("topology")
+        if code == EXIT_OK and topology is not None:
+            protein = _module("langevin_md.analysis.protein", "analyze")
+            # Peptides and proteins (two or more residues with phi and psi) also get backbone
+            # Ramachandran plots, RMSD, radius of gyration and DSSP; alanine dipeptide's single
+            # phi/psi pair is already in the main report.
+            if protein.n_phi_psi_residues(topology) >= 2:
+                report = protein.protein_report(result, run_dir / "report" / "protein", topology=topology)
+                print(f"protein report: {run_dir / 'report' / 'protein'} ({len(report.files)} files)")
+        return code
     except (ValueError, FloatingPointError) as exc:
         return _die(f"cannot analyse {run_dir}: {exc}", EXIT_ERROR)
 
@@ -251,6 +303,23 @@ def cmd_train(args) -> int:
         return _module("langevin_md.training", "train").main(args.config) or EXIT_OK
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         return _die(str(exc), EXIT_USAGE)
+
+
+def _train_config_format() -> str:
+    """The training config format, from langevin_md/training/config.py's docstring.
+
+    Read from the source file rather than by importing the module, which would import torch
+    for every `langevin-md --help`.
+    """
+    import ast
+
+    path = Path(__file__).parent / "training" / "config.py"
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError):
+        return ""
+    body = doc.split("\n", 1)[1].strip() if "\n" in doc else ""
+    return "config format:\n" + body.replace("``", "").replace("file)::", "file):")
 
 
 # --------------------------------------------------------------------------- parser
@@ -304,15 +373,39 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(handler=cmd_systems)
 
     sp = sub.add_parser(
-        "export", help="write one walker's trajectory as DCD, mdtraj HDF5 or extended XYZ",
-        description="Write walker I of RUN_DIR for other tools: dcd (plus a PDB topology) and h5 "
-                    "(mdtraj's HDF5) for molecular runs, read by mdtraj; extxyz, read by ASE "
-                    "(molecular runs in Å and eV, others in their reduced units).")
+        "export", help="write one walker's trajectory as XTC, DCD, mdtraj HDF5 or extended XYZ",
+        description="Write walker I of RUN_DIR for other tools: xtc or dcd (plus a PDB topology) and "
+                    "h5 (mdtraj's HDF5) for molecular runs, read by mdtraj, VMD, PyMOL; extxyz, read by "
+                    "ASE (molecular runs in Å and eV, others in their reduced units). Frame times are "
+                    "in ps (step × the integrator's timestep; for schemes without a timestep, such as "
+                    "MALA or HMC, the time is the step number).")
     sp.add_argument("run_dir", metavar="RUN_DIR")
     sp.add_argument("--walker", "-w", type=int, default=0, metavar="I", help="walker index (default 0)")
-    sp.add_argument("--format", "-f", choices=("dcd", "h5", "extxyz"), default="h5")
+    sp.add_argument("--format", "-f", choices=("xtc", "dcd", "h5", "extxyz"), default="h5")
     sp.add_argument("--output", "-o", metavar="PATH", help="file to write (default RUN_DIR/walker_I.FORMAT)")
     sp.set_defaults(handler=cmd_export)
+
+    sp = sub.add_parser(
+        "compare", help="several samplers on one system with one budget, side by side",
+        description="Run every sampler of CONFIG.toml on its system with the same number of force "
+                    "evaluations per walker and print a table: bias z-scores against exact answers, "
+                    "acceptance, tau, ESS per 1000 force evaluations, R-hat and a verdict. With "
+                    "--step-sizes, sweep one sampler's step size instead and also draw sweep.png.",
+        epilog="config format:\n"
+               "  [system]            # as in a run config: name = \"gaussian_mixture\", ...\n"
+               "  [compare]           # n_force_evals (required), n_walkers, seed, burn_in_fraction\n"
+               "  n_force_evals = 20000\n"
+               "  [samplers.MALA]     # one table per sampler; type = an integrator class\n"
+               "  type = \"MALA\"\n"
+               "  step_size = 0.3\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("config", metavar="CONFIG.toml")
+    sp.add_argument("--step-sizes", type=float, nargs="+", metavar="H",
+                    help="sweep these step sizes (the sampler's step_size, timestep or scale)")
+    sp.add_argument("--sampler", metavar="NAME", help="which [samplers.NAME] to sweep (default: the first)")
+    sp.add_argument("--output", "-o", metavar="DIR",
+                    help="where the table (.csv, .txt) and plot go (default: compare_<config name>)")
+    sp.set_defaults(handler=cmd_compare)
 
     sp = sub.add_parser("demo", help="a short tour: sample, analyse and plot a built-in system",
                         description="Run the demo (langevin_md.demo) and write its outputs to DIR.")
@@ -320,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(handler=cmd_demo)
 
     sp = sub.add_parser("analyze", help="sampling-quality report of a run folder",
-                        description="Write an analysis report (autocorrelation, ESS, R-hat) for RUN_DIR.")
+                        description="Write an analysis report (autocorrelation, ESS, R-hat) to RUN_DIR/report; "
+                                    "for peptides and proteins (two or more residues with phi and psi) also "
+                                    "RUN_DIR/report/protein (Ramachandran plots, RMSD, radius of gyration, DSSP).")
     sp.add_argument("run_dir", metavar="RUN_DIR")
     sp.set_defaults(handler=cmd_analyze)
 
@@ -330,7 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(handler=cmd_validate)
 
     sp = sub.add_parser("train", help="fit a learned energy/score prior from a config",
-                        description="Train a learned prior as described by CONFIG.toml (langevin_md.training).")
+                        description="Train a learned prior by denoising score matching as described by "
+                                    "CONFIG.toml (langevin_md.training.fit); prints the losses per epoch, the "
+                                    "best epoch and where the model was saved.",
+                        epilog=_train_config_format(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("config", metavar="CONFIG.toml")
     sp.set_defaults(handler=cmd_train)
     return p

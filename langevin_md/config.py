@@ -32,6 +32,10 @@ Two optional tables change how the run starts and moves::
     scheme = "deterministic" # or "stochastic"
     adapt_ladder = false
 
+    [output]                 # extra files in the run folder (not part of the trajectory)
+    state_every = 100        # state.csv: a row of walker-averaged energies etc. every N steps
+    state_terminal = false   # also print those rows on the terminal
+
 Temperatures are in the system's own units: kelvin for molecular systems (their
 ``temperature``), kT for analytic ones (their ``kT``); the ladder passed to
 :class:`~langevin_md.integrators.tempering.ReplicaExchange` is their ratio to the system's.
@@ -68,7 +72,7 @@ from .errors import ConfigError
 
 SECTIONS = ("system", "integrator", "sampler")
 #: Optional tables (see the module docstring).
-OPTIONAL_SECTIONS = ("minimize", "tempering")
+OPTIONAL_SECTIONS = ("minimize", "tempering", "output")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -87,6 +91,8 @@ class Choice:
     description : str
     path_keys : tuple of str
         Keys holding file paths; relative paths are taken relative to the config file.
+    dir_keys : tuple of str
+        Keys holding folder paths, resolved the same way.
     """
 
     name: str
@@ -94,6 +100,7 @@ class Choice:
     kind: str
     description: str
     path_keys: tuple = ()
+    dir_keys: tuple = ()
 
 
 # Analytic systems: (name, module, class). Modules are imported only when listed or used.
@@ -159,6 +166,20 @@ def _molecular_systems() -> dict[str, Choice]:
         "a serialized openmm.System plus a PDB structure (OpenMMSystem.from_xml); "
         "set trusted = true to allow <Script> blocks",
         path_keys=("system_xml_path", "pdb_path_or_topology"))
+    from langevin_md.systems import inputs
+
+    out["amber"] = Choice(
+        "amber", inputs.from_amber, "molecular",
+        "Amber prmtop + inpcrd/rst7 (systems.inputs.from_amber); waters or a box need strip or "
+        "nonbonded_method", path_keys=("prmtop", "inpcrd"))
+    out["gromacs"] = Choice(
+        "gromacs", inputs.from_gromacs, "molecular",
+        "GROMACS top + gro (systems.inputs.from_gromacs); every .gro has a box, so give strip or "
+        "nonbonded_method", path_keys=("top", "gro"), dir_keys=("include_dir",))
+    out["charmm"] = Choice(
+        "charmm", inputs.from_charmm, "molecular",
+        "CHARMM psf + parameter files + pdb/crd coordinates (systems.inputs.from_charmm)",
+        path_keys=("psf", "parameter_files", "coordinates"))
     return out
 
 
@@ -325,6 +346,8 @@ class RunConfig:
         or None (no ``[minimize]`` table: no minimisation).
     tempering : dict or None
         The ``[tempering]`` table with defaults filled in, or None (no replica exchange).
+    output : dict or None
+        ``state_every`` (int or None) and ``state_terminal`` (bool), or None.
     source : str or None
         The file it was read from.
     """
@@ -335,6 +358,7 @@ class RunConfig:
     source: Optional[str] = field(default=None, compare=False)
     minimize: Optional[dict] = None
     tempering: Optional[dict] = None
+    output: Optional[dict] = None
 
     @property
     def system_kind(self) -> str:
@@ -386,7 +410,10 @@ class RunConfig:
         from langevin_md.minimize import minimize
         from langevin_md.random import WalkerRNG
 
-        indices = range(n_walkers) if walker_indices is None else walker_indices
+        if walker_indices is None:  # a shard's walkers start at [sampler] first_walker
+            first = int(self.sampler.get("first_walker") or 0)
+            walker_indices = range(first, first + n_walkers)
+        indices = walker_indices
         rng = WalkerRNG(int(self.sampler["seed"]), indices, counter=MINIMIZE_STREAM_OFFSET)
         x0 = system.initial_positions(n_walkers, rng)
         try:
@@ -460,6 +487,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("n_steps", "checkpoint_every"):
             d["sampler"].pop(k, None)
+        d.pop("output", None)  # what is reported besides the trajectory never changes a frame
         if d["sampler"].get("backend") == "torch":
             del d["sampler"]["backend"]  # the default: run folders from before the key existed match
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -571,6 +599,8 @@ def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: st
         _check_type(where, key, value, params[key])
         if key in choice.path_keys:
             value = _resolve_paths(where, key, value, base_dir, builtin_forcefields=(key == "forcefield"))
+        elif key in choice.dir_keys and isinstance(value, str):
+            value = _resolve_dir(where, key, value, base_dir)
         out[key] = value
     for key, p in params.items():
         if key in out:
@@ -623,6 +653,16 @@ def _resolve_paths(where: str, key: str, value, base_dir: Path, builtin_forcefie
                       f"to the config file's folder, {base_dir})")
 
 
+def _resolve_dir(where: str, key: str, value: str, base_dir: Path) -> str:
+    """A folder path, relative to the config file's folder, stored absolute."""
+    path = Path(value).expanduser()
+    full = path if path.is_absolute() else base_dir / path
+    if not full.is_dir():
+        raise ConfigError(f"{where} {key}: folder {full} does not exist (relative paths are taken relative "
+                          f"to the config file's folder, {base_dir})")
+    return str(full.resolve())
+
+
 def _plain(value):
     """Defaults as TOML-writable values (tuples become lists)."""
     if isinstance(value, tuple):
@@ -665,9 +705,30 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
         sampler = _resolve_sampler(data["sampler"])
         minimize = _resolve_minimize(data["minimize"]) if "minimize" in data else None
         tempering = _resolve_tempering(data["tempering"], sampler) if "tempering" in data else None
+        output = _resolve_output(data["output"]) if "output" in data else None
     except ConfigError as exc:
         raise ConfigError(prefix + str(exc)) from None
-    return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering)
+    return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering, output=output)
+
+
+#: [output] keys: (default, type) — see :class:`langevin_md.state_reporter.StateReporter`.
+_OUTPUT_KEYS = {"state_every": (None, "Optional[int]"), "state_terminal": (False, "bool")}
+
+
+def _resolve_output(table: dict) -> dict:
+    """The [output] table: ``state_every`` (steps between state.csv rows) and ``state_terminal``."""
+    out = {}
+    for key, value in table.items():
+        if key not in _OUTPUT_KEYS:
+            raise ConfigError("[output] " + _unknown("key", key, _OUTPUT_KEYS))
+        default, annotation = _OUTPUT_KEYS[key]
+        _check_type("[output]", key, value, Param(key, default, annotation))
+        out[key] = value
+    if out.get("state_every") is not None and out["state_every"] < 1:
+        raise ConfigError(f"[output] state_every = {out['state_every']}: expected a positive number of steps")
+    if out.get("state_terminal") and out.get("state_every") is None:
+        raise ConfigError("[output] state_terminal = true needs state_every = N (steps between rows)")
+    return {key: out.get(key, default) for key, (default, _) in _OUTPUT_KEYS.items()}
 
 
 #: Counter (64-bit words per walker) where the streams drawing a minimised run's starting
@@ -727,14 +788,14 @@ def _resolve_tempering(table: dict, sampler: dict) -> dict:
         else:
             _check_type("[tempering]", key, value, Param(key, None, types[key]))
         out[key] = value
-    if backend := sampler.get("backend"):
-        if backend != "torch":
-            raise ConfigError(f"[tempering] needs [sampler] backend = \"torch\", got backend = {backend!r}: "
-                              "the OpenMM executor runs one temperature per walker set and cannot swap")
+    backend = sampler.get("backend", "torch")
+    if backend != "torch":
+        raise ConfigError(f"[tempering] needs [sampler] backend = \"torch\", got backend = {backend!r}: "
+                          "the OpenMM executor runs every walker at one temperature and cannot swap")
     if "temperatures" in out:
-        extra = [k for k in ("n_temperatures", "max_temperature") if k in out]
-        if extra and ("n_temperatures" not in out or out["n_temperatures"] != len(out["temperatures"])
-                      or "max_temperature" in out):
+        # n_temperatures may restate the ladder's length; max_temperature would be a second ladder.
+        if "max_temperature" in out or out.get("n_temperatures", len(out["temperatures"])) != len(out["temperatures"]):
+            extra = [k for k in ("n_temperatures", "max_temperature") if k in out]
             raise ConfigError(f"[tempering] give either temperatures = [...] or n_temperatures and "
                               f"max_temperature, not both (found temperatures and {', '.join(extra)})")
         out["n_temperatures"] = len(out["temperatures"])
@@ -938,3 +999,115 @@ def load_config(path) -> RunConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(data, source=str(path), base_dir=path.resolve().parent)
+
+
+# --------------------------------------------------------------------------- compare configs
+@dataclass
+class CompareConfig:
+    """A ``langevin-md compare`` config: one system, several samplers, one budget.
+
+    ::
+
+        [system]                 # as in a run config
+        name = "gaussian_mixture"
+
+        [compare]                # langevin_md.compare.compare's settings
+        n_force_evals = 20000    # per walker, burn-in included
+        n_walkers = 64
+        seed = 0
+        burn_in_fraction = 0.2
+
+        [samplers.MALA]          # one table per sampler: type = an integrator class
+        type = "MALA"
+        step_size = 0.3
+
+        [samplers.HMC]
+        type = "HMC"
+        step_size = 0.2
+        n_leapfrog = 10
+
+    Attributes
+    ----------
+    system : dict
+        ``name`` plus the system constructor's keyword arguments.
+    compare : dict
+        ``n_force_evals``, ``n_walkers``, ``seed``, ``burn_in_fraction``, ``device``, ``dtype``.
+    samplers : dict
+        ``{name: {"type": class name, ...fields}}`` for
+        :func:`langevin_md.compare.build_samplers`.
+    """
+
+    system: dict
+    compare: dict
+    samplers: dict
+    source: Optional[str] = field(default=None, compare=False)
+
+    def build_system(self):
+        choice = system_choices()[self.system["name"]]
+        return _call("[system]", choice, {k: v for k, v in self.system.items() if k != "name"})
+
+    def build_samplers(self) -> dict:
+        from langevin_md.compare import build_samplers
+
+        try:
+            return build_samplers(self.samplers)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[samplers]: {exc}") from None
+
+
+_COMPARE_SECTIONS = ("system", "compare", "samplers")
+
+
+def load_compare_config(path) -> CompareConfig:
+    """Read and validate a ``langevin-md compare`` config (see :class:`CompareConfig`).
+
+    Raises
+    ------
+    ConfigError
+        Naming the section and key, and what is allowed.
+    FileNotFoundError
+    """
+    from langevin_md.compare import compare
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        for key in data:
+            if key not in _COMPARE_SECTIONS:
+                raise ConfigError(f"unknown section [{key}]; a compare config has "
+                                  f"{', '.join(f'[{s}]' for s in _COMPARE_SECTIONS)}")
+        for key in ("system", "samplers"):
+            if not isinstance(data.get(key), dict) or not data[key]:
+                raise ConfigError(f"missing section [{key}]" + (
+                    " (one [samplers.NAME] table per sampler, with type = \"MALA\" etc.)" if key == "samplers" else ""))
+        system = _resolve_table("[system]", data["system"], system_choices(), "system", path.resolve().parent)
+        params = {k: p for k, p in parameters(compare).items()
+                  if k not in ("system", "samplers", "initial_positions", "observable")}
+        table = data.get("compare", {})
+        settings = {}
+        for key, value in table.items():
+            if key not in params:
+                raise ConfigError("[compare] " + _unknown("key", key, params))
+            p = params[key]
+            if p.annotation is None and isinstance(p.default, int) and not isinstance(p.default, bool):
+                p = Param(key, p.default, "int")
+            _check_type("[compare]", key, value, p)
+            settings[key] = value
+        for key, p in params.items():
+            if key not in settings:
+                if p.required:
+                    raise ConfigError(f"[compare] is missing required key {key!r} (force evaluations per "
+                                      "walker, the budget every sampler gets)")
+                settings[key] = p.default
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    cfg = CompareConfig(system, settings, dict(data["samplers"]), str(path))
+    cfg.build_samplers()  # every [samplers.NAME] table checked before anything runs
+    return cfg

@@ -111,6 +111,13 @@ class SampleResult:
             (walker 0's frames, then walker 1's, ...).
         topology : mdtraj.Topology, optional
             Defaults to the system's topology.
+
+        Returns
+        -------
+        mdtraj.Trajectory
+            Positions in nm; ``time`` in ps, the global step × ``metadata["timestep"]`` (ps)
+            for schemes with a timestep (BAOAB, OBABO, Brownian). Schemes without one (ULA,
+            MALA, HMC, RWM) have no physical time: ``time`` is then the step number.
         """
         import mdtraj
 
@@ -125,7 +132,11 @@ class SampleResult:
             if not 0 <= walker < self.n_walkers:
                 raise ValueError(f"walker must be in [0, {self.n_walkers}), got {walker}")
             xyz = self.positions[:, walker]
-        return mdtraj.Trajectory(np.asarray(xyz, dtype=np.float32), top)
+        timestep = self.metadata.get("timestep")
+        time = np.asarray(self.steps, dtype=np.float64) * (float(timestep) if timestep is not None else 1.0)
+        if walker is None:
+            time = np.tile(time, self.n_walkers)
+        return mdtraj.Trajectory(np.asarray(xyz, dtype=np.float32), top, time=time)
 
     def __repr__(self) -> str:
         return (f"SampleResult(n_frames={self.n_frames}, n_walkers={self.n_walkers}, "

@@ -13,7 +13,7 @@ from langevin_md.io.run_folder import load_run
 
 from tests.io.helpers import write_config
 
-SUBCOMMANDS = ["run", "resume", "systems", "export", "demo", "analyze", "validate", "train"]
+SUBCOMMANDS = ["run", "resume", "systems", "export", "compare", "demo", "analyze", "validate", "train"]
 
 
 def _main(capsys, *argv):
@@ -87,7 +87,8 @@ def test_every_integrator_and_analytic_system_is_reachable():
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda t: t + "[output]\ndir = 'x'\n", r"unknown section \[output\]; allowed sections: \[system\], \[integrator\], \[sampler\]"),
+    (lambda t: t + "[results]\ndir = 'x'\n", r"unknown section \[results\]; allowed sections: \[system\], \[integrator\], \[sampler\], \[minimize\], \[tempering\], \[output\]"),
+    (lambda t: t + "[output]\ndir = 'x'\n", r"\[output\] unknown key 'dir'; allowed: state_every, state_terminal"),
     (lambda t: t.replace("[sampler]", "[sampler]\nn_walker = 3"), r"\[sampler\] unknown key 'n_walker' \(did you mean 'n_walkers'\?\); allowed: n_walkers, seed"),
     (lambda t: t.replace('name = "muller_brown"', 'name = "muller_brwn"'), r"\[system\] name = 'muller_brwn' is not a known system; known systems: .*double_well.*muller_brown"),
     (lambda t: t.replace('name = "mala"', 'name = "langevin"'), r"\[integrator\] name = 'langevin' is not a known integrator; known integrators: .*baoab, brownian, hmc, mala, obabo, .*rwm, .*ula"),
@@ -249,7 +250,9 @@ def test_example_configs_run(tmp_path, path):
     from langevin_md.io.run_folder import create_run, execute_run
 
     cfg = load_config(path)
-    cfg.sampler.update(n_steps=4, burn_in=min(cfg.sampler["burn_in"], 2), n_walkers=2, record_every=2,
+    # Replica exchange needs one walker per temperature.
+    n_walkers = cfg.tempering["n_temperatures"] if cfg.tempering else 2
+    cfg.sampler.update(n_steps=4, burn_in=min(cfg.sampler["burn_in"], 2), n_walkers=n_walkers, record_every=2,
                        checkpoint_every=2)
     run_dir = create_run(cfg, tmp_path / "run")
     summary = execute_run(run_dir, progress=False, handle_signals=False)
@@ -260,3 +263,73 @@ def test_validate_forwards_its_own_options():
     from langevin_md.cli import main
 
     assert main(["validate", "--list"]) == 0
+
+
+# --------------------------------------------------------------------------- compare / analyze
+COMPARE = """\
+[system]
+name = "double_well"
+
+[compare]
+n_force_evals = 200
+n_walkers = 8
+
+[samplers.MALA]
+type = "MALA"
+step_size = 0.1
+
+[samplers.ULA]
+type = "ULA"
+step_size = 0.05
+"""
+
+
+def test_compare_prints_and_saves_the_table_and_sweeps_step_sizes(tmp_path, capsys):
+    cfg = tmp_path / "cmp.toml"
+    cfg.write_text(COMPARE)
+    out = tmp_path / "out"
+    code, text, err = _main(capsys, "compare", cfg, "-o", out)
+    assert code == 0, err
+    assert text.splitlines()[0].startswith("sampler") and "MALA" in text and "ULA" in text
+    assert (out / "comparison.csv").read_text().count("\n") == 3  # header + two samplers
+    code, text, err = _main(capsys, "compare", cfg, "-o", out, "--step-sizes", "0.01", "0.1", "--sampler", "ULA")
+    assert code == 0, err
+    assert "ULA step_size=0.01" in text and "ULA step_size=0.1" in text
+    assert (out / "sweep.png").stat().st_size > 1000
+    code, _, err = _main(capsys, "compare", cfg, "--sampler", "HMC")
+    assert code == 2 and "--sampler 'HMC' is not in [samplers]; there: MALA, ULA" in err
+    cfg.write_text(COMPARE.replace("n_force_evals = 200\n", ""))
+    code, _, err = _main(capsys, "compare", cfg)
+    assert code == 2 and "[compare] is missing required key 'n_force_evals'" in err
+
+
+def test_analyze_writes_a_protein_report_for_peptides(tmp_path, capsys):
+    import os
+
+    from openmm import app
+
+    pdb = os.path.join(os.path.dirname(app.__file__), "data", "test.pdb")  # villin headpiece
+    text = f"""
+[system]
+name = "openmm_pdb"
+pdb_path = "{pdb}"
+forcefield = ["amber14-all.xml"]
+strip = ["HOH", "Cl"]
+platform = "Reference"
+[integrator]
+name = "baoab"
+timestep = 0.001
+[sampler]
+backend = "openmm"
+n_steps = 20
+n_walkers = 2
+record_every = 5
+"""
+    run_dir = tmp_path / "villin"
+    code, _, err = _main(capsys, "run", _cfg(text, tmp_path), "-o", run_dir, "--no-progress")
+    assert code == 0, err
+    code, out, err = _main(capsys, "analyze", run_dir)
+    assert code == 0, err
+    assert f"protein report: {run_dir / 'report' / 'protein'}" in out
+    for name in ("ramachandran.png", "rmsd_rg.png", "dssp.png", "protein_summary.csv"):
+        assert (run_dir / "report" / "protein" / name).is_file()

@@ -15,7 +15,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from langevin_md.distributed import run_distributed, shard_ranges  # noqa: E402
-from langevin_md.io.run_folder import create_run, execute, load_run  # noqa: E402
+from langevin_md.io.run_folder import create_run, execute_run as execute, load_run  # noqa: E402
 from langevin_md.config import load_config  # noqa: E402
 
 from .io.helpers import trajectory_arrays, write_config  # noqa: E402

@@ -10,6 +10,8 @@
       checkpoints/      step_000000001000.npz ... (the newest two are kept)
       summary.json      status, steps done, frames, throughput, acceptance, errors
       integrator_summary.npz   the integrator's end-of-run summary (only if it has one)
+      state.csv         walker-averaged energies, temperature, speed every [output] state_every
+                        steps (only with that key; see langevin_md.state_reporter)
 
 Both executors (``[sampler] backend = "torch"`` or ``"openmm"``) write this layout. A run that
 stops for any reason (SIGKILL included) is resumed from its newest checkpoint; frames written
@@ -54,6 +56,7 @@ TRAJECTORY = "trajectory.h5"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"
 INTEGRATOR_SUMMARY = "integrator_summary.npz"
+STATE = "state.csv"
 #: The folder's identity: a small JSON file with the layout's format and version.
 MARKER = ".langevin-md-run"
 MARKER_FORMAT = "langevin_md.run_folder"
@@ -62,7 +65,7 @@ _LOCK = ".lock"
 _HEADER = "# Resolved by langevin-md"
 
 #: Entries a run folder is made of (what ``--force`` may delete, besides the patterns below).
-_OWN_FILES = {CONFIG, LOG, TRAJECTORY, SUMMARY, INTEGRATOR_SUMMARY, MARKER, _LOCK,
+_OWN_FILES = {CONFIG, LOG, TRAJECTORY, SUMMARY, INTEGRATOR_SUMMARY, STATE, MARKER, _LOCK,
               "attempts.jsonl"}  # a shard's attempt log (langevin_md.distributed)
 #: Folders a run folder is made of: checkpoints, the merged run's shard folders, the report
 #: `langevin-md analyze` writes.
@@ -70,7 +73,7 @@ _OWN_DIRS = {CHECKPOINTS, "shards", "report"}
 #: Temporary files of atomic writes and trajectory rebuilds, and `langevin-md export`'s
 #: default outputs.
 _OWN_PATTERNS = (re.compile(r"^\..+\.tmp-\d+$"), re.compile(r"^\.trajectory\.h5\.rebuild-\d+$"),
-                 re.compile(r"^walker_\d+\.(h5|dcd|pdb|extxyz)$"))
+                 re.compile(r"^walker_\d+\.(h5|dcd|xtc|pdb|extxyz)$"))
 
 
 class RunFolderError(RuntimeError):
@@ -460,10 +463,6 @@ def execute_run(run_dir, progress: Optional[bool] = None, handle_signals: bool =
         return _run_and_record(run_dir, cfg, log, progress, handle_signals)
 
 
-#: Former name of :func:`execute_run`, kept while callers outside ``io`` move to the new name.
-execute = execute_run
-
-
 def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
     from langevin_md.errors import NonFiniteStateError
     from langevin_md.executors.results import acceptance_rate, metadata
@@ -529,6 +528,10 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
         log.info("starting %s with %s on %d walkers (backend %s, seed %d, %s, %s), steps 0 -> %d",
                  cfg.system["name"], cfg.integrator["name"], sampler.n_walkers, cfg.sampler["backend"],
                  sampler.seed, sampler.device, sampler.dtype, end)
+        if cfg.tempering is not None:
+            log.info("replica exchange: %d temperatures, kT ratios %s, swap every %d steps (%s)",
+                     len(integrator.ladder), ", ".join(f"{r:.4g}" for r in integrator.ladder),
+                     integrator.swap_every, integrator.scheme)
         ck_path = None
     start_step = sampler.step
     meta = metadata(system, integrator, sampler.seed, sampler.device, sampler.dtype, cfg.sampler["backend"])
@@ -549,11 +552,26 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
                                   extra={"config": fingerprint}, on_checkpoint=on_checkpoint)
     reporter.last_step = sampler.step
     reporter.last_path = ck_path
+    reporters = [reporter]
+    state_file = None
+    output = cfg.output or {}
+    if output.get("state_every"):
+        from langevin_md.state_reporter import StateReporter
+
+        try:
+            state_file = _open_state_csv(run_dir / STATE, sampler.step if found else None)
+        except (OSError, RunFolderError) as exc:
+            writer.close()
+            if isinstance(exc, RunFolderError):
+                raise
+            raise _storage_error(exc, f"opening {run_dir / STATE}", "Nothing was run in this session.") from None
+        reporters.append(StateReporter(state_file, output["state_every"], terminal=bool(output["state_terminal"]),
+                                       total_steps=end))
     t0 = time.perf_counter()
     error: Optional[BaseException] = None
     try:
         with _stop_on_signals(reporter, log, handle_signals):
-            sampler.run_to(end, record_every=s["record_every"], reporters=[reporter], progress=progress,
+            sampler.run_to(end, record_every=s["record_every"], reporters=reporters, progress=progress,
                            frame_sinks=[writer], keep_frames=False)
         summary["status"] = "completed"
         write_integrator_summary(run_dir, sampler.integrator_summary())
@@ -582,6 +600,8 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
         raise
     finally:
         session = time.perf_counter() - t0
+        if state_file is not None:
+            state_file.close()
         try:
             writer.close()
         except OSError as exc:
@@ -607,6 +627,45 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
     if error is not None:
         raise error
     return summary
+
+
+class _RowsAfterHeader:
+    """A text file that drops the first line written to it.
+
+    A resumed run's :class:`~langevin_md.state_reporter.StateReporter` starts with the CSV
+    header, which ``state.csv`` already has: the rows are appended below the old ones.
+    """
+
+    def __init__(self, fh):
+        self._fh = fh
+        self._skipping = True
+
+    def write(self, text: str) -> int:
+        if self._skipping:
+            _, newline, text = text.partition("\n")
+            self._skipping = not newline
+        return self._fh.write(text) if text else 0
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _open_state_csv(path: Path, resume_step: Optional[int]):
+    """``state.csv`` for this session: new at step 0; on resume, rows after ``resume_step`` are
+    dropped (they are computed again) and the new ones appended (the executors report after
+    steps, never at the step a session starts from)."""
+    if resume_step is None or not path.is_file():
+        return os.fdopen(_open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8",
+                         newline="")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:]
+                        if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) <= resume_step]
+    atomic_write_bytes(path, "".join(kept).encode("utf-8"))
+    fh = os.fdopen(_open_nofollow(path, os.O_WRONLY | os.O_APPEND), "w", encoding="utf-8", newline="")
+    return _RowsAfterHeader(fh) if kept else fh
 
 
 def write_integrator_summary(run_dir: Path, arrays: dict) -> None:
@@ -693,6 +752,7 @@ def load_run(run_dir):
     metadata["run_dir"] = str(run_dir)
     metadata["status"] = summary.get("status")
     metadata["units"] = data["units"]
+    metadata["timestep"] = _timestep(run_dir)
     if data["topology_json"] is not None:
         metadata["topology"] = topology_from_json(data["topology_json"])
     return SampleResult(
@@ -702,6 +762,20 @@ def load_run(run_dir):
         n_steps_run=n_steps_run, metadata=metadata, system=None, fields=data["fields"],
         integrator_summary=read_integrator_summary(run_dir),
     )
+
+
+def _timestep(run_dir: Path) -> Optional[float]:
+    """The integrator's timestep (ps for molecular runs) from the run's config; None when the
+    scheme has none (ULA, MALA, HMC, RWM) or the config cannot be read."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        value = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))["integrator"].get("timestep")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def checkpoints(run_dir) -> list[Path]:

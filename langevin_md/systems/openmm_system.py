@@ -429,12 +429,17 @@ class OpenMMSystem(System):
         precision: Optional[str] = None,
         device_index: Optional[int] = None,
         trusted: bool = False,
+        strip=None,
+        nonbonded_method: Optional[str] = None,
     ) -> "OpenMMSystem":
         """Build from a PDB (or PDBx/mmCIF) file and OpenMM force-field XML files.
 
-        Non-periodic structures use ``NoCutoff``; structures with a periodic box (CRYST1) use
-        ``PME`` with OpenMM's default 1 nm cutoff. Water is flexible unless ``constraints`` is
-        given.
+        A molecule without waters, ions or a periodic box (CRYST1) uses ``NoCutoff``. A
+        structure with any of them must say what to simulate (a box record alone never
+        switches on PME): ``strip`` the solvent and sample the rest in vacuum, or give an
+        explicit ``nonbonded_method`` (see
+        :func:`langevin_md.systems.inputs.require_solvent_choice`). Cutoff methods use
+        OpenMM's default 1 nm cutoff. Water is flexible unless ``constraints`` is given.
 
         Parameters
         ----------
@@ -449,20 +454,49 @@ class OpenMMSystem(System):
             See :class:`OpenMMSystem`.
         trusted : bool
             Allow force-field files that carry Python ``<Script>`` blocks.
+        strip : "solvent" or list of str, optional
+            Residue names to delete before the system is built (``"solvent"``: every water and
+            ion); the rest runs with ``NoCutoff`` unless ``nonbonded_method`` says otherwise.
+        nonbonded_method : {"NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME", "LJPME"}, optional
+            Required when the structure has waters, ions or a box and ``strip`` is not given.
+
+        Raises
+        ------
+        ValueError
+            For solvent or a box with neither ``strip`` nor ``nonbonded_method`` (the message
+            lists both choices), unknown residue names in ``strip``, an unknown method.
         """
         from openmm import app
+
+        from langevin_md.systems import inputs
 
         if isinstance(forcefield, (str, os.PathLike)):
             forcefield = (forcefield,)
         files = [os.fspath(f) for f in forcefield]
         if constraints not in CONSTRAINTS:
             raise ValueError(f"constraints must be one of {CONSTRAINTS}, got {constraints!r}")
+        methods = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME", "LJPME")
+        if nonbonded_method is not None and nonbonded_method not in methods:
+            raise ValueError(f"nonbonded_method must be one of {methods} or None, got {nonbonded_method!r}")
+        if strip is not None and not (strip == "solvent" or (isinstance(strip, (list, tuple)) and strip
+                                                             and all(isinstance(n, str) for n in strip))):
+            raise ValueError(f"strip must be 'solvent' or a list of residue names, got {strip!r}")
         structure = _read_structure(pdb_path)
-        topology = structure.topology
-        ff = _load_forcefield(files, trusted)
-        method = app.PME if topology.getPeriodicBoxVectors() is not None else app.NoCutoff
-        system = _create_system(ff, topology, files, constraints, method)
-        return cls(system, topology, structure.positions, temperature, platform, precision, device_index)
+        topology, positions = structure.topology, structure.positions
+        inputs.require_solvent_choice(topology, topology.getPeriodicBoxVectors(), strip, nonbonded_method,
+                                      os.fspath(pdb_path))
+        if strip is not None:
+            names = set(inputs.solvent_residues(topology)) if strip == "solvent" else set(strip)
+            present = {r.name for r in topology.residues()}
+            if strip != "solvent" and not names <= present:
+                raise ValueError(f"strip names residues {sorted(names - present)} that {os.fspath(pdb_path)} does "
+                                 f"not have; its residues: {sorted(present)}")
+            modeller = app.Modeller(topology, positions)
+            modeller.delete([r for r in topology.residues() if r.name in names])
+            topology, positions = modeller.topology, modeller.positions
+        method = getattr(app, nonbonded_method) if nonbonded_method is not None else app.NoCutoff
+        system = _create_system(_load_forcefield(files, trusted), topology, files, constraints, method)
+        return cls(system, topology, positions, temperature, platform, precision, device_index)
 
     @classmethod
     def from_xml(

@@ -18,13 +18,15 @@ Example configuration (paths are relative to the configuration file)::
     sigma_min = 0.01
     n_sigmas = 10
 
-    [training]
+    [training]                 # every option of langevin_md.training.fit (its defaults if left out)
     epochs = 200
     batch_size = 256
     learning_rate = 1e-3
+    learning_rate_schedule = "constant"   # or "cosine": decays to 0 over the epochs
     validation_fraction = 0.1
-    patience = 20
+    patience = 20              # stop after this many epochs without a better validation loss
     seed = 0
+    progress = true            # epoch bar with the losses (default: only on a terminal)
 
     [output]
     dir = "model"              # gets model.safetensors (or model.pt) and training.json
@@ -32,12 +34,17 @@ Example configuration (paths are relative to the configuration file)::
 
 Samples of shape ``(n_samples, *event_shape)``; a ``(n_frames, n_walkers, ...)`` trajectory
 must be reshaped first (which axes are samples is the user's choice).
+
+The model is saved whenever the validation loss improves (the best epoch's weights); at the
+end the command prints the losses per epoch, the best epoch and where the model and
+``training.json`` are.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 
 import numpy as np
@@ -47,7 +54,8 @@ _SCHEMA = {
     "model": {"type": str, "hidden": int, "layers": int, "periodic": bool, "kT": (int, float)},
     "schedule": {"sigma_max": (int, float), "sigma_min": (int, float), "n_sigmas": int},
     "training": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
-                 "validation_fraction": (int, float), "patience": int, "seed": int},
+                 "learning_rate_schedule": str, "validation_fraction": (int, float), "patience": int,
+                 "seed": int, "progress": bool},
     "output": {"dir": str, "format": str},
 }
 _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
@@ -55,9 +63,17 @@ _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma
 #: [model] keys and the model constructor parameter each one sets.
 _MODEL_KEYS = {"hidden": "hidden", "layers": "n_layers", "periodic": "periodic", "kT": "kT"}
 #: [training] keys and the :func:`~langevin_md.training.fit` parameter each one sets.
-_TRAINING_KEYS = {k: k for k in ("epochs", "batch_size", "learning_rate", "validation_fraction", "patience", "seed")}
+_TRAINING_KEYS = {k: k for k in ("epochs", "batch_size", "learning_rate", "learning_rate_schedule",
+                                  "validation_fraction", "patience", "seed", "progress")}
 #: Noise levels when [schedule] n_sigmas is not given (geometric_sigmas has no default of its own).
 DEFAULT_N_SIGMAS = 10
+
+
+def config_keys(section: str) -> tuple:
+    """The keys a training config's ``[section]`` may hold."""
+    if section not in _SCHEMA:
+        raise ValueError(f"unknown training config section {section!r}; known: {sorted(_SCHEMA)}")
+    return tuple(_SCHEMA[section])
 
 
 def _arguments(fn, keys: dict, table: dict) -> dict:
@@ -191,7 +207,30 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
                "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                "stopped_early": result.stopped_early, "sigmas": sigmas.tolist(), "model": checkpoint,
-               "config": cfg, "settings": {"model": model_args, "training": fit_args}}
-    with open(os.path.join(out_dir, "training.json"), "w") as f:
+               "config": cfg, "settings": {"model": model_args,
+                                           # progress only changes the display, not the model
+                                           "training": {k: v for k, v in fit_args.items() if k != "progress"}}}
+    report = os.path.join(out_dir, "training.json")
+    with open(report, "w") as f:
         json.dump(summary, f, indent=2)
+    print(loss_table(result), file=sys.stderr)
+    print(f"model (best epoch {result.best_epoch + 1}) saved to {checkpoint}\nlosses and settings in {report}",
+          file=sys.stderr)
     return result
+
+
+def loss_table(result, max_rows: int = 20) -> str:
+    """Losses per epoch (thinned to about ``max_rows`` rows; the best and last epochs always shown)."""
+    n = len(result.train_loss)
+    if n == 0:
+        return "no epochs run"
+    stride = max(1, -(-n // max_rows))
+    shown = sorted(set(range(0, n, stride)) | {result.best_epoch, n - 1} - {-1})
+    lines = [f"{'epoch':>6}  {'train loss':>12}  {'validation loss':>15}"]
+    for e in shown:
+        mark = "  <- best" if e == result.best_epoch else ""
+        lines.append(f"{e + 1:>6}  {result.train_loss[e]:>12.5g}  {result.validation_loss[e]:>15.5g}{mark}")
+    end = "stopped early (patience)" if result.stopped_early else "ran every epoch"
+    lines.append(f"{n} epochs, {end}; best validation loss {result.best_validation_loss:.5g} at epoch "
+                 f"{result.best_epoch + 1}")
+    return "\n".join(lines)

@@ -68,7 +68,7 @@ def test_report_of_a_molecule_has_ramachandran_and_states(tmp_path):
 def test_main_on_a_run_folder(tmp_path, capsys):
     from langevin_md.analysis.report import main
     from langevin_md.config import parse_config
-    from langevin_md.io.run_folder import create_run, execute
+    from langevin_md.io.run_folder import create_run, execute_run as execute
 
     cfg = parse_config({"system": {"name": "harmonic", "dim": 1},
                         "integrator": {"name": "mala", "step_size": 0.5},

@@ -17,7 +17,7 @@ import pytest
 
 from langevin_md.config import ConfigError, load_config
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
-from langevin_md.io.run_folder import create_run, execute, load_run
+from langevin_md.io.run_folder import create_run, execute_run as execute, load_run
 
 from ..io.helpers import cli_command, run_cli, trajectory_arrays
 from .run_configs import write_alanine_config
