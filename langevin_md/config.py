@@ -437,7 +437,14 @@ class RunConfig:
         except ValueError as exc:
             raise ConfigError(f"[sampler] {exc}") from None
         system = self.build_system() if system is None else system
-        integrator = self.build_integrator(system) if integrator is None else integrator
+        integrator = self.build_integrator(system)
+        if self.minimize is not None:
+            # One iteration on one walker finds every [minimize] error (a score-only system, the
+            # L-BFGS on a constrained system, method = "openmm" without OpenMM) before a run
+            # folder exists.
+            probe = RunConfig(self.system, self.integrator, dict(self.sampler, first_walker=0), None,
+                              minimize=dict(self.minimize, max_iterations=1))
+            probe.minimized_start(system, 1) if integrator is None else integrator
         targets = _sampler_targets()
         accepted = inspect.signature(cls.__init__).parameters
         kwargs = {}
@@ -512,6 +519,13 @@ class RunConfig:
         except FileNotFoundError as exc:
             raise ConfigError(f"[system] name = {self.system['name']!r}: {exc}") from None
         integrator = self.build_integrator(system)
+        if self.minimize is not None:
+            # One iteration on one walker finds every [minimize] error (a score-only system, the
+            # L-BFGS on a constrained system, method = "openmm" without OpenMM) before a run
+            # folder exists.
+            probe = RunConfig(self.system, self.integrator, dict(self.sampler, first_walker=0), None,
+                              minimize=dict(self.minimize, max_iterations=1))
+            probe.minimized_start(system, 1)
         n_coordinates = int(math.prod(system.event_shape))
         need = memory_estimate(self.sampler, n_coordinates)
         have = _available_memory(self.sampler.get("device") or "cpu")

@@ -313,7 +313,12 @@ class CounterStream(_Draws):
         self.n_walkers = keys.shape[0]
 
     def _words(self, n: int) -> torch.Tensor:
-        offs = torch.arange(n, dtype=torch.int64, device=self._keys.device) * GAMMA
+        # Inductor turns ``arange(n) * GAMMA`` into a symbolic index expression and folds it in
+        # exact integer arithmetic, which overflows int64 once n ≥ 3 (GAMMA is ~2^63). Taking
+        # the multiplier from a graph input keeps it a run-time value, so the product wraps
+        # like every other int64 product here (bitwise the eager words).
+        gamma = self.counter - self.counter + GAMMA
+        offs = torch.arange(n, dtype=torch.int64, device=self._keys.device) * gamma
         base = (self.counter + self.consumed) * GAMMA
         self.consumed += n
         return mix64(self._keys[:, None] + (offs + base))

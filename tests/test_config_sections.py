@@ -233,3 +233,13 @@ def test_pdb_with_waters_and_a_box_asks_for_strip_or_a_method(tmp_path):
     assert system.event_shape[0] < 1000  # the protein alone (the box holds ~9000 atoms)
     nonbonded = [f for f in system.openmm_system.getForces() if type(f).__name__ == "NonbondedForce"]
     assert [f.getNonbondedMethod() for f in nonbonded] == [0]  # NoCutoff, not PME
+
+
+def test_a_minimize_table_the_system_cannot_use_fails_before_the_run_folder_exists(tmp_path, capsys):
+    from langevin_md import cli
+
+    text = DOUBLE_WELL.format(n_steps=100, n_walkers=4) + '\n[minimize]\nmethod = "openmm"\n'
+    run_dir = tmp_path / "run"
+    assert cli.main(["run", str(_write(tmp_path, text)), "-o", str(run_dir), "--no-progress"]) == 2
+    assert "[minimize]: method='openmm' needs an OpenMM-backed system" in capsys.readouterr().err
+    assert not run_dir.exists()
