@@ -158,7 +158,8 @@ def _molecular_systems() -> dict[str, Choice]:
         p for p in from_xml.__signature__.parameters.values() if p.name != "positions"])
     out["openmm_pdb"] = Choice(
         "openmm_pdb", from_pdb, "molecular",
-        "any PDB/PDBx structure with OpenMM force-field XML files (OpenMMSystem.from_pdb); "
+        "any PDB/PDBx structure with OpenMM force-field XML files (OpenMMSystem.from_pdb); waters, "
+        "ions or a box need strip or nonbonded_method; "
         "set trusted = true to allow <Script> blocks in user XML",
         path_keys=("pdb_path", "forcefield"))
     out["openmm_xml"] = Choice(

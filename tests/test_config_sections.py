@@ -243,3 +243,23 @@ def test_a_minimize_table_the_system_cannot_use_fails_before_the_run_folder_exis
     assert cli.main(["run", str(_write(tmp_path, text)), "-o", str(run_dir), "--no-progress"]) == 2
     assert "[minimize]: method='openmm' needs an OpenMM-backed system" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("table", [
+    'name = "gromacs"\ntop = "ala2.top"\ngro = "ala2.gro"\nnonbonded_method = "NoCutoff"\ninclude_dir = "."',
+    'name = "charmm"\npsf = "ala2.psf"\nparameter_files = ["ala2.prm"]\ncoordinates = "ala2.pdb"',
+])
+def test_gromacs_and_charmm_systems_from_configs(tmp_path, table):
+    from langevin_md.systems.molecules import ALANINE_DIPEPTIDE_PDB
+
+    for name in ("ala2.top", "ala2.gro", "ala2.psf", "ala2.prm"):
+        shutil.copy(INPUTS / name, tmp_path / name)
+    shutil.copy(ALANINE_DIPEPTIDE_PDB, tmp_path / "ala2.pdb")
+    text = (f"[system]\n{table}\nplatform = \"Reference\"\n\n[integrator]\nname = \"baoab\"\ntimestep = 0.001\n\n"
+            "[sampler]\nn_steps = 10\nn_walkers = 2\nrecord_every = 5\n")
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.build_system().event_shape == (22, 3)
+    paths = [cfg.system[k] for k in ("top", "gro", "psf", "coordinates", "include_dir") if k in cfg.system]
+    paths += cfg.system.get("parameter_files", [])
+    assert paths and all(Path(p).is_absolute() and Path(p).parent == tmp_path.resolve() or Path(p) == tmp_path.resolve()
+                         for p in paths)

@@ -21,7 +21,11 @@ from .metric import (ADAPTIVE_KINDS, Metric, PreconditionedState, accumulate_met
 def overdamped_move(state: State, kT, eps, noise: torch.Tensor) -> torch.Tensor:
     """x + ε F/kT + sqrt(2ε) ξ, with ε and kT floats or tensors broadcastable to the positions."""
     scale = math.sqrt(2.0 * eps) if isinstance(eps, float) else torch.sqrt(2.0 * eps)
-    return state.positions + (eps / kT) * state.forces + scale * noise
+    # Same operations and rounding as x + (ε/kT)F + scale·ξ (addition commutes exactly), but
+    # updating the fresh drift tensor in place saves two allocations per step. No
+    # add(alpha=)/addcmul: those fuse a multiply-add and would change the last bit.
+    step = (eps / kT) * state.forces
+    return step.add_(state.positions).add_(scale * noise)
 
 
 def preconditioned_move(state: State, metric: Metric, kT, eps, noise: torch.Tensor) -> torch.Tensor:

@@ -69,21 +69,29 @@ class MullerBrown(System):
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
-        return self._as_tensors(x, "params", *_polynomial_params(self.energy_scale))
+        # Columns (4, 1): the four terms run along dim 0, walkers along the contiguous dim 1.
+        col = lambda v: np.asarray(v, dtype=np.float64)[:, None]  # noqa: E731
+        return self._as_tensors(x, "params", *map(col, (self.energy_scale * _A, _a, _b, _c, _X0, _Y0,
+                                                          2.0 * _a, 2.0 * _c)))
 
     def _energy_and_forces(self, x):
-        # Each exponent is a quadratic polynomial in (x, y), so all four come from one matrix
-        # product with the monomials (x, y, x², y², xy), and energy and forces are linear in the
-        # four exponentials: one more product. Five kernels instead of ~26 elementwise ones on
-        # (n, 4) arrays. The expansion about the origin costs some cancellation (|q| terms of
-        # order 30 summing to O(1)), i.e. a relative error of ~1e-14 in float64 and ~2e-6 in
-        # float32 instead of a few ulp.
-        q_coef, q_const, out_coef = self._params(x)
-        monomials = torch.cat([x, x * x, x[:, 0:1] * x[:, 1:2]], dim=1)  # (n, 5)
-        exps = torch.addmm(q_const, monomials, q_coef).exp_()  # |A_k| exp(q_k), (n, 4)
-        g = exps @ out_coef  # (n, 7): U, then the coefficients of x, y and 1 in (F_x, F_y)
-        forces = torch.addcmul(g[:, 5:7], x[:, 0:1], g[:, 1:3]).addcmul_(x[:, 1:2], g[:, 3:5])
-        return g[:, 0].contiguous(), forces
+        # Terms × walkers layout: every broadcast is a per-row scalar over a contiguous row and
+        # the sums over the four terms add whole rows, which is 2-4× cheaper on the CPU than the
+        # (n, 4) layout with its stride-0 columns and short inner reductions. Intermediates are
+        # reused in place. Each value is computed with the same operations in the same order as
+        # the textbook form A·exp(a·dx·dx + b·dx·dy + c·dy·dy), so results are bitwise those of
+        # the (n, 4) formulation (no fused multiply-add: addcmul would change the last bit).
+        A, a, b, c, x0, y0, a2, c2 = self._params(x)
+        # Two column copies are cheaper than one transposing copy of x.
+        dx = x[:, 0].contiguous() - x0  # (4, n)
+        dy = x[:, 1].contiguous() - y0
+        bdx = b * dx
+        exponent = (a * dx).mul_(dx).add_(bdx * dy).add_((c * dy).mul_(dy))
+        terms = exponent.exp_() * A  # out of place: autograd keeps exp's output
+        energy = terms.sum(0)
+        fx = (a2 * dx).add_(b * dy).mul_(terms).sum(0).neg_()
+        fy = (c2 * dy).add_(bdx).mul_(terms).sum(0).neg_()
+        return energy, torch.stack([fx, fy], dim=-1)
 
     def potential(self, x, y) -> np.ndarray:
         """U on numpy arrays ``x`` and ``y`` of one broadcast shape, in energy units."""
@@ -246,29 +254,6 @@ class MullerBrown(System):
 
     def __repr__(self):
         return f"MullerBrown(kT={self.kT:g}, energy_scale={self.energy_scale:g})"
-
-
-def _polynomial_params(energy_scale: float) -> tuple:
-    """Matrices for :meth:`MullerBrown._energy_and_forces`.
-
-    With q_k = a_k dx² + b_k dx dy + c_k dy² (dx = x − x⁰_k, dy = y − y⁰_k) expanded in the
-    monomials m = (x, y, x², y², xy): q_k + log|s A_k| = m · Q[:, k] + q0[k]. With
-    e_k = |s A_k| exp(q_k), U = Σ_k sign(A_k) e_k and F = −∇U = x gₓ + y g_y + g₁, where each
-    g is a fixed linear combination of the e_k; ``out`` holds the columns (U, gₓ, g_y, g₁).
-
-    Returns
-    -------
-    Q : numpy.ndarray, shape ``(5, 4)``
-    q0 : numpy.ndarray, shape ``(4,)``
-    out : numpy.ndarray, shape ``(4, 7)``
-    """
-    sign = np.sign(_A)
-    q = np.stack([-2 * _a * _X0 - _b * _Y0, -_b * _X0 - 2 * _c * _Y0, _a, _c, _b])
-    q0 = _a * _X0**2 + _b * _X0 * _Y0 + _c * _Y0**2 + np.log(np.abs(energy_scale * _A))
-    lin_x, lin_y = q[0], q[1]
-    out = np.stack([sign, -2 * _a * sign, -_b * sign, -_b * sign, -2 * _c * sign,
-                    -lin_x * sign, -lin_y * sign], axis=1)
-    return q, q0, out
 
 
 def _n(lo, hi, h) -> int:

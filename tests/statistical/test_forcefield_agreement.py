@@ -21,7 +21,8 @@ sequential ones.
 Observables: ⟨U⟩ and the C7eq/β and αR populations (core-based assignment,
 ``lmd.analysis.assign_states``), in vacuum and in OBC2 implicit solvent; |z| <= 5 for the
 two-sample difference. The same torch data must reject an OpenMM run at 360 K on ⟨U⟩
-(|z| >= 20): ⟨U⟩ rises by ~ (3N/2) k_B ΔT ≈ 16 kJ/mol, tens of standard errors.
+(|z| >= 10): ⟨U⟩ rises by ~12–15 kJ/mol, over ten standard errors. (The populations are not
+used for that: in the few ps sampled here they move little with temperature.)
 """
 
 import numpy as np
@@ -38,6 +39,8 @@ pytestmark = pytest.mark.slow
 
 T = 300.0          # K
 WRONG_T = 360.0    # K
+# A wrong temperature must be rejected by a wide margin: twice the agreement bound.
+Z_WRONG_MIN = 2 * Z_MAX
 STATES = {s.name: i for i, s in enumerate(ALANINE_DIPEPTIDE_STATES)}
 
 # Per solvent: timestep (ps), friction (1/ps), burn-in and recording in steps, walkers of
@@ -45,7 +48,7 @@ STATES = {s.name: i for i, s in enumerate(ALANINE_DIPEPTIDE_STATES)}
 # (Reference for the small vacuum System, CPU for the CustomGBForce of OBC2).
 RUNS = {
     "vacuum": dict(timestep=0.002, friction=1.0, burn_in=500, n_frames=100, record_every=25,
-                   torch_walkers=256, openmm_walkers=32, wrong_walkers=8, platform="Reference"),
+                   torch_walkers=256, openmm_walkers=128, wrong_walkers=64, platform="Reference"),
     "implicit": dict(timestep=0.002, friction=5.0, burn_in=500, n_frames=40, record_every=25,
                      torch_walkers=64, openmm_walkers=16, wrong_walkers=12, platform="CPU"),
 }
@@ -122,7 +125,7 @@ def test_mean_potential_energy_agrees_and_rejects_wrong_temperature(sampled):
     print(f"{solvent}: <U> torch {mt:.2f} ± {st:.2f}, OpenMM {mm:.2f} ± {sm:.2f} (z = {z:.2f}); "
           f"OpenMM {WRONG_T:g} K {mh:.2f} ± {sh:.2f} (z = {z_wrong:.1f}) kJ/mol")
     assert abs(z) <= Z_MAX, (solvent, mt, st, mm, sm, z)
-    assert abs(z_wrong) >= 20.0, (solvent, mt, st, mh, sh, z_wrong)
+    assert abs(z_wrong) >= Z_WRONG_MIN, (solvent, mt, st, mh, sh, z_wrong)
 
 
 @pytest.mark.parametrize("state", ["C7eq/β", "αR"])
