@@ -1,23 +1,39 @@
 """langevin_md: sample Boltzmann distributions with Langevin dynamics.
 
-Heavy optional back ends (OpenMM, mdtraj, ASE, Dask) are imported only when used.
+The public names below are resolved on first use (PEP 562), so ``import langevin_md`` — and
+with it ``langevin-md --help`` — costs milliseconds: torch, scipy, OpenMM, mdtraj, ASE and
+Dask load only when a name that needs them is touched.
 """
 
-from . import analysis, integrators, systems
-from .random import WalkerRNG
-from .errors import NonFiniteStateError
-from .result import SampleResult
-from .io.run_folder import load_run
-from .executors import Reporter, Sampler, sample
-from .minimize import Minimization, minimize
-from .compare import compare, plot_step_size_sweep, step_size_sweep
-from .state_reporter import StateReporter
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "analysis", "integrators", "systems",
-    "sample", "Sampler", "load_run", "SampleResult", "Reporter", "NonFiniteStateError", "WalkerRNG",
-    "minimize", "Minimization", "compare", "step_size_sweep", "plot_step_size_sweep", "StateReporter",
-    "__version__",
-]
+#: Public name -> the module that defines it (relative to this package). Subpackages map to
+#: themselves.
+_PUBLIC = {
+    "analysis": ".analysis", "integrators": ".integrators", "systems": ".systems",
+    "sample": ".executors", "Sampler": ".executors", "Reporter": ".executors",
+    "load_run": ".io.run_folder", "SampleResult": ".result", "NonFiniteStateError": ".errors",
+    "WalkerRNG": ".random", "minimize": ".minimize", "Minimization": ".minimize",
+    "compare": ".compare", "step_size_sweep": ".compare", "plot_step_size_sweep": ".compare",
+    "StateReporter": ".state_reporter",
+}
+
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    module_name = _PUBLIC.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'langevin_md' has no attribute {name!r}")
+    module = importlib.import_module(module_name, __name__)
+    value = module if module_name == f".{name}" else getattr(module, name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -40,8 +40,9 @@ from typing import Optional, TextIO, Union
 import numpy as np
 import torch
 
-from langevin_md import Reporter
-from langevin_md.units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
+from .executors.reporting import Reporter
+from .executors.results import integrator_timestep
+from .units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
 
 __all__ = ["StateReporter"]
 
@@ -126,8 +127,8 @@ class StateReporter(Reporter):
         if kinetic is not None:
             kT_kin = 2.0 * kinetic / self._n_dof
             temperature = kT_kin / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K if _is_molecular(system) else kT_kin
-        timestep = getattr(integrator, "timestep", None)
-        time_ps = step * float(timestep) if timestep is not None else None
+        timestep = integrator_timestep(integrator)
+        time_ps = step * timestep if timestep is not None else None
 
         prod = int(getattr(sampler, "production_steps", 0))
         accepted_sum = self._accepted_sum(sampler)

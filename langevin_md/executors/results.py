@@ -31,11 +31,25 @@ def acceptance_rate(accepted, production_steps: int, metropolis_adjusted: bool) 
     return acc.astype(np.float64) / float(production_steps)
 
 
+def integrator_timestep(integrator) -> Optional[float]:
+    """The physical time one step advances (ps for molecules), or None for schemes without one.
+
+    Wrappers such as replica exchange report their inner scheme's timestep.
+    """
+    while integrator is not None:
+        timestep = getattr(integrator, "timestep", None)
+        if timestep is not None:
+            return float(timestep)
+        integrator = getattr(integrator, "inner", None)
+    return None
+
+
 def metadata(system, integrator, seed: int, device: str, dtype: str, backend: str,
              extra: Optional[Mapping] = None) -> dict:
-    """The metadata every result and run summary carries."""
+    """The metadata every result and run summary carries (``timestep`` is None without one)."""
     out = {"system": repr(system), "integrator": repr(integrator), "seed": int(seed),
-           "device": str(device), "dtype": str(dtype), "backend": backend}
+           "device": str(device), "dtype": str(dtype), "backend": backend,
+           "timestep": integrator_timestep(integrator)}
     out.update(extra or {})
     return out
 
@@ -59,4 +73,4 @@ def build_result(recorder, sampler, wall_time: float, acceptance: Optional[np.nd
     )
 
 
-__all__ = ["acceptance_rate", "metadata", "build_result"]
+__all__ = ["acceptance_rate", "integrator_timestep", "metadata", "build_result"]

@@ -50,7 +50,7 @@ PathLike = Union[str, os.PathLike]
 WATER_RESIDUES = frozenset({"HOH", "WAT", "SOL", "TIP3", "TIP3P", "TIP4", "TIP4P", "TIP5P", "T3P", "T4P", "SPC",
                             "SPCE", "OPC", "H2O"})
 #: Residue names read as monatomic ions (Amber/PDB and CHARMM spellings).
-ION_RESIDUES = frozenset({"NA", "CL", "K", "LI", "RB", "CS", "MG", "CA", "ZN", "NA+", "CL-", "K+", "Na+", "Cl-",
+ION_RESIDUES = frozenset({"NA", "CL", "K", "LI", "RB", "CS", "MG", "CA", "ZN", "NA+", "CL-", "K+", "Na+", "Cl-", "Na", "Cl",
                           "SOD", "CLA", "POT", "CAL", "CES", "LIT", "RUB", "ZN2", "MG2", "IOD", "BR", "F", "I"})
 #: Nonbonded methods accepted by name (OpenMM's ``app`` constants).
 NONBONDED_METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME", "LJPME")
