@@ -197,12 +197,18 @@ def plot_ramachandran(phi: np.ndarray, psi: np.ndarray, kT: float, path, states=
     f = np.where(np.isfinite(surf.free_energy), surf.free_energy, np.nan)
     mesh = ax.pcolormesh(deg(surf.phi_edges), deg(surf.psi_edges), f.T, cmap="viridis", shading="flat")
     fig.colorbar(mesh, ax=ax, label=f"free energy [{energy_unit}] (white: not visited)")
+    from matplotlib import patheffects
+
+    # White on a dark outline reads over both the colour map and the white unvisited area.
+    outline = [patheffects.withStroke(linewidth=3, foreground="k")]
     for core in states or ():
         for (p0, p1) in _arcs(core.phi):
             for (q0, q1) in _arcs(core.psi):
-                ax.add_patch(Rectangle((p0, q0), p1 - p0, q1 - q0, fill=False, ec="w", lw=1.2, ls="--"))
+                box = Rectangle((p0, q0), p1 - p0, q1 - q0, fill=False, ec="w", lw=1.2, ls="--")
+                box.set_path_effects(outline)
+                ax.add_patch(box)
         ax.text(*_label_point(core), core.name, color="w", fontsize=9, ha="center", va="center",
-                fontweight="bold")
+                fontweight="bold", path_effects=outline)
     ax.set_xlim(-180, 180)
     ax.set_ylim(-180, 180)
     ax.set_xticks(range(-180, 181, 60))

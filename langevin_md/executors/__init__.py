@@ -106,7 +106,11 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
                              "executor's engine chooses its own threads")
         sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
                       initial_positions=initial_positions)
-    return sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)
+    result = sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)
+    from .health import warn_if_stuck
+
+    warn_if_stuck(result)
+    return result
 
 
 __all__ = ["sample", "Sampler", "Reporter", "FrameSink", "BACKENDS", "executor_class"]
