@@ -254,9 +254,12 @@ class MALA(AdaptiveStepSize):
         y = overdamped_move(state, kT, eps, noise)
         energy, forces = system.energy_and_forces(y)
         # log q(y|x) = -|sqrt(2ε)ξ|²/(4ε) = -|ξ|²/2; the reverse move uses the forces at y.
-        back = x - y - (eps / kT) * forces
-        log_q_ratio = sum_event(back * back) / (-4.0 * state.step_size) + 0.5 * sum_event(noise * noise)
-        log_ratio = -(energy - state.energy) / thermal_energy(system, state, 1) + log_q_ratio
+        # The expressions of the equations, evaluated in the same order with the same roundings,
+        # but updating fresh temporaries in place (fewer n-sized allocations per step).
+        back = (x - y).sub_((eps / kT) * forces)
+        log_q_ratio = sum_event(back.mul_(back)).div_(-4.0 * state.step_size).add_(
+            sum_event(noise * noise).mul_(0.5))
+        log_ratio = (energy - state.energy).neg_().div_(thermal_energy(system, state, 1)).add_(log_q_ratio)
         proposal = replace(state, positions=y, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)
 
