@@ -304,9 +304,14 @@ def _run_one(name, system, integrator, n_force_evals, n_walkers, seed, initial_p
     acceptance = None
     t0 = time.perf_counter()
     try:
-        result = lmd.sample(system, integrator, n_steps=n_prod, n_walkers=n_walkers, record_every=record_every,
-                            burn_in=burn_in, seed=seed, device=device, dtype=dtype,
-                            initial_positions=initial_positions, progress=False)
+        with warnings.catch_warnings():
+            # The table itself reports stuck samplers (a sweep makes some on purpose), so the
+            # end-of-run warnings of sample() would only repeat it once per row.
+            warnings.filterwarnings("ignore", message=r"(mean acceptance .* is below|\d+ of \d+ walkers never moved)",
+                                    category=RuntimeWarning)
+            result = lmd.sample(system, integrator, n_steps=n_prod, n_walkers=n_walkers,
+                                record_every=record_every, burn_in=burn_in, seed=seed, device=device,
+                                dtype=dtype, initial_positions=initial_positions, progress=False)
     except lmd.NonFiniteStateError as exc:
         return SamplerReport(name, _step_value(integrator), steps, steps * cost, None, math.nan, 0.0, 0.0, 0.0,
                              math.nan, None, None if modes is None else modes[1], None, {}, True, "diverged",
