@@ -36,8 +36,9 @@ def degrees_of_freedom(system) -> int:
         An OpenMM System (or anything with an ``openmm_system`` attribute) is counted as
         above: constraints between two massless particles are not counted, and the centre
         of mass removes 3 only when the System holds a ``CMMotionRemover``. Any other
-        :class:`~langevin_md.systems.base.System` has ``prod(event_shape)`` (no constraints,
-        no momentum removal in the torch executor).
+        :class:`~langevin_md.systems.base.System` has ``prod(event_shape)`` less its
+        constraints (the torch force field carries the OpenMM System's list); the torch
+        executor removes no centre-of-mass motion.
 
     Returns
     -------
@@ -59,7 +60,13 @@ def degrees_of_freedom(system) -> int:
     shape = getattr(system, "event_shape", None)
     if shape is None:
         raise TypeError(f"system must be an openmm.System or a langevin_md System, got {type(system).__name__}")
-    return int(math.prod(shape))
+    from ..integrators.constraints import constraints_of
+
+    # The torch executor removes no centre-of-mass motion, but its constrained schemes
+    # (SHAKE/RATTLE) remove one velocity component per constraint.
+    constraints = constraints_of(system)
+    n_constrained = 0 if constraints is None else len(constraints.distances)
+    return int(math.prod(shape)) - n_constrained
 
 
 def kinetic_energy_law(n_dof: int, kT: float):

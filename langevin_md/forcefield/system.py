@@ -42,7 +42,11 @@ class TorchForceField(System):
     positions : array_like, shape ``(n_atoms, 3)``, nm, optional
         Reference structure, the walkers' default starting point.
     constrained : bool
-        Whether the source System had constraints (not enforced by the torch executor).
+        Whether the source System had constraints. Ignored when ``constraints`` is given.
+    constraints : langevin_md.integrators.constraints.Constraints, optional
+        The source System's distance constraints (bonds to hydrogen, rigid water), read from
+        the ``openmm.System`` so OpenMM and the torch executor enforce the same ones; BAOAB
+        and OBABO enforce them with SHAKE/RATTLE.
 
     Attributes
     ----------
@@ -52,7 +56,7 @@ class TorchForceField(System):
     """
 
     def __init__(self, module: ForceFieldModule, masses, temperature: float, topology=None, positions=None,
-                 constrained: bool = False):
+                 constrained: bool = False, constraints=None):
         if not isinstance(module, ForceFieldModule):
             raise TypeError(f"module must be a ForceFieldModule, got {type(module).__name__}")
         n = module.n_atoms
@@ -72,6 +76,15 @@ class TorchForceField(System):
         self.event_shape = (n, 3)
         self.topology = topology
         self.positions = None if positions is None else np.asarray(positions, dtype=np.float64).reshape(n, 3)
+        if constraints is not None:
+            from langevin_md.integrators.constraints import Constraints
+
+            if not isinstance(constraints, Constraints):
+                raise TypeError(f"constraints must be a Constraints, got {type(constraints).__name__}")
+            if len(constraints) and int(constraints.atoms.max()) >= n:
+                raise ValueError(f"a constraint names atom {int(constraints.atoms.max())}, but there are {n} atoms")
+            constrained = len(constraints) > 0
+        self.constraints = constraints
         self.constrained = bool(constrained)
         # per (dtype, device) copies of the terms; the float64 CPU entry is there from the start
         # so that a torch.compile trace never sees the dict change (that would force a recompile)
@@ -103,8 +116,10 @@ class TorchForceField(System):
             from openmm import unit
 
             positions = positions.value_in_unit(unit.nanometer)
+        from langevin_md.integrators.constraints import Constraints
+
         return cls(module, masses, strip(temperature, "kelvin"), topology, positions,
-                   constrained=openmm_system.getNumConstraints() > 0)
+                   constraints=Constraints.from_openmm(openmm_system))
 
     @property
     def module(self) -> ForceFieldModule:
@@ -149,6 +164,9 @@ class TorchForceField(System):
         tensors: dict[str, torch.Tensor] = {"masses": torch.from_numpy(self.masses.copy())}
         if self.positions is not None:
             tensors["positions"] = torch.from_numpy(self.positions.copy())
+        if self.constraints is not None and len(self.constraints):
+            tensors["constraints.atoms"] = torch.from_numpy(self.constraints.atoms.copy())
+            tensors["constraints.distances"] = torch.from_numpy(self.constraints.distances.copy())
         terms = []
         for k, term in enumerate(self._module.terms):
             names = []
@@ -220,8 +238,13 @@ def load_forcefield(path: PathLike) -> TorchForceField:
         except ImportError:
             topology = None
     positions = tensors["positions"].numpy() if "positions" in tensors else None
+    constraints = None
+    if "constraints.atoms" in tensors:
+        from langevin_md.integrators.constraints import Constraints
+
+        constraints = Constraints(tensors["constraints.atoms"].numpy(), tensors["constraints.distances"].numpy())
     return TorchForceField(module, tensors["masses"].numpy(), header["temperature"], topology, positions,
-                           header["constrained"])
+                           header["constrained"], constraints)
 
 
 # --------------------------------------------------------------------------- topology as JSON

@@ -35,6 +35,7 @@ def alanine_dipeptide(
     precision: Optional[str] = None,
     device_index: Optional[int] = None,
     engine: str = "auto",
+    hydrogen_mass=None,
 ):
     """Alanine dipeptide (ACE-ALA-NME, 22 atoms) with the Amber ff14SB force field.
 
@@ -52,8 +53,9 @@ def alanine_dipeptide(
     platform : str
         ``"auto"`` or an OpenMM platform name (see :mod:`langevin_md.systems.platforms`).
     constraints : {None, "HBonds"}
-        ``"HBonds"`` constrains bonds to hydrogen (``system.constrained`` is then True; only
-        the OpenMM executor enforces constraints).
+        ``"HBonds"`` constrains bonds to hydrogen (``system.constrained`` is then True). Both
+        executors enforce them: OpenMM with its own algorithms, the torch executor's BAOAB
+        and OBABO with SHAKE/RATTLE on the same constraint list; 2 fs steps become stable.
     precision : {None, "single", "mixed", "double"}
     device_index : int or None
     engine : {"auto", "torch", "openmm"}
@@ -62,8 +64,14 @@ def alanine_dipeptide(
         (:class:`~langevin_md.forcefield.system.TorchForceField`, CPU or CUDA, any dtype);
         ``"openmm"`` loops over walkers through one OpenMM Context
         (:class:`~langevin_md.systems.openmm_system.OpenMMSystem`, needed for
-        ``backend="openmm"`` and constraints). ``"auto"`` picks torch unless an OpenMM-only
-        option is given or the torch force field lacks a force of this System.
+        ``backend="openmm"``). ``"auto"`` picks torch unless an OpenMM-only option is given or
+        the torch force field lacks a force of this System.
+    hydrogen_mass : float or openmm Quantity, optional
+        Repartition masses so that every hydrogen weighs this much (amu, 3–4 usual), taking
+        the difference from its bonded heavy atom (:mod:`langevin_md.systems.hmr`). The
+        configurational Boltzmann distribution does not change (masses do not enter it);
+        with ``constraints="HBonds"`` it allows 4 fs steps. Applies to both engines and
+        executors: they all read the masses of the same ``openmm.System``.
 
     Returns
     -------
@@ -87,8 +95,12 @@ def alanine_dipeptide(
         precision=precision,
         device_index=device_index,
     )
-    openmm_options = {"platform": platform != "auto", "constraints": constraints is not None,
-                      "precision": precision is not None, "device_index": device_index is not None}
+    if hydrogen_mass is not None:
+        from langevin_md.systems.hmr import with_hydrogen_mass
+
+        system = with_hydrogen_mass(system, hydrogen_mass)
+    openmm_options = {"platform": platform != "auto", "precision": precision is not None,
+                      "device_index": device_index is not None}
     if choose_engine(system, engine, [k for k, given in openmm_options.items() if given]) == "torch":
         return system.to_torch()
     return system
@@ -102,7 +114,7 @@ def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
     """``"torch"`` or ``"openmm"``: who evaluates ``system`` (an OpenMMSystem).
 
     The rule for ``"auto"``: torch, unless an OpenMM-only option was given (``openmm_options``
-    names them: platform, precision, device index, constraints) or the torch force field lacks
+    names them: platform, precision, device index) or the torch force field lacks
     one of the System's forces (e.g. PME, or custom forces when
     :mod:`langevin_md.forcefield.custom` is absent).
 
@@ -121,9 +133,6 @@ def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
     if engine == "openmm":
         return "openmm"
     if engine == "torch":
-        if "constraints" in openmm_options:
-            raise ValueError("engine='torch' does not enforce constraints; use engine='openmm' with "
-                             "backend='openmm', or constraints=None")
         return "torch"
     if engine != "auto":
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")

@@ -102,9 +102,9 @@ def test_engine_rule():
     assert type(alanine_dipeptide("vacuum", engine="openmm")).__name__ == "OpenMMSystem"
     # an OpenMM-only option selects the bridge under "auto"
     assert type(alanine_dipeptide("vacuum", platform="Reference")).__name__ == "OpenMMSystem"
-    assert type(alanine_dipeptide("vacuum", constraints="HBonds")).__name__ == "OpenMMSystem"
-    with pytest.raises(ValueError, match="constraints"):
-        alanine_dipeptide("vacuum", constraints="HBonds", engine="torch")
+    # constraints no longer need OpenMM: the torch force field carries the same list
+    constrained = alanine_dipeptide("vacuum", constraints="HBonds")
+    assert isinstance(constrained, TorchForceField) and constrained.constrained
     with pytest.raises(ValueError, match="engine must be one of"):
         alanine_dipeptide("vacuum", engine="gpu")
 

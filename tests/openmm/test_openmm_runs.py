@@ -64,8 +64,10 @@ def test_backend_errors_name_the_key(tmp_path):
     cfg = load_config(write_alanine_config(tmp_path, "b.toml", extra="compile = true"))
     with pytest.raises(ConfigError, match=r"compile = true applies to backend = \"torch\" only"):
         cfg.build_sampler()
-    cfg = load_config(_replace(write_alanine_config(tmp_path, "c.toml"), 'backend = "openmm"', 'backend = "torch"'))
-    with pytest.raises(ConfigError, match="Use backend='openmm'"):
+    # The torch executor's BAOAB now constrains too; a scheme that cannot is refused by name.
+    cfg = load_config(_replace(_replace(write_alanine_config(tmp_path, "c.toml"), 'backend = "openmm"',
+                                        'backend = "torch"'), 'name = "baoab"\ntimestep = 0.002\nfriction = 1.0', 'name = "ula"\nstep_size = 1e-6'))
+    with pytest.raises(ConfigError, match="BAOAB"):
         cfg.build_sampler()
 
 
