@@ -419,11 +419,18 @@ def test_gb_term_compiles_into_one_graph():
 
 @pytest.mark.slow
 def test_gb_term_compiles_with_inductor_float32():
+    # One thread: with two OpenMP threads the inductor-compiled GB term corrupts the heap at
+    # small walker counts (5 walkers: abort or segfault; 64: fine) on torch 2.13 CPU. Not
+    # understood yet (a minimal index_add reproduction does not crash); the sampler compiles
+    # under one thread below 2^18 coordinates, which covers that regime.
+    from langevin_md.threads import torch_threads
+
     system, positions = _gb_system("implicit/obc2.xml", app.NoCutoff)
     (term,) = _terms(system)
     term = term.to(torch.float32)
-    compiled = torch.compile(term.energy_and_forces, fullgraph=True)
-    e, f = compiled(torch.tensor(positions, dtype=torch.float32))
+    with torch_threads(1):
+        compiled = torch.compile(term.energy_and_forces, fullgraph=True)
+        e, f = compiled(torch.tensor(positions, dtype=torch.float32))
     energy_error, force_error = _errors(_reference(system, positions), (e.double().numpy(), f.double().numpy()))
     assert energy_error < 2e-5 and force_error < 2e-5
 
