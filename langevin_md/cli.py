@@ -142,19 +142,10 @@ def cmd_systems(args) -> int:
 
 # --------------------------------------------------------------------------- export
 def cmd_export(args) -> int:
-    from langevin_md.io.run_folder import RunFolderError, load_run
-    from langevin_md.io.trajectory import TrajectoryError
-
     run_dir = Path(args.run_dir)
-    try:
-        result = load_run(run_dir)
-    except RunFolderError as exc:
-        return _die(str(exc), EXIT_USAGE)
-    except (TrajectoryError, OSError) as exc:
-        return _die(str(exc), EXIT_ERROR)
-    if result.n_frames == 0:
-        return _die(f"{run_dir} holds no recorded frames yet (status {result.metadata.get('status')!r}); "
-                    "nothing to export", EXIT_ERROR)
+    result = _load_frames(run_dir, "export")
+    if isinstance(result, int):
+        return result
     if not 0 <= args.walker < result.n_walkers:
         return _die(f"--walker must be in [0, {result.n_walkers}), got {args.walker}", EXIT_USAGE)
     out = Path(args.output) if args.output else run_dir / f"walker_{args.walker}.{args.format}"
@@ -259,13 +250,15 @@ def cmd_demo(args) -> int:
     return _module("langevin_md.demo", "demo").main(args.output) or EXIT_OK
 
 
-def cmd_analyze(args) -> int:
+def _load_frames(run_dir: Path, what: str):
+    """A run folder's result, or the exit code after saying why it cannot be used.
+
+    Read first, so a folder that is not a run, a damaged trajectory or a run with no frames is
+    reported as such rather than from deep inside the export or analysis.
+    """
     from langevin_md.io.run_folder import RunFolderError, load_run
     from langevin_md.io.trajectory import TrajectoryError
 
-    run_dir = Path(args.run_dir)
-    # Read the run first, so a folder that is not a run, a damaged trajectory or a run with no
-    # frames is reported as such rather than from deep inside the analysis.
     try:
         result = load_run(run_dir)
     except RunFolderError as exc:
@@ -274,7 +267,15 @@ def cmd_analyze(args) -> int:
         return _die(str(exc), EXIT_ERROR)
     if result.n_frames == 0:
         return _die(f"{run_dir} holds no recorded frames (status {result.metadata.get('status')!r}); "
-                    "there is nothing to analyse", EXIT_ERROR)
+                    f"there is nothing to {what}", EXIT_ERROR)
+    return result
+
+
+def cmd_analyze(args) -> int:
+    run_dir = Path(args.run_dir)
+    result = _load_frames(run_dir, "analyse")
+    if isinstance(result, int):
+        return result
     try:
         code = _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
         topology = result.metadata.get("topology")
