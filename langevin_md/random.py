@@ -149,6 +149,9 @@ class WalkerRNG(_Draws):
     def __init__(self, seed: int, walker_indices, device=None, counter: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if seed >= 1 << 64:
+            # Keys are 64-bit words: a larger seed would wrap and repeat a smaller one's streams.
+            raise ValueError(f"seed must be below 2**64 (streams are keyed by 64-bit words), got {seed!r}")
         if isinstance(walker_indices, (int, np.integer)):
             if walker_indices < 1:
                 raise ValueError(f"n_walkers must be a positive integer, got {walker_indices!r}")

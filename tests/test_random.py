@@ -104,3 +104,12 @@ def test_keys_property_is_public_and_read_only_in_use():
     assert g.keys.dtype == torch.int64 and g.keys.shape == (2,)
     # Walker 9's key is the same in any batch: its stream depends on (seed, index) only.
     assert int(WalkerRNG(5, [9]).keys[0]) == int(g.keys[1])
+
+
+def test_seed_of_2_64_is_refused_not_wrapped():
+    import pytest
+
+    import langevin_md as lmd
+
+    with pytest.raises(ValueError, match="below 2\\*\\*64"):
+        lmd.sample(lmd.systems.Harmonic(dim=1), lmd.integrators.ULA(step_size=0.1), n_steps=1, seed=2**64)

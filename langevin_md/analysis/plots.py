@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = [
+    "new_figure", "save_figure",
     "Observable",
     "plot_traces",
     "plot_autocorrelations",
@@ -44,7 +45,7 @@ class Observable:
         return f"{self.name} [{self.unit}]" if self.unit else self.name
 
 
-def _figure(n_panels: int, ncols: int = 2, panel=(5.0, 3.2)):
+def new_figure(n_panels: int, ncols: int = 2, panel=(5.0, 3.2)):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -56,7 +57,7 @@ def _figure(n_panels: int, ncols: int = 2, panel=(5.0, 3.2)):
     return fig, axes
 
 
-def _save(fig, path) -> str:
+def save_figure(fig, path) -> str:
     fig.tight_layout()
     fig.savefig(str(path), dpi=100)
     return str(path)
@@ -74,7 +75,7 @@ def _stride(n: int) -> int:
 
 def plot_traces(observables: Sequence[Observable], path, title: str = "") -> str:
     """Value against step for up to :data:`MAX_WALKERS_DRAWN` walkers, one panel per observable."""
-    fig, axes = _figure(len(observables))
+    fig, axes = new_figure(len(observables))
     for ax, obs in zip(axes, observables):
         n, w = obs.values.shape
         x, xlabel = _x(obs, n)
@@ -90,7 +91,7 @@ def plot_traces(observables: Sequence[Observable], path, title: str = "") -> str
             ax.legend(fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_autocorrelations(observables: Sequence[Observable], taus: Sequence[float], path,
@@ -101,7 +102,7 @@ def plot_autocorrelations(observables: Sequence[Observable], taus: Sequence[floa
     """
     from .autocorrelation import autocorrelation
 
-    fig, axes = _figure(len(observables))
+    fig, axes = new_figure(len(observables))
     for ax, obs, tau in zip(axes, observables, taus):
         n = obs.values.shape[0]
         max_lag = int(min(n - 1, max(10, math.ceil(6 * tau if np.isfinite(tau) else n // 4))))
@@ -123,7 +124,7 @@ def plot_autocorrelations(observables: Sequence[Observable], taus: Sequence[floa
         ax.set_ylim(-0.3, 1.05)
         ax.set_title(f"{obs.name}: autocorrelation")
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_running_means(observables: Sequence[Observable], path, exact: Optional[dict] = None) -> str:
@@ -132,7 +133,7 @@ def plot_running_means(observables: Sequence[Observable], path, exact: Optional[
     Angles are averaged circularly (the running circular mean).
     """
     exact = exact or {}
-    fig, axes = _figure(len(observables))
+    fig, axes = new_figure(len(observables))
     for ax, obs in zip(axes, observables):
         v = obs.values
         n, w = v.shape
@@ -157,7 +158,7 @@ def plot_running_means(observables: Sequence[Observable], path, exact: Optional[
         ax.set_ylabel(f"running mean of {obs.label}")
         ax.set_title(f"{obs.name}: running mean" + (" (circular)" if obs.period else ""))
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_histograms(observables: Sequence[Observable], path, exact: Optional[dict] = None,
@@ -167,7 +168,7 @@ def plot_histograms(observables: Sequence[Observable], path, exact: Optional[dic
     ``exact`` maps an observable's name to ``(x, density)`` arrays.
     """
     exact = exact or {}
-    fig, axes = _figure(len(observables))
+    fig, axes = new_figure(len(observables))
     for ax, obs in zip(axes, observables):
         v = obs.values.ravel()
         ref = exact.get(obs.name)
@@ -181,7 +182,7 @@ def plot_histograms(observables: Sequence[Observable], path, exact: Optional[dic
         ax.set_ylabel("probability density")
         ax.set_title(f"{obs.name}: distribution")
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ramachandran(phi: np.ndarray, psi: np.ndarray, kT: float, path, states=None,
@@ -192,7 +193,7 @@ def plot_ramachandran(phi: np.ndarray, psi: np.ndarray, kT: float, path, states=
     from .molecular import ramachandran_free_energy
 
     surf = ramachandran_free_energy(phi, psi, kT, bins)
-    fig, (ax,) = _figure(1, panel=(6.4, 5.4))
+    fig, (ax,) = new_figure(1, panel=(6.4, 5.4))
     deg = np.degrees
     f = np.where(np.isfinite(surf.free_energy), surf.free_energy, np.nan)
     mesh = ax.pcolormesh(deg(surf.phi_edges), deg(surf.psi_edges), f.T, cmap="viridis", shading="flat")
@@ -216,7 +217,7 @@ def plot_ramachandran(phi: np.ndarray, psi: np.ndarray, kT: float, path, states=
     ax.set_xlabel("φ [degrees]")
     ax.set_ylabel("ψ [degrees]")
     ax.set_title(f"Ramachandran free energy ({np.size(phi)} frames)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _arcs(rng):
@@ -237,7 +238,7 @@ def _label_point(core):
 def plot_acceptance(acceptance_rate: np.ndarray, path, low: float = 0.2) -> str:
     """Acceptance rate per walker (bars), with the warning threshold."""
     acc = np.asarray(acceptance_rate, dtype=np.float64)
-    fig, (ax,) = _figure(1, panel=(max(5.0, min(12.0, 0.12 * acc.size + 3)), 3.2))
+    fig, (ax,) = new_figure(1, panel=(max(5.0, min(12.0, 0.12 * acc.size + 3)), 3.2))
     idx = np.arange(acc.size)
     colors = np.where(acc < low, "C3", "C0")
     ax.bar(idx, acc, color=colors, width=0.85)
@@ -248,4 +249,4 @@ def plot_acceptance(acceptance_rate: np.ndarray, path, low: float = 0.2) -> str:
     ax.set_ylabel("acceptance rate")
     ax.set_title("Metropolis acceptance per walker")
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -231,7 +231,7 @@ def plot_replica_traces(source, path, ladder: int = 0, steps=None, max_frames: i
         Only the first ``max_frames`` frames are drawn: over longer spans the traces of a
         well-mixed ladder fill the plot.
     """
-    from .plots import _figure, _save
+    from .plots import new_figure, save_figure
 
     idx, res_steps = _indices_and_steps(source)
     idx, n_T, L = _index(idx)
@@ -240,7 +240,7 @@ def plot_replica_traces(source, path, ladder: int = 0, steps=None, max_frames: i
     steps = res_steps if steps is None else np.asarray(steps)
     x = np.arange(idx.shape[0]) if steps is None else steps
     shown = min(idx.shape[0], max_frames)
-    fig, (ax,) = _figure(1, panel=(8.0, 3.4))
+    fig, (ax,) = new_figure(1, panel=(8.0, 3.4))
     for j in range(n_T):
         w = ladder * n_T + j
         ax.step(x[:shown], idx[:shown, w], where="post", lw=0.9, alpha=0.85, label=f"walker {w}")
@@ -251,7 +251,7 @@ def plot_replica_traces(source, path, ladder: int = 0, steps=None, max_frames: i
     ax.set_title(f"Replica-index traces, ladder {ladder}{part}")
     if n_T <= 8:
         ax.legend(fontsize=7, loc="upper right", ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_swap_acceptance(summary: dict, path, unit: str = "") -> str:
@@ -260,12 +260,12 @@ def plot_swap_acceptance(summary: dict, path, unit: str = "") -> str:
     Each ladder is a faint line; the mean over ladders carries ±2 standard errors. The
     x axis is the geometric mean kT of the pair (log scale).
     """
-    from .plots import _figure, _save
+    from .plots import new_figure, save_figure
 
     acc = swap_acceptance(summary)
     kT = np.asarray(summary["ladder_kT"], dtype=np.float64)
     pair = np.sqrt(kT[:, :-1] * kT[:, 1:])
-    fig, (ax,) = _figure(1, panel=(6.0, 3.6))
+    fig, (ax,) = new_figure(1, panel=(6.0, 3.6))
     for row, xs in zip(acc.per_ladder[:32], pair[:32]):
         ax.plot(xs, row, color="0.7", lw=0.6)
     err = None if np.isnan(acc.standard_error).all() else 2 * acc.standard_error
@@ -283,7 +283,7 @@ def plot_swap_acceptance(summary: dict, path, unit: str = "") -> str:
     ax.set_ylabel("swap acceptance")
     ax.set_title(f"Swap acceptance per neighbour pair (Λ̂ = {communication_barrier(acc.mean):.2f})")
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def tempering_section(result, folder, unit: str = "") -> str:
