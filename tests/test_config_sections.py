@@ -225,7 +225,7 @@ def test_pdb_with_waters_and_a_box_asks_for_strip_or_a_method(tmp_path):
             'platform = "Reference"\n{extra}\n[integrator]\nname = "baoab"\ntimestep = 0.001\n\n'
             "[sampler]\nn_steps = 10\nn_walkers = 1\nrecord_every = 5\n")
     cfg = load_config(_write(tmp_path, text.replace("{extra}", "")))
-    with pytest.raises(ConfigError, match=r"solvent residues HOH x2761 and a periodic box record.*"
+    with pytest.raises(ConfigError, match=r"solvent residues Cl x2, HOH x2761 and a periodic box record.*"
                                           r"strip=.*nonbonded_method.*does not switch on PME by itself"):
         cfg.build_system()
     stripped = load_config(_write(tmp_path, text.replace("{extra}", 'strip = ["HOH", "Cl"]'), "s.toml"))
