@@ -1003,6 +1003,12 @@ def load_config(path) -> RunConfig:
     FileNotFoundError
     """
     path = Path(path)
+    data = read_toml(path)
+    return parse_config(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def read_toml(path: Path) -> dict:
+    """A config file's TOML table; errors name the file (missing, wrong suffix, bad TOML)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -1010,10 +1016,9 @@ def load_config(path) -> RunConfig:
     if path.suffix.lower() != ".toml":
         raise ConfigError(f"{path}: config files are TOML and must end in .toml (got {path.suffix or 'no suffix'!r})")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(path), base_dir=path.resolve().parent)
 
 
 # --------------------------------------------------------------------------- compare configs
@@ -1085,14 +1090,7 @@ def load_compare_config(path) -> CompareConfig:
     from langevin_md.compare import compare
 
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     try:
         for key in data:
             if key not in _COMPARE_SECTIONS:

@@ -33,12 +33,13 @@ converted by :func:`langevin_md.units.strip`; plain numbers are K and nm.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from langevin_md.systems.solvent import (ION_RESIDUES, WATER_RESIDUES, has_box, require_solvent_choice,
+                                          solvent_residues)
 from langevin_md.units import strip as strip_units
 
 __all__ = ["from_amber", "from_gromacs", "from_charmm", "WATER_RESIDUES", "ION_RESIDUES", "NONBONDED_METHODS",
@@ -46,12 +47,6 @@ __all__ = ["from_amber", "from_gromacs", "from_charmm", "WATER_RESIDUES", "ION_R
 
 PathLike = Union[str, os.PathLike]
 
-#: Residue names read as water (Amber, GROMACS, CHARMM and PDB spellings).
-WATER_RESIDUES = frozenset({"HOH", "WAT", "SOL", "TIP3", "TIP3P", "TIP4", "TIP4P", "TIP5P", "T3P", "T4P", "SPC",
-                            "SPCE", "OPC", "H2O"})
-#: Residue names read as monatomic ions (Amber/PDB and CHARMM spellings).
-ION_RESIDUES = frozenset({"NA", "CL", "K", "LI", "RB", "CS", "MG", "CA", "ZN", "NA+", "CL-", "K+", "Na+", "Cl-", "Na", "Cl",
-                          "SOD", "CLA", "POT", "CAL", "CES", "LIT", "RUB", "ZN2", "MG2", "IOD", "BR", "F", "I"})
 #: Nonbonded methods accepted by name (OpenMM's ``app`` constants).
 NONBONDED_METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME", "LJPME")
 _PERIODIC = ("CutoffPeriodic", "Ewald", "PME", "LJPME")
@@ -79,54 +74,6 @@ def _check_common(nonbonded_method, constraints, strip):
     if isinstance(strip, str) or not all(isinstance(s, str) for s in strip):
         raise TypeError(f"strip must be 'solvent' or a list of residue names such as ['HOH', 'NA', 'CL'], got {strip!r}")
     return list(strip)
-
-
-def _has_box(box) -> bool:
-    """A box record that is really there (.gro files of molecules in vacuum may write zeros)."""
-    if box is None:
-        return False
-    arr = np.array([[strip_units(c, "nanometer") for c in v] for v in box], dtype=np.float64)
-    return bool(np.all(np.isfinite(arr)) and abs(np.linalg.det(arr)) > 1e-12)
-
-
-def solvent_residues(topology) -> Counter:
-    """Counts of water and ion residues in an ``openmm.app.Topology``, by residue name."""
-    return Counter(r.name for r in topology.residues() if r.name in WATER_RESIDUES or r.name in ION_RESIDUES)
-
-
-def require_solvent_choice(topology, box, strip, nonbonded_method, source: str) -> None:
-    """Raise ``ValueError`` (with the options) when an input with waters, ions or a periodic box
-    comes with neither ``strip`` nor ``nonbonded_method``; do nothing otherwise.
-
-    Parameters
-    ----------
-    topology : openmm.app.Topology
-    box : periodic box vectors (Quantity or nm) or None
-    strip, nonbonded_method
-        The user's choices (None when not given).
-    source : str
-        The input's name, for the message.
-    """
-    if strip is not None or nonbonded_method is not None:
-        return
-    found = solvent_residues(topology)
-    if not found and not _has_box(box):
-        return
-    parts = []
-    if found:
-        parts.append("solvent residues " + ", ".join(f"{n} x{c}" for n, c in sorted(found.items())))
-    if _has_box(box):
-        parts.append("a periodic box record")
-    if found:
-        choice = (f"strip={sorted(found)!r} (or strip='solvent') to delete them and sample the rest in vacuum "
-                  "(NoCutoff), or keep them with an explicit nonbonded_method such as 'PME' (periodic, with "
-                  "nonbonded_cutoff)")
-    else:
-        choice = ("nonbonded_method='NoCutoff' to treat it as a molecule in vacuum (the box is ignored), or "
-                  "'PME'/'CutoffPeriodic' to simulate it periodically in that box")
-    note = " Every .gro file has a box line." if ".gro" in source else ""
-    raise ValueError(f"{source} has {' and '.join(parts)}. Choose what to simulate: {choice}. A box record "
-                     f"does not switch on PME by itself.{note}")
 
 
 def _method(name: Optional[str]):
@@ -286,7 +233,7 @@ def _finish(create, topology, positions, box, strip, nonbonded_method, nonbonded
     cutoff = strip_units(nonbonded_cutoff, "nanometer")
     if not np.isfinite(cutoff) or cutoff <= 0:
         raise ValueError(f"nonbonded_cutoff must be a positive length in nm, got {nonbonded_cutoff!r}")
-    if strip is None and nonbonded_method in _PERIODIC and not _has_box(box):
+    if strip is None and nonbonded_method in _PERIODIC and not has_box(box):
         raise ValueError(f"nonbonded_method={nonbonded_method!r} needs a periodic box, and {source} has none"
                          + (" (pass box=(a, b, c) in nm)" if "psf" in source else ""))
     if strip is not None:
@@ -346,7 +293,7 @@ def from_amber(prmtop: PathLike, inpcrd: PathLike, temperature=300.0, strip=None
     crd = app.AmberInpcrdFile(_existing(inpcrd, "inpcrd"))
     topology = prm.topology
     box = crd.boxVectors if crd.boxVectors is not None else topology.getPeriodicBoxVectors()
-    if _has_box(box):
+    if has_box(box):
         topology.setPeriodicBoxVectors(box)
     if topology.getNumAtoms() != len(crd.positions):
         raise ValueError(f"{prmtop} has {topology.getNumAtoms()} atoms but {inpcrd} has {len(crd.positions)} positions")
@@ -386,7 +333,7 @@ def from_gromacs(top: PathLike, gro: PathLike, temperature=300.0, strip=None, no
     if inc is not None and not os.path.isdir(inc):
         raise FileNotFoundError(f"include_dir {inc!r} is not a directory")
     try:
-        top_file = app.GromacsTopFile(_existing(top, "top"), periodicBoxVectors=box if _has_box(box) else None,
+        top_file = app.GromacsTopFile(_existing(top, "top"), periodicBoxVectors=box if has_box(box) else None,
                                       includeDir=inc)
     except (ValueError, OSError) as exc:
         raise ValueError(f"OpenMM could not read {os.fspath(top)!r}: {exc}. If it #includes force-field files, "

@@ -438,7 +438,7 @@ class OpenMMSystem(System):
         structure with any of them must say what to simulate (a box record alone never
         switches on PME): ``strip`` the solvent and sample the rest in vacuum, or give an
         explicit ``nonbonded_method`` (see
-        :func:`langevin_md.systems.inputs.require_solvent_choice`). Cutoff methods use
+        :func:`langevin_md.systems.solvent.require_solvent_choice`). Cutoff methods use
         OpenMM's default 1 nm cutoff. Water is flexible unless ``constraints`` is given.
 
         Parameters
@@ -468,7 +468,7 @@ class OpenMMSystem(System):
         """
         from openmm import app
 
-        from langevin_md.systems import inputs
+        from langevin_md.systems import solvent
 
         if isinstance(forcefield, (str, os.PathLike)):
             forcefield = (forcefield,)
@@ -483,10 +483,10 @@ class OpenMMSystem(System):
             raise ValueError(f"strip must be 'solvent' or a list of residue names, got {strip!r}")
         structure = _read_structure(pdb_path)
         topology, positions = structure.topology, structure.positions
-        inputs.require_solvent_choice(topology, topology.getPeriodicBoxVectors(), strip, nonbonded_method,
+        solvent.require_solvent_choice(topology, topology.getPeriodicBoxVectors(), strip, nonbonded_method,
                                       os.fspath(pdb_path))
         if strip is not None:
-            names = set(inputs.solvent_residues(topology)) if strip == "solvent" else set(strip)
+            names = set(solvent.solvent_residues(topology)) if strip == "solvent" else set(strip)
             present = {r.name for r in topology.residues()}
             if strip != "solvent" and not names <= present:
                 raise ValueError(f"strip names residues {sorted(names - present)} that {os.fspath(pdb_path)} does "
