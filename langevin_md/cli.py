@@ -120,20 +120,21 @@ def cmd_resume(args) -> int:
 
 # --------------------------------------------------------------------------- systems
 def cmd_systems(args) -> int:
-    from langevin_md.config import parameters, system_choices
+    # A static table, not config.system_choices(): listing must not import torch or OpenMM
+    # (tests/test_system_table.py keeps the two in agreement).
+    from langevin_md.system_table import REQUIRED, SYSTEMS
 
-    choices = system_choices()
     for kind in ("analytic", "molecular"):
-        rows = [c for c in choices.values() if c.kind == kind]
+        rows = sorted((name, e) for name, e in SYSTEMS.items() if e.kind == kind)
         if not rows:
             continue
         print(f"{kind} systems:")
-        for c in sorted(rows, key=lambda c: c.name):
-            print(f"  {c.name:28s} {c.description}")
+        for name, entry in rows:
+            print(f"  {name:28s} {entry.description}")
             if args.verbose:
-                for p in parameters(c.factory).values():
-                    default = "(required)" if p.required else f"= {p.default!r}"
-                    print(f"      {p.name} {default}")
+                for arg, default in entry.arguments:
+                    shown = "(required)" if default is REQUIRED else f"= {default!r}"
+                    print(f"      {arg} {shown}")
         print()
     print("Use one as [system] name = \"...\" in a config file; its other keys are the constructor's "
           "arguments (`langevin-md systems -v` lists them with their defaults).")

@@ -17,6 +17,8 @@ A config has three tables, and every key maps onto a Python argument::
     record_every = 10
     seed = 0
     checkpoint_every = 1000
+    # initial_positions = "exact"   # exact draws from the target, for tests of stationary
+                                    # laws only; by default the system's documented start
 
 Two optional tables change how the run starts and moves::
 
@@ -42,6 +44,14 @@ Temperatures are in the system's own units: kelvin for molecular systems (their
 The geometric ladder from ``n_temperatures`` and ``max_temperature`` is
 :func:`~langevin_md.integrators.tempering.geometric_ladder`. Tempering runs on
 ``backend = "torch"`` only.
+
+Integrator settings with a unit (``timestep``, ``friction``, ``step_size``, ``scale``,
+``sigmas``; each class lists them in ``physical_units``) are numbers in MD units (ps, 1/ps,
+nm², nm; reduced units for analytic systems) or text with a unit, such as
+``timestep = "2 fs"``, ``friction = "1/ps"`` or ``step_size = "0.01 nm**2"``: a number, then
+``openmm.unit`` names or symbols joined by ``*``, ``/`` and ``**``
+(:func:`langevin_md.units.parse_quantity`; the text is parsed, never evaluated). The resolved
+config holds the numbers in MD units.
 
 Defaults are never restated here: the allowed keys, their defaults and (where annotated) their
 types are read from the constructors' signatures with :mod:`inspect`, so the config file and
@@ -226,7 +236,9 @@ def _sampler_targets() -> dict[str, tuple[Callable, str]]:
     from langevin_md.io.checkpoint import CheckpointReporter
 
     out = {}
-    skip = {"self", "system", "integrator", "initial_positions", "walker_indices"}
+    # initial_positions is a key for its one TOML-expressible value, "exact" (exact draws
+    # for tests of stationary laws); arrays of positions come from [minimize] or Python.
+    skip = {"self", "system", "integrator", "walker_indices"}
     for p in inspect.signature(Sampler.__init__).parameters:
         if p not in skip:
             out[p] = (Sampler.__init__, p)
@@ -397,9 +409,9 @@ class RunConfig:
     def minimized_start(self, system, n_walkers: int, walker_indices=None):
         """Starting positions minimised as ``[minimize]`` says (None without that table).
 
-        The walkers start from ``system.initial_positions`` drawn from the run seed's streams
-        at a counter far past anything a run consumes, so the starting points never reuse the
-        random numbers of the dynamics.
+        The walkers start as ``[sampler] initial_positions`` says (the system's own start, or
+        ``"exact"`` draws), drawn from the run seed's streams at a counter far past anything a
+        run consumes, so the starting points never reuse the random numbers of the dynamics.
 
         Returns
         -------
@@ -416,7 +428,12 @@ class RunConfig:
             walker_indices = range(first, first + n_walkers)
         indices = walker_indices
         rng = WalkerRNG(int(self.sampler["seed"]), indices, counter=MINIMIZE_STREAM_OFFSET)
-        x0 = system.initial_positions(n_walkers, rng)
+        from langevin_md.executors.start import start_positions
+
+        try:
+            x0 = start_positions(system, self.sampler.get("initial_positions"), len(indices), rng)
+        except ValueError as exc:
+            raise ConfigError(f"[sampler] {exc}") from None
         try:
             return minimize(system, x0, **self.minimize)
         except (TypeError, ValueError) as exc:
@@ -498,6 +515,8 @@ class RunConfig:
         d.pop("output", None)  # what is reported besides the trajectory never changes a frame
         if d["sampler"].get("backend") == "torch":
             del d["sampler"]["backend"]  # the default: run folders from before the key existed match
+        if "initial_positions" in d["sampler"] and d["sampler"]["initial_positions"] is None:
+            del d["sampler"]["initial_positions"]  # the same for the default start
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def validate(self) -> None:
@@ -605,13 +624,21 @@ def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: st
                           f"{', '.join(sorted(choices))}")
     choice = choices[name]
     params = parameters(choice.factory)
+    # Integrator settings with a unit (timestep, friction, step_size, ...) may be text such as
+    # "2 fs"; they are converted to MD units below, by the integrator itself.
+    physical = getattr(choice.factory, "physical_units", {}) if choice.kind == "integrator" else {}
+    texts = {}
     out = {"name": name}
     for key, value in table.items():
         if key == "name":
             continue
         if key not in params:
             raise ConfigError(f"{where} (name = {name!r}): " + _unknown("key", key, params))
-        _check_type(where, key, value, params[key])
+        if key in physical and _holds_text(value):
+            texts[key] = value
+            value = _quantities(where, key, value)
+        else:
+            _check_type(where, key, value, params[key])
         if key in choice.path_keys:
             value = _resolve_paths(where, key, value, base_dir, builtin_forcefields=(key == "forcefield"))
         elif key in choice.dir_keys and isinstance(value, str):
@@ -623,7 +650,45 @@ def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: st
         if p.required:
             raise ConfigError(f"{where} (name = {name!r}) is missing required key {key!r}")
         out[key] = _plain(p.default)
+    if texts:
+        out = _settings_in_md_units(where, choice, out, texts)
     return out
+
+
+def _holds_text(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and any(isinstance(v, str) for v in value))
+
+
+def _quantities(where: str, key: str, value):
+    """``"2 fs"`` (or a list mixing such text and numbers) as ``openmm.unit`` Quantities."""
+    from langevin_md.units import parse_quantity
+
+    if isinstance(value, list):
+        if not all(isinstance(v, str) or _is_number(v) for v in value):
+            raise ConfigError(f"{where} {key} = {toml_value(value)}: expected numbers (MD units) or "
+                              "quantities such as \"0.1 nm\"")
+        return [_quantities(where, key, v) if isinstance(v, str) else v for v in value]
+    try:
+        return parse_quantity(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where} {key} = {toml_value(value)}: {exc}") from None
+
+
+def _settings_in_md_units(where: str, choice: Choice, table: dict, texts: dict) -> dict:
+    """``table`` with the Quantities of ``texts``'s keys replaced by plain numbers in MD units.
+
+    The integrator converts them (it knows each setting's unit, e.g. that a preconditioned
+    step size is dimensionless), so the resolved config, its fingerprint and the run folder
+    hold the same numbers as a config that wrote them in MD units.
+    """
+    kwargs = {k: v for k, v in table.items() if k != "name"}
+    try:
+        built = choice.factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        bad = next((k for k in texts if str(exc).startswith(f"{k} ")), None)
+        shown = f" {bad} = {toml_value(texts[bad])}" if bad else ""
+        raise ConfigError(f"{where} name = {choice.name!r}{shown}: {exc}") from None
+    return {k: (_plain(getattr(built, k)) if k in texts else v) for k, v in table.items()}
 
 
 def _forcefield_dirs() -> list[str]:
@@ -927,6 +992,11 @@ def _check_sampler_values(sampler: dict) -> None:
         if sampler["seed"] >= SEED_LIMIT:
             raise ConfigError(f"[sampler] seed = {sampler['seed']} is too large: seeds must be below "
                               f"2**64 = {SEED_LIMIT} (larger ones would repeat smaller seeds' random streams)")
+    start = sampler.get("initial_positions")
+    if start is not None and start != "exact":
+        raise ConfigError(f"[sampler] initial_positions = {toml_value(start)}: the only value is \"exact\" "
+                          "(exact draws from the target, for tests of stationary laws); leave the key out "
+                          "for the system's documented start")
     for key, fn in (("device", checks.device), ("dtype", checks.dtype)):
         if key in sampler:
             try:

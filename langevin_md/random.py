@@ -225,15 +225,18 @@ class WalkerRNG(_Draws):
         shape = (self.n_walkers, n)
         w = self._buffer("words", shape, np.uint64)
         tmp = self._buffer("tmp", shape, np.uint64)
-        steps = self._scratch.get(("steps", n))
-        if steps is None:
+        # Word k of a draw is key + (counter + k)·GAMMA = (key + k·GAMMA) + counter·GAMMA
+        # (mod 2⁶⁴). The first bracket is fixed per draw size, so it is built once and each draw
+        # adds one scalar to a contiguous buffer: adding the (n_walkers, 1) keys to the (n,)
+        # offsets afresh would broadcast with an inner loop of n (often 1-3) elements, which
+        # costs more than the whole hash that follows.
+        start = self._scratch.get(("start", n))
+        if start is None:
             steps = np.arange(n, dtype=np.uint64)
             np.multiply(steps, np.uint64(_GAMMA), out=steps)  # wraps mod 2^64, as int64 torch does
-            self._scratch[("steps", n)] = steps
-        offs = self._buffer("offs", (n,), np.uint64)
-        np.add(steps, np.uint64((self.counter * _GAMMA) & ((1 << 64) - 1)), out=offs)
+            start = self._scratch[("start", n)] = self._keys_u64 + steps
+        np.add(start, np.uint64((self.counter * _GAMMA) & ((1 << 64) - 1)), out=w)
         self.counter += n
-        np.add(self._keys_u64, offs, out=w)
         for s, mult in ((30, _MIX1), (27, _MIX2)):
             np.right_shift(w, np.uint64(s), out=tmp)
             np.bitwise_xor(w, tmp, out=w)

@@ -12,15 +12,35 @@ column                      meaning
                             whose "time" is the step
 ``potential_energy``        mean U over walkers (kJ/mol for molecular systems)
 ``kinetic_energy``          mean ½Σmv² over walkers; empty without velocities
-``kinetic_temperature``     2⟨K⟩/(N_dof k_B), K, for molecular systems (N_dof from
-                            :func:`~langevin_md.analysis.thermo.degrees_of_freedom`: constraints
-                            and a ``CMMotionRemover`` subtracted); for dimensionless systems the
-                            column is ``kinetic_kT`` = 2⟨K⟩/N_dof in energy units
+``kinetic_temperature``     2⟨K⟩/(N_dof k_B), K, for molecular systems; for dimensionless
+                            systems the column is ``kinetic_kT`` = 2⟨K⟩/N_dof in energy units
 ``acceptance``              accepted fraction of production proposals since the last row
                             (Metropolis-adjusted schemes; empty otherwise and during burn-in)
 ``walker_steps_per_second`` walkers × steps / wall seconds since the last row
 ``eta_s``                   seconds left at that speed, when ``total_steps`` is given
 ==========================  ==============================================================
+
+N_dof counts the velocity degrees of freedom the executor really leaves: those of
+:func:`~langevin_md.analysis.thermo.degrees_of_freedom` (constraints subtracted, and 3 for a
+``CMMotionRemover`` of the ``openmm.System``) under the OpenMM executor, which applies that
+force; the torch executor ignores a ``CMMotionRemover``, so there the 3 are not subtracted.
+
+Replica exchange. When the state carries a per-walker ``kT`` (a
+:class:`~langevin_md.integrators.tempering.ReplicaExchange` run), averages over all walkers
+would mix temperatures. Walkers are then grouped into rungs by their *current* temperature
+(the state's ``rung`` label, which swaps move with ``kT``; by distinct ``kT`` values for a
+state without one), never by walker index, and every rung has the same number of walkers.
+
+* ``potential_energy``, ``kinetic_energy`` and ``kinetic_temperature`` (``kinetic_kT``) are
+  the coldest rung's (rung 0, the system's own temperature): the chain a user samples.
+* Three columns per rung k = 0 … n_T − 1 follow ``eta_s``: ``rung{k}_target_temperature``
+  (the rung's thermostat temperature, K: the mean over its walkers of kT / k_B, which differ
+  only while ``adapt_ladder`` moves ladders apart), ``rung{k}_potential_energy`` and
+  ``rung{k}_kinetic_temperature`` (2⟨K⟩/(N_dof k_B) over the rung's walkers). Dimensionless
+  systems have ``rung{k}_target_kT`` and ``rung{k}_kinetic_kT`` instead, in energy units.
+
+Every walker has the same N_dof, so each rung's kinetic temperature is checked against its
+own target column. ``acceptance`` and the speed stay over all walkers.
 
 It follows the executors' reporter protocol (:class:`langevin_md.Reporter`): the executor asks
 :meth:`StateReporter.next_report` how many steps remain until it is due and then calls
@@ -48,7 +68,6 @@ __all__ = ["StateReporter"]
 
 PathOrFile = Union[str, os.PathLike, TextIO, None]
 
-
 def _is_molecular(system) -> bool:
     return len(system.event_shape) == 2 and system.event_shape[1] == 3 and getattr(system, "topology", None) is not None
 
@@ -59,8 +78,31 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return format(value, spec)
 
 
+def executor_degrees_of_freedom(system, sampler) -> int:
+    """Velocity degrees of freedom per walker as ``sampler`` really runs ``system``.
+
+    Parameters
+    ----------
+    system : System
+    sampler : Sampler or OpenMMSampler
+        The executor; only the OpenMM executor (``backend == "openmm"``) applies a
+        ``CMMotionRemover``.
+
+    Returns
+    -------
+    int
+        :func:`~langevin_md.analysis.thermo.degrees_of_freedom` for that executor.
+    """
+    from langevin_md.analysis.thermo import degrees_of_freedom
+
+    return degrees_of_freedom(system, "openmm" if getattr(sampler, "backend", None) == "openmm" else "torch")
+
+
 class StateReporter(Reporter):
     """Write a CSV row of walker-averaged state data every ``report_interval`` steps.
+
+    Under replica exchange the averages are per rung (the coldest rung in the main columns,
+    then ``rung{k}_*`` columns; module docstring).
 
     Parameters
     ----------
@@ -103,6 +145,8 @@ class StateReporter(Reporter):
         self._last: Optional[tuple] = None  # (step, wall time, production steps, accepted sum)
         self._last_reported_step: Optional[int] = None
         self._n_dof: Optional[int] = None
+        self._n_rungs: Optional[int] = None  # None: one temperature for all walkers
+        self._widths: list[int] = []
         self._first_seen: Optional[tuple] = None  # (step, wall time) when the executor first asked
 
     # ------------------------------------------------------------------ reporter protocol
@@ -120,13 +164,27 @@ class StateReporter(Reporter):
         system, integrator = sampler.system, sampler.integrator
         now = time.perf_counter()
         if self._columns is None:
-            self._start(system, sampler, step, now)
-        energy = float(state.energy.detach().double().mean())
-        kinetic = self._kinetic(system, state)
-        temperature = None
-        if kinetic is not None:
-            kT_kin = 2.0 * kinetic / self._n_dof
-            temperature = kT_kin / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K if _is_molecular(system) else kT_kin
+            self._start(system, sampler, state, step, now)
+        molecular = _is_molecular(system)
+
+        def to_temperature(kT: float) -> float:
+            # energy units -> the temperature columns' unit: K for molecules, kT otherwise
+            return kT / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K if molecular else kT
+
+        energies = state.energy.detach().to(torch.float64)
+        kinetic_w = self._kinetic(system, state)
+        rung_values: list[str] = []
+        if self._n_rungs is None:
+            energy = float(energies.mean())
+            kinetic = None if kinetic_w is None else float(kinetic_w.mean())
+        else:
+            rungs = self._rung_stats(state, energies, kinetic_w)
+            for target_kT, rung_energy, rung_kinetic in rungs:
+                rung_temperature = None if rung_kinetic is None else to_temperature(2.0 * rung_kinetic / self._n_dof)
+                rung_values += [_fmt(to_temperature(target_kT), ".6g"), _fmt(rung_energy, ".10g"),
+                                _fmt(rung_temperature, ".6g")]
+            _, energy, kinetic = rungs[0]
+        temperature = None if kinetic is None else to_temperature(2.0 * kinetic / self._n_dof)
         timestep = integrator_timestep(integrator)
         time_ps = step * timestep if timestep is not None else None
 
@@ -146,7 +204,7 @@ class StateReporter(Reporter):
         self._last_reported_step = step
         values = [str(int(step)), _fmt(time_ps, ".6g"), _fmt(energy, ".10g"), _fmt(kinetic, ".10g"),
                   _fmt(temperature, ".6g"), _fmt(acceptance, ".6f"), _fmt(rate, ".4g"), _fmt(eta, ".1f")]
-        self._write(values)
+        self._write(values + rung_values)
 
     def close(self) -> None:
         """Close the file if this reporter opened it (called by the executor at the run's end)."""
@@ -157,13 +215,17 @@ class StateReporter(Reporter):
             self._file.flush()
 
     # ------------------------------------------------------------------ helpers
-    def _start(self, system, sampler, step: int, now: float) -> None:
-        from langevin_md.analysis.thermo import degrees_of_freedom
-
-        self._n_dof = degrees_of_freedom(system)
-        temp_col = "kinetic_temperature" if _is_molecular(system) else "kinetic_kT"
+    def _start(self, system, sampler, state, step: int, now: float) -> None:
+        self._n_dof = executor_degrees_of_freedom(system, sampler)
+        molecular = _is_molecular(system)
+        temp_col = "kinetic_temperature" if molecular else "kinetic_kT"
         self._columns = ["step", "time_ps", "potential_energy", "kinetic_energy", temp_col, "acceptance",
                          "walker_steps_per_second", "eta_s"]
+        if getattr(state, "kT", None) is not None:
+            self._n_rungs = self._count_rungs(sampler.integrator, state)
+            unit = "temperature" if molecular else "kT"
+            for k in range(self._n_rungs):
+                self._columns += [f"rung{k}_target_{unit}", f"rung{k}_potential_energy", f"rung{k}_kinetic_{unit}"]
         # The first row's speed counts from when the executor first asked (the run's start).
         # A run from step 0 has its acceptance counters at zero then; a reporter joining a
         # resumed run cannot know what they were, so its first row leaves acceptance empty.
@@ -178,26 +240,70 @@ class StateReporter(Reporter):
         if self._file is not None:
             self._file.write(",".join(self._columns) + "\n")
             self._file.flush()
+        # Terminal columns are at least 14 wide and as wide as their name, so rows line up.
+        self._widths = [max(14, len(c)) for c in self._columns]
         if self.terminal:
-            print("  ".join(f"{c:>14}" for c in self._columns), file=sys.stdout, flush=True)
+            print("  ".join(f"{c:>{w}}" for c, w in zip(self._columns, self._widths)), file=sys.stdout, flush=True)
+
+    @staticmethod
+    def _count_rungs(integrator, state) -> int:
+        n_T = getattr(integrator, "n_temperatures", None)
+        if n_T is not None:
+            return int(n_T)
+        if getattr(state, "rung", None) is not None:
+            return int(state.rung.max()) + 1
+        return int(torch.unique(state.kT).numel())
+
+    def _rung_labels(self, state) -> torch.Tensor:
+        """Each walker's current rung ``(n_walkers,)`` int64: the ``rung`` label that swaps move
+        together with ``kT``, or else the rank of the walker's ``kT`` among the distinct values."""
+        rung = getattr(state, "rung", None)
+        if rung is not None:
+            return rung.detach().to(torch.int64)
+        values, labels = torch.unique(state.kT.detach(), return_inverse=True)
+        if values.numel() != self._n_rungs:
+            raise ValueError(f"the walkers' kT now takes {values.numel()} distinct values "
+                             f"({values.tolist()}), but this reporter's columns were laid out for "
+                             f"{self._n_rungs} temperatures at its first row")
+        return labels
+
+    def _rung_stats(self, state, energies: torch.Tensor, kinetic_w: Optional[torch.Tensor]) -> list:
+        """Per rung, coldest first: (mean target kT, mean U, mean K or None) over its walkers."""
+        labels = self._rung_labels(state).to(energies.device)
+        if int(labels.min()) < 0 or int(labels.max()) >= self._n_rungs:
+            raise ValueError(f"walker rungs span {int(labels.min())}..{int(labels.max())}, but this "
+                             f"reporter's columns were laid out for rungs 0..{self._n_rungs - 1}")
+        counts = torch.bincount(labels, minlength=self._n_rungs).to(torch.float64)
+        if bool((counts == 0).any()):
+            raise ValueError(f"walkers per rung {counts.long().tolist()}: every one of the "
+                             f"{self._n_rungs} rungs needs a walker")
+
+        def mean(x: torch.Tensor) -> list[float]:
+            sums = torch.zeros(self._n_rungs, dtype=torch.float64, device=x.device).index_add_(0, labels, x)
+            return (sums / counts).tolist()
+
+        kT = mean(state.kT.detach().to(torch.float64).to(energies.device))
+        u = mean(energies)
+        k = [None] * self._n_rungs if kinetic_w is None else mean(kinetic_w.to(energies.device))
+        return list(zip(kT, u, k))
 
     def _write(self, values: list[str]) -> None:
         if self._file is not None:
             self._file.write(",".join(values) + "\n")
             self._file.flush()
         if self.terminal:
-            print("  ".join(f"{v:>14}" for v in values), file=sys.stdout, flush=True)
+            print("  ".join(f"{v:>{w}}" for v, w in zip(values, self._widths)), file=sys.stdout, flush=True)
 
     @staticmethod
-    def _kinetic(system, state) -> Optional[float]:
+    def _kinetic(system, state) -> Optional[torch.Tensor]:
+        """Each walker's ½Σmv² ``(n_walkers,)`` float64, or None for a state without velocities."""
         v = getattr(state, "velocities", None)
         if v is None:
             return None
         v = v.detach().to(torch.float64)
         m = torch.as_tensor(np.asarray(system.masses, dtype=np.float64), device=v.device)
         m = m.reshape(m.shape + (1,) * (v.ndim - 2))
-        per_walker = 0.5 * (m * v * v).reshape(v.shape[0], -1).sum(1)
-        return float(per_walker.mean())
+        return 0.5 * (m * v * v).reshape(v.shape[0], -1).sum(1)
 
     @staticmethod
     def _accepted_sum(sampler) -> Optional[int]:

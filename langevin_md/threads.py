@@ -1,16 +1,27 @@
-"""Torch intra-op threads for small problems.
+"""Torch intra-op threads for a run, chosen by problem size and by what the machine is doing.
 
-For a few walkers of a small system every torch op is microseconds long, and the intra-op
-thread pool only adds synchronisation. On a machine whose cores are busy with other work
-the pool's threads wait on each other and a step can become several times slower. Measured
-on this loaded 2-core VM (Müller–Brown ULA, float64, eager, walker-steps/s, the two settings
-interleaved in one process): 10³ walkers 1.9M with one thread and 0.4M with two; 10⁴: 3.0M
-and 1.0M; 3·10⁴: 2.9M and 0.7M; 10⁵: 3.4M and 1.3M; 10⁶: 3.3–3.9M and 2.0–2.2M. So one
-thread is chosen up to :data:`SMALL_PROBLEM` coordinates per step (1.3·10⁵ walkers of a 2-d
-system). Beyond it the setting is left as it is: there a quiet machine with many cores gains
-from threads, which a busy 2-core one cannot show; pass ``threads=1`` on a crowded machine.
-Thread counts also cannot change a number below 32768 elements per tensor (torch splits no
-smaller op across threads), so the choice keeps small runs bitwise as they were.
+Two facts decide the count:
+
+* For small problems threads cannot help. Torch splits no op of fewer than 32768 elements
+  across threads, so below :data:`SMALL_PROBLEM` coordinates (where even the per-term
+  intermediates of a small potential stay under that) one thread is chosen: the pool would
+  only add synchronisation.
+* On a machine whose cores are busy, threads hurt badly. Measured on this 2-core VM with
+  other jobs running (Müller–Brown ULA, float64, eager, walker-steps/s, both settings
+  interleaved in one process): 10⁴ walkers 3.0M with one thread and 1.0M with two; 10⁵: 3.4M
+  and 1.3M. On the same VM when quiet, two threads win from 10⁴ walkers: 10⁴ 12.6M against
+  15.6M, 10⁵ 12.9M against 21.0M, 10⁶ 9.3M against 12.9M.
+
+So above :data:`SMALL_PROBLEM` a run takes as many threads as there are idle cores at its
+start, never more than torch's current setting, and at least one. Idle cores are counted
+from the kernel's count of runnable tasks (``procs_running`` in ``/proc/stat``, the median of
+a few snapshots a millisecond apart, this thread excluded) against the CPUs this process may
+use. Where that count is not available (not Linux), torch's setting is kept. The count is
+taken once per run: a run that starts on a quiet machine keeps its threads if others arrive.
+
+Thread counts change no number: every op either works element by element or reduces within
+one walker's coordinates, and torch parallelises those over walkers. ``tests/test_threads.py``
+checks this bitwise for Müller–Brown and alanine dipeptide at sizes that use two threads.
 
 Nothing here changes the global setting for good: :func:`torch_threads` sets it for a block
 and restores it, and the torch executor uses it for the duration of a run only.
@@ -19,10 +30,22 @@ and restores it, and the torch executor uses it for the duration of a run only.
 from __future__ import annotations
 
 import contextlib
+import os
+import statistics
+import time
 from typing import Optional
 
 #: Coordinates (walkers × event size) up to which a run uses one intra-op thread.
-SMALL_PROBLEM = 1 << 18
+SMALL_PROBLEM = 1 << 13
+
+#: The same bound for compiled runs. On torch 2.13 CPU a compiled custom-GB term running on
+#: two or more OpenMP threads corrupted memory at small walker counts (5 alanine-dipeptide
+#: walkers crashed, 64 did not; cause not found), so compiled runs keep one thread up to
+#: 2¹⁸ coordinates (about 4,000 alanine-dipeptide walkers), the regime where it was seen.
+SMALL_COMPILED_PROBLEM = 1 << 18
+
+#: Snapshots of the runnable-task count taken per decision, a millisecond apart.
+LOAD_SAMPLES = 7
 
 
 def check_threads(threads) -> Optional[int]:
@@ -35,7 +58,53 @@ def check_threads(threads) -> Optional[int]:
     return threads
 
 
-def choose_threads(n_coordinates: int, threads: Optional[int] = None) -> Optional[int]:
+def _procs_running() -> Optional[int]:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def idle_cpus(samples: int = LOAD_SAMPLES) -> Optional[int]:
+    """CPUs not busy with other work right now, or None where the OS does not say.
+
+    Parameters
+    ----------
+    samples : int
+        Snapshots of the kernel's runnable-task count, a millisecond apart; their median,
+        less the calling thread, is the number of busy CPUs.
+
+    Returns
+    -------
+    int or None
+        ``usable_cpus() − busy``, at least 0; None without ``/proc/stat``.
+    """
+    counts = []
+    for i in range(samples):
+        c = _procs_running()
+        if c is None:
+            return None
+        counts.append(c)
+        if i + 1 < samples:
+            time.sleep(0.001)
+    others = statistics.median(counts) - 1  # the calling thread is running
+    return max(0, usable_cpus() - int(round(others)))
+
+
+def choose_threads(n_coordinates: int, threads: Optional[int] = None,
+                   small: int = SMALL_PROBLEM) -> Optional[int]:
     """The intra-op thread count a run of ``n_coordinates`` should use, or None to keep it.
 
     Parameters
@@ -44,17 +113,28 @@ def choose_threads(n_coordinates: int, threads: Optional[int] = None) -> Optiona
         Walkers times coordinates per walker: the size of a position tensor.
     threads : int, optional
         The user's choice, which wins.
+    small : int
+        Coordinates up to which one thread is used: :data:`SMALL_PROBLEM`, or
+        :data:`SMALL_COMPILED_PROBLEM` for compiled runs.
 
     Returns
     -------
     int or None
-        ``threads`` when given; 1 for problems up to :data:`SMALL_PROBLEM` coordinates;
-        otherwise None (torch's current setting).
+        ``threads`` when given; 1 for problems up to ``small`` coordinates; otherwise the
+        idle CPUs (:func:`idle_cpus`), capped by torch's current setting and at least 1, or
+        None (torch's setting) where idle CPUs cannot be counted.
     """
     threads = check_threads(threads)
     if threads is not None:
         return threads
-    return 1 if n_coordinates <= SMALL_PROBLEM else None
+    if n_coordinates <= small:
+        return 1
+    idle = idle_cpus()
+    if idle is None:
+        return None
+    import torch
+
+    return max(1, min(torch.get_num_threads(), idle))
 
 
 @contextlib.contextmanager
@@ -82,4 +162,5 @@ def torch_threads(n: Optional[int] = 1):
         torch.set_num_threads(before)
 
 
-__all__ = ["SMALL_PROBLEM", "check_threads", "choose_threads", "torch_threads"]
+__all__ = ["LOAD_SAMPLES", "SMALL_COMPILED_PROBLEM", "SMALL_PROBLEM", "check_threads", "choose_threads", "idle_cpus", "torch_threads",
+           "usable_cpus"]

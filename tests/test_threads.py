@@ -1,12 +1,17 @@
-"""Torch intra-op threads: chosen per run by problem size, overridable, always restored."""
+"""Torch intra-op threads: chosen per run by problem size and idle CPUs, overridable, restored,
+and never changing a number."""
+
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import langevin_md as lmd
-from langevin_md.systems import Harmonic
-from langevin_md.threads import SMALL_PROBLEM, choose_threads, torch_threads
+from langevin_md.systems import Harmonic, MullerBrown
+from langevin_md.threads import SMALL_PROBLEM, choose_threads, idle_cpus, torch_threads, usable_cpus
 
 
 class ThreadsSeen(lmd.Reporter):
@@ -34,7 +39,8 @@ def three_threads():
 def test_choice_by_size_and_override():
     assert choose_threads(10) == 1
     assert choose_threads(SMALL_PROBLEM) == 1
-    assert choose_threads(SMALL_PROBLEM + 1) is None  # large: torch's own setting
+    large = choose_threads(SMALL_PROBLEM + 1)  # large: the idle CPUs, within torch's setting
+    assert large is None or 1 <= large <= torch.get_num_threads()
     assert choose_threads(10, threads=4) == 4
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match=f"threads must be a positive integer or None.*got {bad!r}"):
@@ -76,3 +82,48 @@ def test_bad_threads_argument_is_named():
         lmd.Sampler(Harmonic(dim=1), lmd.integrators.ULA(0.1), threads=0)
     with pytest.raises(ValueError, match="threads must be a positive integer or None.*got 'many'"):
         lmd.sample(Harmonic(dim=1), lmd.integrators.ULA(0.1), n_steps=1, threads="many")
+
+
+@pytest.fixture
+def busy_cpus():
+    """Every usable CPU kept busy by a real spinning subprocess."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(usable_cpus())]
+    time.sleep(0.5)
+    yield
+    for h in hogs:
+        h.kill()
+        h.wait()
+
+
+@pytest.mark.skipif(idle_cpus() is None, reason="no /proc/stat: idle CPUs cannot be counted here")
+def test_busy_machine_gets_one_thread(busy_cpus):
+    assert idle_cpus() == 0
+    assert choose_threads(SMALL_PROBLEM * 100) == 1
+    assert choose_threads(SMALL_PROBLEM * 100, threads=2) == 2  # the user's choice still wins
+    sampler = lmd.Sampler(MullerBrown(kT=25.0), lmd.integrators.ULA(1e-4), n_walkers=SMALL_PROBLEM, seed=0)
+    sampler.run(2)
+    assert sampler.threads_used == 1
+
+
+@pytest.mark.parametrize("integrator", [lmd.integrators.ULA(1e-4), lmd.integrators.MALA(1e-4),
+                                        lmd.integrators.BAOAB(2e-3, 10.0)], ids=["ULA", "MALA", "BAOAB"])
+def test_thread_count_changes_no_number_for_large_problems(integrator):
+    """Above SMALL_PROBLEM the count depends on the machine's load, so it must not matter."""
+    runs = {}
+    for threads in (1, 2):
+        sampler = lmd.Sampler(MullerBrown(kT=25.0), integrator, n_walkers=40_000, seed=5, threads=threads)
+        runs[threads] = sampler.run(6, record_every=3)
+        assert sampler.threads_used == threads
+    one, two = runs[1], runs[2]
+    assert np.array_equal(one.positions, two.positions) and np.array_equal(one.energies, two.energies)
+    moved = np.abs(one.positions[-1] - one.positions[0]).max()
+    assert moved > 0  # the comparison covers real steps
+
+
+def test_thread_count_changes_no_number_for_a_molecule():
+    mol = lmd.systems.alanine_dipeptide()
+    n = SMALL_PROBLEM // (3 * 22) + 10  # just above SMALL_PROBLEM coordinates
+    kw = dict(n_steps=4, n_walkers=n, seed=5, record_every=2)
+    one = lmd.sample(mol, lmd.integrators.BAOAB(0.001, 1.0), threads=1, **kw)
+    two = lmd.sample(mol, lmd.integrators.BAOAB(0.001, 1.0), threads=2, **kw)
+    assert np.array_equal(one.positions, two.positions) and np.array_equal(one.energies, two.energies)

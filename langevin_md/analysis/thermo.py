@@ -27,7 +27,7 @@ from ..units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K, strip
 __all__ = ["degrees_of_freedom", "kinetic_energy_law", "KineticTemperatureCheck", "kinetic_temperature_check"]
 
 
-def degrees_of_freedom(system) -> int:
+def degrees_of_freedom(system, backend: str = "openmm") -> int:
     """Velocity degrees of freedom: 3·(massive particles) − constraints − 3 with ``CMMotionRemover``.
 
     Parameters
@@ -35,15 +35,21 @@ def degrees_of_freedom(system) -> int:
     system : openmm.System, OpenMMSystem or System
         An OpenMM System (or anything with an ``openmm_system`` attribute) is counted as
         above: constraints between two massless particles are not counted, and the centre
-        of mass removes 3 only when the System holds a ``CMMotionRemover``. Any other
-        :class:`~langevin_md.systems.base.System` has ``prod(event_shape)`` less its
-        constraints (the torch force field carries the OpenMM System's list); the torch
-        executor removes no centre-of-mass motion.
+        of mass removes 3 only when the System holds a ``CMMotionRemover`` and the executor
+        applies it. Any other :class:`~langevin_md.systems.base.System` has
+        ``prod(event_shape)`` less its constraints (the torch force field carries the OpenMM
+        System's list).
+    backend : {"openmm", "torch"}
+        The executor that ran the dynamics. OpenMM applies a ``CMMotionRemover``; the torch
+        executor removes no centre-of-mass motion, so it keeps those 3 (also for an
+        ``engine="openmm"`` system, whose forces OpenMM computes but whose steps torch takes).
 
     Returns
     -------
     int
     """
+    if backend not in ("openmm", "torch"):
+        raise ValueError(f"backend must be 'openmm' or 'torch', got {backend!r}")
     omm = getattr(system, "openmm_system", system)
     if hasattr(omm, "getNumParticles") and hasattr(omm, "getNumConstraints"):
         masses = np.array([strip(omm.getParticleMass(i), "dalton") for i in range(omm.getNumParticles())])
@@ -52,7 +58,8 @@ def degrees_of_freedom(system) -> int:
             i, j, _ = omm.getConstraintParameters(k)
             if masses[i] > 0 or masses[j] > 0:
                 n -= 1
-        if any(type(omm.getForce(k)).__name__ == "CMMotionRemover" for k in range(omm.getNumForces())):
+        if backend == "openmm" and any(type(omm.getForce(k)).__name__ == "CMMotionRemover"
+                                       for k in range(omm.getNumForces())):
             n -= 3
         if n < 1:
             raise ValueError(f"the System has no velocity degrees of freedom left (count {n})")
@@ -146,7 +153,7 @@ def kinetic_temperature_check(kinetic_energies, n_dof: Optional[int] = None, tem
         velocities, whose ``kinetic_energies`` are used.
     n_dof : int, optional
         Velocity degrees of freedom. Default for a result: :func:`degrees_of_freedom` of its
-        system (required for arrays).
+        system under the executor that made it (``metadata["backend"]``); required for arrays.
     temperature : float or openmm Quantity, optional
         The thermostat's temperature, K. Default for a result: its system's ``temperature``.
     z_max : float
@@ -176,7 +183,8 @@ def kinetic_temperature_check(kinetic_energies, n_dof: Optional[int] = None, tem
         if n_dof is None:
             if system is None:
                 raise ValueError("n_dof is required for a result without its system attached")
-            n_dof = degrees_of_freedom(system)
+            backend = str(result.metadata.get("backend", "torch"))
+            n_dof = degrees_of_freedom(system, "openmm" if backend.startswith("openmm") else "torch")
         if temperature is None and kT is None:
             if getattr(system, "temperature", None) is not None:
                 temperature = system.temperature

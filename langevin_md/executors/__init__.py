@@ -65,8 +65,11 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     device : str or torch.device, optional
         Torch executor only (the OpenMM executor runs on the system's platform).
     dtype : 'float32' or 'float64', optional
-    initial_positions : array-like, optional
-        ``(n_walkers, *event_shape)`` or ``event_shape``.
+    initial_positions : array-like or "exact", optional
+        ``(n_walkers, *event_shape)`` or ``event_shape``. By default the system's documented
+        start, which never encodes the answer; ``"exact"`` starts from exact draws of the
+        target (Harmonic, GaussianMixture at kT = 1, DoubleWell, UniformBox), for tests of
+        stationary laws: such a run reproduces the target even when its sampler is stuck.
     progress : bool, optional
         Progress bar (default: only on a terminal).
     backend : {'torch', 'openmm'}

@@ -1,4 +1,12 @@
-"""Starting positions for any executor: the system's own, one shared point, or one per walker."""
+"""Starting positions for any executor: the system's own, exact draws, one shared point, or
+one per walker.
+
+The system's own start (``initial_positions=None``) is a documented point that never encodes
+the answer (a minimum, the modes in turn, a reference structure). Exact draws from the target
+are a start only when asked for by name, ``initial_positions="exact"``: a run that begins at
+exact samples reproduces the target even when its sampler never moves, which hides a stuck
+sampler, so they are for tests of stationary laws.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,39 @@ import torch
 def start_positions(system, initial_positions, n_walkers: int, rng) -> torch.Tensor:
     """Starting positions ``(n_walkers, *event_shape)`` as a float64 CPU tensor.
 
-    ``initial_positions`` may be None (the system's own), an array-like of shape
-    ``(n_walkers, *event_shape)``, or ``event_shape`` for one point shared by all walkers
-    (torch tensors, numpy arrays and ``openmm.unit`` Quantities in nm are accepted).
+    Parameters
+    ----------
+    system : System
+    initial_positions : None, "exact" or array-like
+        None: the system's documented start (``system.initial_positions``). ``"exact"``:
+        independent exact draws from the target (``system.exact_samples``), which systems
+        without an exact sampler refuse. Otherwise an array-like of shape
+        ``(n_walkers, *event_shape)``, or ``event_shape`` for one point shared by all walkers
+        (torch tensors, numpy arrays and ``openmm.unit`` Quantities in nm are accepted).
+    n_walkers : int
+    rng : langevin_md.random.WalkerRNG or None
+        The walkers' streams, for starts that draw (None where the system's start does not).
+
+    Raises
+    ------
+    ValueError
+        For another string, a wrong shape, ångström coordinates of a molecular system, or
+        ``"exact"`` on a system without exact draws.
     """
     shape = tuple(system.event_shape)
     if initial_positions is None:
         return torch.as_tensor(system.initial_positions(n_walkers, rng))
+    if isinstance(initial_positions, str):
+        if initial_positions != "exact":
+            raise ValueError(f"initial_positions={initial_positions!r} is not a known start; use "
+                             "\"exact\" (exact draws from the target), None (the system's own start) "
+                             "or an array of positions")
+        if rng is None:
+            # Only the OpenMM executor passes no generator, and its systems have no exact draws.
+            from ..systems.base import no_exact_samples_message
+
+            raise ValueError(no_exact_samples_message(system))
+        return torch.as_tensor(system.exact_samples(n_walkers, rng))
     if hasattr(initial_positions, "value_in_unit"):  # an openmm.unit Quantity
         from openmm import unit
 

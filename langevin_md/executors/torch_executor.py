@@ -31,11 +31,11 @@ import torch
 
 from .. import checks
 from ..errors import NonFiniteStateError, nonfinite_error, nonfinite_start_message
-from ..integrators.base import Integrator, State
+from ..integrators.base import Integrator, State, sum_event
 from ..random import CounterStream, WalkerRNG
 from ..result import SampleResult
 from ..systems.base import System
-from ..threads import check_threads, choose_threads, torch_threads
+from ..threads import SMALL_COMPILED_PROBLEM, SMALL_PROBLEM, check_threads, choose_threads, torch_threads
 from .recorder import FrameRecorder
 from .reporting import Reporter, stop_step
 from .results import acceptance_rate, build_result, metadata
@@ -156,9 +156,12 @@ class Sampler:
         Where the walkers live (default CPU).
     dtype : 'float32' or 'float64', optional
         Floating type of positions and velocities (default float64).
-    initial_positions : array-like, optional
+    initial_positions : array-like or "exact", optional
         Shape ``(n_walkers, *event_shape)``, or ``event_shape`` to start every walker at one
-        point. By default the system's ``initial_positions``.
+        point. By default the system's documented start (``system.initial_positions``: a
+        minimum, the modes in turn, a reference structure; never exact draws). ``"exact"``
+        starts from exact draws of the target (``system.exact_samples``), for tests of
+        stationary laws; systems without exact draws refuse it.
     walker_indices : sequence of int, optional
         Global walker indices this sampler runs (a shard of a larger run); overrides
         ``n_walkers`` and ``first_walker``.
@@ -182,12 +185,17 @@ class Sampler:
         Torch intra-op threads during :meth:`run`/:meth:`run_to`; the process's setting is
         restored afterwards. By default one thread for problems up to
         :data:`~langevin_md.threads.SMALL_PROBLEM` coordinates, where more threads only
-        synchronise (and thrash on a busy machine), and torch's setting beyond.
+        synchronise (compiled runs: up to
+        :data:`~langevin_md.threads.SMALL_COMPILED_PROBLEM`, see there), and beyond it the
+        CPUs idle when the run starts (at most torch's setting, at least one): threads on busy
+        cores thrash. See :mod:`langevin_md.threads`.
 
     Attributes
     ----------
     compile_time : float
         Seconds the last run spent compiling (0 when nothing was compiled).
+    threads_used : int
+        Torch intra-op threads during the last run.
     compiled : bool
         Whether the last run took its steps compiled.
     """
@@ -223,6 +231,7 @@ class Sampler:
         self.compile = compile
         self.threads = check_threads(threads)
         self.compile_time = 0.0
+        self.threads_used = torch.get_num_threads()
         self.compiled = False
         self._compiled = None          # the compiled chunk function, built on first use
         self._compiled_sizes: set = set()
@@ -371,7 +380,9 @@ class Sampler:
         self.compiled = self._decide_compile(end, coords)
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            stack.enter_context(torch_threads(choose_threads(coords, self.threads)))
+            small = SMALL_COMPILED_PROBLEM if self.compiled else SMALL_PROBLEM
+            stack.enter_context(torch_threads(choose_threads(coords, self.threads, small)))
+            self.threads_used = torch.get_num_threads()
             if self.compiled:
                 stack.enter_context(_persistent_compile_cache())
             self._loop(end, start, record_every, reporters, recorder, bar)
@@ -523,7 +534,7 @@ class Sampler:
         if v is None:
             return None
         m = self.system.dof_masses(v)
-        return 0.5 * (m * v * v).reshape(v.shape[0], -1).sum(-1)
+        return 0.5 * sum_event(m * v * v)
 
     def _result(self, recorder: FrameRecorder, wall_time: float) -> SampleResult:
         step_sizes = getattr(self.state, "step_size", None)

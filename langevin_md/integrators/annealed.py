@@ -31,6 +31,7 @@ from typing import Sequence
 
 import torch
 
+from ..units import in_units, is_quantity
 from .base import Integrator, State, StepInfo, positive, thermal_energy
 
 
@@ -43,8 +44,18 @@ def noised_energy_and_forces(system, x: torch.Tensor, sigma: float):
 
 
 def _check_sigmas(sigmas, minimum: int = 1) -> tuple:
+    """Noise levels as a tuple of floats in length units (nm for a Quantity).
+
+    ``sigmas`` may be a sequence of numbers or of Quantities, or one Quantity holding a
+    sequence (``[1.0, 0.1] * unit.nanometer``).
+    """
+    if is_quantity(sigmas):
+        try:
+            sigmas = list(sigmas)  # a Quantity holding a sequence yields one Quantity per level
+        except TypeError:
+            raise ValueError(f"sigmas must be a sequence of positive lengths, got {sigmas}") from None
     try:
-        values = tuple(float(s) for s in sigmas)
+        values = tuple(float(in_units("sigmas", s, "nanometer")) for s in sigmas)
     except TypeError:
         raise ValueError(f"sigmas must be a sequence of positive numbers, got {sigmas!r}") from None
     if len(values) < minimum:
@@ -89,12 +100,12 @@ class AnnealedLangevin(Integrator):
 
     Parameters
     ----------
-    sigmas : sequence of float
-        Noise levels σ_i (length units), strictly decreasing.
+    sigmas : sequence of float, or openmm.unit.Quantity
+        Noise levels σ_i in length units (nm for a Quantity), strictly decreasing.
     steps_per_sigma : int
         T, steps at each level.
-    step_size : float
-        ε (length²), the step at the smallest level.
+    step_size : float or openmm.unit.Quantity
+        ε, the step at the smallest level, in length² (nm² for a Quantity).
 
     Attributes
     ----------
@@ -106,10 +117,13 @@ class AnnealedLangevin(Integrator):
     steps_per_sigma: int = 100
     step_size: float = 1e-5
 
+    physical_units = {"sigmas": "nanometer", "step_size": "nanometer**2"}
+
     def __post_init__(self):
         object.__setattr__(self, "sigmas", _check_sigmas(self.sigmas))
         _check_count("steps_per_sigma", self.steps_per_sigma)
-        positive("step_size", self.step_size)
+        object.__setattr__(self, "step_size",
+                           positive("step_size", in_units("step_size", self.step_size, "nanometer**2")))
 
     @property
     def n_steps(self) -> int:
@@ -165,12 +179,12 @@ class PredictorCorrector(Integrator):
 
     Parameters
     ----------
-    sigmas : sequence of float
-        At least two noise levels (length units), strictly decreasing.
+    sigmas : sequence of float, or openmm.unit.Quantity
+        At least two noise levels in length units (nm for a Quantity), strictly decreasing.
     n_corrector : int
         M, corrector steps per level (0 gives the plain reverse-diffusion sampler).
     snr : float
-        r, the corrector's signal-to-noise ratio (0.16 in Song et al. for CIFAR-10).
+        r, the corrector's signal-to-noise ratio (dimensionless; 0.16 in Song et al. for CIFAR-10).
 
     Attributes
     ----------
@@ -181,6 +195,8 @@ class PredictorCorrector(Integrator):
     sigmas: Sequence[float] = (10.0, 1.0, 0.1, 0.01)
     n_corrector: int = 1
     snr: float = 0.16
+
+    physical_units = {"sigmas": "nanometer"}
 
     def __post_init__(self):
         object.__setattr__(self, "sigmas", _check_sigmas(self.sigmas, minimum=2))

@@ -43,12 +43,17 @@ class HMC(AdaptiveStepSize):
     h is dimensionless when M has the units of a covariance, and M = Σ, the target's
     covariance, makes every direction of a Gaussian oscillate with period 2π.
 
+    Without a preconditioner h is a time (ps for molecular systems) and one trajectory lasts
+    L·h; with one, h is dimensionless.
+
     Parameters
     ----------
-    step_size : float
-        Leapfrog step h (time units; ps for molecular systems). Initial value when adapting.
+    step_size : float or openmm.unit.Quantity
+        Leapfrog step h, the initial value when adapting: a time without a preconditioner
+        (ps for molecular systems; a Quantity is converted, ``1*unit.femtosecond``),
+        dimensionless with one.
     n_leapfrog : int
-        L, leapfrog steps per proposal.
+        L, leapfrog steps per proposal (a count; the trajectory length is L·h).
     target_accept : float, optional
         If set, h is tuned per walker by dual averaging during burn-in, then frozen.
     preconditioner : None, 'none', 'diagonal', 'dense', array or file name
@@ -71,6 +76,8 @@ class HMC(AdaptiveStepSize):
 
     metropolis_adjusted = True
     needs_energy = True
+    #: The MD unit of h without a preconditioner (a config file may give "1 fs").
+    physical_units = {"step_size": "picosecond"}
 
     def __post_init__(self):
         if isinstance(self.n_leapfrog, bool) or not isinstance(self.n_leapfrog, int) or self.n_leapfrog < 1:

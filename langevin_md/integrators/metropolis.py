@@ -19,7 +19,8 @@ import torch
 from .base import Integrator, State, StepInfo, positive, sum_event, thermal_energy, walker_view
 from .metric import (ADAPTIVE_KINDS, PreconditionedState, accumulate_metric, check_preconditioner,
                      check_window, freeze_metric, initial_metric_fields, state_metric)
-from .overdamped import overdamped_move, preconditioned_move
+from ..units import in_units
+from .overdamped import overdamped_move, preconditioned_move, step_size_in_units
 
 
 # --------------------------------------------------------------------------- the MH test
@@ -145,10 +146,11 @@ class AdaptiveStepSize(Integrator):
     temperature_fields = ("step_size", "log_step_avg", "error_avg", "mu")
 
     def _check_settings(self):
-        positive("step_size", self.step_size)
-        check_target_accept(self.target_accept)
-        # Normalised to None, "diagonal", "dense", a path, or a hashable tuple matrix.
+        # Normalised to None, "diagonal", "dense", a path, or a hashable tuple matrix; first,
+        # because it decides the step size's unit.
         object.__setattr__(self, "preconditioner", check_preconditioner(self.preconditioner))
+        object.__setattr__(self, "step_size", positive("step_size", step_size_in_units(self)))
+        check_target_accept(self.target_accept)
         check_window(self.metric_window)
 
     @property
@@ -216,8 +218,10 @@ class MALA(AdaptiveStepSize):
 
     Parameters
     ----------
-    step_size : float
-        ε (length² without a preconditioner), the initial value when adapting.
+    step_size : float or openmm.unit.Quantity
+        ε, the initial value when adapting: length² without a preconditioner (nm² for
+        molecular systems; a Quantity is converted, ``0.01*unit.nanometer**2``),
+        dimensionless with one.
     target_accept : float, optional
         Desired mean acceptance probability in (0, 1), e.g. 0.574 (Roberts & Rosenthal 1998).
     preconditioner : None, 'none', 'diagonal', 'dense', array or file name
@@ -238,6 +242,8 @@ class MALA(AdaptiveStepSize):
 
     metropolis_adjusted = True
     needs_energy = True
+    #: The MD unit of ε without a preconditioner (a config file may give "0.01 nm**2").
+    physical_units = {"step_size": "nanometer**2"}
 
     def __post_init__(self):
         self._check_settings()
@@ -287,17 +293,19 @@ class RandomWalkMetropolis(Integrator):
 
     Parameters
     ----------
-    scale : float
-        Proposal standard deviation s (length).
+    scale : float or openmm.unit.Quantity
+        Proposal standard deviation s, in length units (nm for molecular systems; a Quantity
+        is converted, ``0.01*unit.nanometer``).
     """
 
     scale: float = 0.1
 
     metropolis_adjusted = True
     needs_energy = True
+    physical_units = {"scale": "nanometer"}
 
     def __post_init__(self):
-        positive("scale", self.scale)
+        object.__setattr__(self, "scale", positive("scale", in_units("scale", self.scale, "nanometer")))
 
     def step(self, system, state, generator):
         x = state.positions

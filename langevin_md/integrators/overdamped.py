@@ -13,6 +13,7 @@ from typing import Union
 
 import torch
 
+from ..units import in_units
 from .base import Integrator, State, StepInfo, positive, thermal_energy
 from .metric import (ADAPTIVE_KINDS, Metric, PreconditionedState, accumulate_metric, check_preconditioner,
                      check_window, freeze_metric, initial_metric_fields, state_metric)
@@ -32,6 +33,19 @@ def preconditioned_move(state: State, metric: Metric, kT, eps, noise: torch.Tens
     """x + ε M F/kT + sqrt(2ε) L ξ with M = L Lᵀ; ε and kT floats or broadcastable tensors."""
     scale = math.sqrt(2.0 * eps) if isinstance(eps, float) else torch.sqrt(2.0 * eps)
     return state.positions + (eps / kT) * metric.apply(state.forces) + scale * metric.apply_sqrt(noise)
+
+
+def step_size_in_units(integrator) -> object:
+    """``integrator.step_size`` with a Quantity converted to the unit its scheme gives ε.
+
+    Without a preconditioner that is ``integrator.physical_units["step_size"]`` (nm² for ULA
+    and MALA, ps for HMC); with one, ε is dimensionless (M carries the units), so only a
+    dimensionless Quantity is accepted. Call after the preconditioner is normalised.
+    """
+    if integrator.preconditioner is None:
+        return in_units("step_size", integrator.step_size, integrator.physical_units["step_size"])
+    return in_units("step_size", integrator.step_size, "dimensionless",
+                    note="with a preconditioner the step size is dimensionless: M carries the units")
 
 
 @dataclass(frozen=True)
@@ -61,9 +75,11 @@ class ULA(Integrator):
 
     Parameters
     ----------
-    step_size : float
+    step_size : float or openmm.unit.Quantity
         ε, in length² (dimensionless for analytic systems; nm² for molecular ones) without a
-        preconditioner; dimensionless when M has the units of a covariance.
+        preconditioner; dimensionless when M has the units of a covariance. A Quantity is
+        converted to nm² (``0.01*unit.nanometer**2``), or must be dimensionless with a
+        preconditioner.
     preconditioner : None, 'none', 'diagonal', 'dense', array or file name
         M. None/'none': M = I, bitwise the unpreconditioned scheme. 'diagonal'/'dense': M
         estimated from the pooled walkers during burn-in (see :mod:`.metric`), then frozen;
@@ -78,9 +94,13 @@ class ULA(Integrator):
     preconditioner: Union[None, str, tuple] = None
     metric_window: int = 50
 
+    #: The MD unit of each physical setting without a preconditioner (a config file may give
+    #: it as "0.01 nm**2"); with one, ε is dimensionless.
+    physical_units = {"step_size": "nanometer**2"}
+
     def __post_init__(self):
-        positive("step_size", self.step_size)
         object.__setattr__(self, "preconditioner", check_preconditioner(self.preconditioner))
+        object.__setattr__(self, "step_size", positive("step_size", step_size_in_units(self)))
         check_window(self.metric_window)
 
     @property
@@ -129,18 +149,20 @@ class Brownian(Integrator):
 
     Parameters
     ----------
-    timestep : float
-        h, in ps (time units for analytic systems).
-    friction : float
-        γ, in 1/ps.
+    timestep : float or openmm.unit.Quantity
+        h, in ps (time units for analytic systems); a Quantity is converted.
+    friction : float or openmm.unit.Quantity
+        γ, in 1/ps (1/time for analytic systems); a Quantity is converted.
     """
 
     timestep: float = 0.001
     friction: float = 1.0
 
+    physical_units = {"timestep": "picosecond", "friction": "/picosecond"}
+
     def __post_init__(self):
-        positive("timestep", self.timestep)
-        positive("friction", self.friction)
+        object.__setattr__(self, "timestep", positive("timestep", in_units("timestep", self.timestep, "picosecond")))
+        object.__setattr__(self, "friction", positive("friction", in_units("friction", self.friction, "/picosecond")))
 
     def step(self, system, state, generator):
         noise = generator.normal(system.event_shape, dtype=state.positions.dtype).to(state.positions.device)

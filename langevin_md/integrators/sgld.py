@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..units import in_units
 from .base import Integrator, State, StepInfo, non_negative, positive, thermal_energy
 
 
@@ -53,20 +54,23 @@ class SGLD(Integrator):
 
     Parameters
     ----------
-    step_size : float
-        ε₀ (length²), the step at t = 0.
+    step_size : float or openmm.unit.Quantity
+        ε₀, the step at t = 0, in length² (nm² for molecular systems; a Quantity is converted).
     decay_time : float
         b, in steps.
     decay_power : float
-        γ ≥ 0.
+        γ ≥ 0 (dimensionless).
     """
 
     step_size: float = 1e-3
     decay_time: float = 1.0
     decay_power: float = 0.0
 
+    physical_units = {"step_size": "nanometer**2"}
+
     def __post_init__(self):
-        positive("step_size", self.step_size)
+        object.__setattr__(self, "step_size",
+                           positive("step_size", in_units("step_size", self.step_size, "nanometer**2")))
         positive("decay_time", self.decay_time)
         non_negative("decay_power", self.decay_power)
 

@@ -37,6 +37,7 @@ from typing import Optional
 
 import torch
 
+from ..units import in_units
 from .base import Integrator, StepInfo, UnderdampedState, non_negative, positive, thermal_energy
 from .constraints import ConstraintSolver, constraint_solver
 
@@ -44,7 +45,9 @@ from .constraints import ConstraintSolver, constraint_solver
 def kick(state: UnderdampedState, tau: float, inv_mass: torch.Tensor,
          project: Optional[ConstraintSolver] = None) -> UnderdampedState:
     """B(τ): v ← v + τ F/m, then v ← P(x) v when ``project`` is a constraint solver."""
-    v = state.velocities + (tau * inv_mass) * state.forces
+    # τF/m + v in place of v + τF/m: IEEE addition commutes exactly, and the fresh product
+    # takes the sum without another allocation.
+    v = ((tau * inv_mass) * state.forces).add_(state.velocities)
     if project is not None:
         v = project.project_velocities(state.positions, v)
     return replace(state, velocities=v)
@@ -60,7 +63,7 @@ def drift(state: UnderdampedState, tau: float,
     velocity's component normal to the manifold at x; its projection onto the new tangent
     space is left to the velocity operator that ends the step.
     """
-    x_free = state.positions + tau * state.velocities
+    x_free = (tau * state.velocities).add_(state.positions)  # x + τv, bitwise (see kick)
     if constraints is None:
         return replace(state, positions=x_free)
     x = constraints.shake(state.positions, x_free)
@@ -78,7 +81,7 @@ def ornstein_uhlenbeck(state: UnderdampedState, c: float, thermal_velocity: torc
     v = state.velocities
     if c != 1.0:  # frictionless: no noise, and no random numbers drawn
         xi = generator.normal(v.shape[1:], dtype=v.dtype).to(v.device)
-        v = c * v + (math.sqrt(1.0 - c * c) * thermal_velocity) * xi
+        v = ((math.sqrt(1.0 - c * c) * thermal_velocity) * xi).add_(c * v)  # c v + σξ, bitwise
     if project is not None:
         v = project.project_velocities(state.positions, v)
     return state if v is state.velocities else replace(state, velocities=v)
@@ -107,10 +110,14 @@ class _Splitting(Integrator):
 
     has_velocities = True
     supports_constraints = True
+    #: The MD unit of each physical setting; a config file may give these as "2 fs" etc.
+    physical_units = {"timestep": "picosecond", "friction": "/picosecond"}
 
     def __post_init__(self):
-        positive("timestep", self.timestep)
-        non_negative("friction", self.friction)
+        # Quantities become plain floats in MD units here, so step() never sees one.
+        object.__setattr__(self, "timestep", positive("timestep", in_units("timestep", self.timestep, "picosecond")))
+        object.__setattr__(self, "friction",
+                           non_negative("friction", in_units("friction", self.friction, "/picosecond")))
 
     def init(self, system, positions, generator):
         solver = constraint_solver(system, positions)
@@ -154,10 +161,11 @@ class BAOAB(_Splitting):
 
     Parameters
     ----------
-    timestep : float
-        h in ps (time units for analytic systems).
-    friction : float
-        γ in 1/ps; 0 gives velocity Verlet (NVE), or RATTLE with constraints.
+    timestep : float or openmm.unit.Quantity
+        h in ps (time units for analytic systems); a Quantity is converted (``2*unit.femtosecond``).
+    friction : float or openmm.unit.Quantity
+        γ in 1/ps (1/time for analytic systems); 0 gives velocity Verlet (NVE), or RATTLE
+        with constraints. A Quantity is converted (``1/unit.picosecond``).
     """
 
     def step(self, system, state, generator):
@@ -196,10 +204,10 @@ class OBABO(_Splitting):
 
     Parameters
     ----------
-    timestep : float
-        h in ps.
-    friction : float
-        γ in 1/ps.
+    timestep : float or openmm.unit.Quantity
+        h in ps (time units for analytic systems); a Quantity is converted.
+    friction : float or openmm.unit.Quantity
+        γ in 1/ps (1/time for analytic systems); a Quantity is converted.
     """
 
     def step(self, system, state, generator):

@@ -2,7 +2,8 @@
 
 A system describes p(x) ∝ exp(−U(x)/kT). Implementations provide ``event_shape``, ``kT``,
 ``masses`` and ``_energy_and_forces``; this base class adds input checks, arithmetic
-(``a + b``, ``0.5 * a``) and default initial positions.
+(``a + b``, ``0.5 * a``), default initial positions and, where a system has one, an exact
+sampler that runs start from only when asked (``initial_positions="exact"``).
 """
 
 from __future__ import annotations
@@ -159,12 +160,48 @@ class System:
         return out
 
     def initial_positions(self, n_walkers: int, generator) -> torch.Tensor:
-        """Starting positions, shape ``(n_walkers, *event_shape)``, float64 on the CPU.
+        """The default start: shape ``(n_walkers, *event_shape)``, float64 on the CPU.
 
-        The default is a standard normal draw around the origin; systems with a natural
-        starting structure override it.
+        The default here is a standard normal draw around the origin; systems with a natural
+        starting structure (a minimum, the modes, a reference structure) override it. A
+        default start must never be an exact draw from the target, nor encode its answer
+        (e.g. walkers shared between modes in proportion to the mode weights): a sampler
+        that does not move would then still reproduce the target's statistics. Exact draws
+        are :meth:`exact_samples`, asked for explicitly (``initial_positions="exact"``).
+
+        Parameters
+        ----------
+        n_walkers : int
+        generator : langevin_md.random.WalkerRNG
+            The walkers' streams; ``generator.walker_indices`` are their global indices, so
+            walker ``i`` starts at the same point in a shard as in the full run.
         """
         return generator.normal(self.event_shape, dtype=torch.float64).cpu()
+
+    def exact_samples(self, n_walkers: int, generator) -> torch.Tensor:
+        """Independent exact draws from the Boltzmann density, one per walker.
+
+        For tests of stationary laws only (``sample(..., initial_positions="exact")``): a
+        run started here reproduces the target even when its sampler never moves. Systems
+        that can draw exactly override this (:data:`EXACT_SAMPLE_SYSTEMS`); the others
+        refuse.
+
+        Parameters
+        ----------
+        n_walkers : int
+        generator : langevin_md.random.WalkerRNG
+            Walker ``i``'s draw comes from walker ``i``'s stream only.
+
+        Returns
+        -------
+        torch.Tensor, shape ``(n_walkers, *event_shape)``, float64 on the CPU.
+
+        Raises
+        ------
+        ValueError
+            Always, here: this system has no exact sampler.
+        """
+        raise ValueError(no_exact_samples_message(self))
 
     # ----------------------------------------------------------------- exact answers
     def exact_marginal(self, axis: int, edges) -> Optional[ExactMarginal]:
@@ -211,6 +248,35 @@ class System:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(event_shape={self.event_shape}, kT={self.kT:g})"
+
+
+def walker_indices(generator, n_walkers: int) -> np.ndarray:
+    """Global indices of the walkers being started, ``(n_walkers,)`` int64.
+
+    ``generator.walker_indices`` for a :class:`~langevin_md.random.WalkerRNG` (so a shard's
+    walkers start where they would in the full run), else ``0 … n_walkers − 1``.
+    """
+    if isinstance(n_walkers, bool) or not isinstance(n_walkers, (int, np.integer)) or n_walkers < 1:
+        raise ValueError(f"n_walkers must be a positive integer, got {n_walkers!r}")
+    idx = getattr(generator, "walker_indices", None)
+    if idx is None:
+        return np.arange(int(n_walkers), dtype=np.int64)
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.shape != (int(n_walkers),):
+        raise ValueError(f"n_walkers={n_walkers!r} but the generator serves {idx.size} walkers")
+    return idx
+
+
+#: Systems whose :meth:`System.exact_samples` draws exactly (the condition in brackets).
+EXACT_SAMPLE_SYSTEMS = ("Harmonic", "GaussianMixture (at kT = 1)", "DoubleWell", "UniformBox")
+
+
+def no_exact_samples_message(system: "System") -> str:
+    """Why ``system`` refuses ``initial_positions="exact"``, and which systems accept it."""
+    return (f"initial_positions=\"exact\": {system!r} has no exact sampler; exact starts exist for "
+            f"{', '.join(EXACT_SAMPLE_SYSTEMS)}. Leave initial_positions unset for the system's "
+            "documented start, or pass positions of shape (n_walkers, "
+            f"{_fmt(system.event_shape)})")
 
 
 def _fmt(shape: Sequence[int]) -> str:
@@ -267,7 +333,15 @@ class SumSystem(System):
         return energy, forces
 
     def initial_positions(self, n_walkers, generator):
+        """The first term's default start."""
         return self.terms[0][1].initial_positions(n_walkers, generator)
+
+    def exact_samples(self, n_walkers, generator):
+        """The term's exact draws when the sum is one term of weight 1; otherwise refused
+        (a weighted or summed energy has no exact sampler here)."""
+        if len(self.terms) == 1 and self.terms[0][0] == 1.0:
+            return self.terms[0][1].exact_samples(n_walkers, generator)
+        raise ValueError(no_exact_samples_message(self))
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g} * {s!r}" for w, s in self.terms)

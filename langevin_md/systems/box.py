@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from scipy.special import erf, erfc
 
-from .base import ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate
+from .base import (ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate,
+                   walker_indices)
 
 
 class UniformBox(System):
@@ -23,6 +24,9 @@ class UniformBox(System):
     half-Gaussian tail exp(−s d²/(2kT)) with width σ_w = sqrt(kT/s). The density factorises
     over coordinates, and each marginal is known in closed form (:meth:`marginal_density`,
     :meth:`marginal_cdf`, :attr:`mean`, :attr:`variance`), tails included.
+
+    Runs start with every walker at the box centre (:meth:`initial_positions`). Exact draws
+    (:meth:`exact_samples`) are a start only when asked for, ``initial_positions="exact"``.
 
     Parameters
     ----------
@@ -182,9 +186,46 @@ class UniformBox(System):
         return num / (2.0 * h + 2.0 * s * r)
 
     def initial_positions(self, n_walkers, generator):
-        """Walkers uniform in the box, shape ``(n_walkers, dim)``, float64 on the CPU."""
-        u = generator.uniform(self.event_shape, dtype=torch.float64).cpu()
-        return torch.as_tensor(self.low) + u * torch.as_tensor(self.high - self.low)
+        """Every walker at the box centre (low + high)/2 (no random draw).
+
+        A sampler that never moves then reports a point, not a flat density. Exact draws
+        are :meth:`exact_samples`, used only when asked for.
+
+        Returns
+        -------
+        torch.Tensor, shape ``(n_walkers, dim)``, float64 on the CPU.
+        """
+        centre = torch.as_tensor(0.5 * (self.low + self.high))
+        return centre.expand(len(walker_indices(generator, n_walkers)), -1).clone()
+
+    def exact_samples(self, n_walkers, generator):
+        """Exact draws of the target, one per walker from its own stream.
+
+        Each coordinate by inversion of :meth:`marginal_cdf`: one uniform u per coordinate,
+        t = u·Z with Z = (high − low) + σ_w √(2π); t below the tail mass a = σ_w √(π/2) lands
+        in the lower wall at low − σ_w √2 erfc⁻¹(t/a), above Z − a in the upper wall at
+        high + σ_w √2 erfc⁻¹((Z − t)/a), and otherwise inside at low + (t − a).
+
+        Returns
+        -------
+        torch.Tensor, shape ``(n_walkers, dim)``, float64 on the CPU.
+        """
+        from scipy.special import erfcinv
+
+        walker_indices(generator, n_walkers)  # checks n_walkers against the generator
+        u = generator.uniform(self.event_shape, dtype=torch.float64).cpu().numpy()
+        sw = self.wall_width
+        a = sw * math.sqrt(math.pi / 2.0)
+        z = self._z()
+        t = u * z
+        # u = 0 exactly (probability 2⁻⁵³) would put a walker at −∞: nudge it into the tail.
+        below = np.maximum(t, np.finfo(np.float64).tiny)
+        above = z - t
+        inside = self.low + (t - a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(t < a, self.low - sw * math.sqrt(2.0) * erfcinv(below / a),
+                         np.where(above < a, self.high + sw * math.sqrt(2.0) * erfcinv(above / a), inside))
+        return torch.as_tensor(x)
 
     def __repr__(self):
         return (f"UniformBox(low={self.low.tolist()}, high={self.high.tolist()}, "

@@ -27,6 +27,11 @@ class Harmonic(System):
         Centre μ of the well (default 0).
     masses : float or array of shape (dim,), optional
         Masses for the underdamped and Brownian schemes (default 1); ω_i² = k_i / m_i.
+
+    Notes
+    -----
+    Runs start with every walker at μ (:meth:`initial_positions`); exact Gaussian draws
+    (:meth:`exact_samples`) are a start only when asked for, ``initial_positions="exact"``.
     """
 
     def __init__(self, dim: int = 1, k=1.0, kT: float = 1.0, mean=0.0, masses=1.0):
@@ -87,7 +92,21 @@ class Harmonic(System):
         return stats.gamma(a=0.5 * self.event_shape[0], scale=self.kT)
 
     def initial_positions(self, n_walkers, generator):
-        return torch.as_tensor(self.mean) + generator.normal(self.event_shape) * torch.as_tensor(np.sqrt(self.variance))
+        """Every walker at the well's centre μ (no random draw), shape ``(n_walkers, dim)``.
+
+        Exact draws are :meth:`exact_samples`, used only when asked for.
+        """
+        return torch.as_tensor(self.mean, dtype=torch.float64).expand(int(n_walkers), -1).clone()
+
+    def exact_samples(self, n_walkers, generator):
+        """Exact draws N(μ_i, kT/k_i), one per walker from its own stream.
+
+        Returns
+        -------
+        torch.Tensor, shape ``(n_walkers, dim)``, float64 on the CPU.
+        """
+        z = generator.normal(self.event_shape, dtype=torch.float64).cpu()
+        return torch.as_tensor(self.mean) + z * torch.as_tensor(np.sqrt(self.variance))
 
     def __repr__(self):
         return f"Harmonic(dim={self.event_shape[0]}, k={self.k.tolist()}, kT={self.kT:g})"
@@ -96,7 +115,8 @@ class Harmonic(System):
 class FreeParticle(System):
     """No potential, U = 0: free diffusion, the reference for Brownian dynamics.
 
-    Not a normalisable Boltzmann target, so only dynamical laws (⟨Δx²⟩ = 2Dt) apply.
+    Not a normalisable Boltzmann target, so only dynamical laws (⟨Δx²⟩ = 2Dt) apply. Runs
+    start with every walker at the origin.
 
     Parameters
     ----------
@@ -116,4 +136,5 @@ class FreeParticle(System):
         return x.new_zeros(x.shape[0]), torch.zeros_like(x)
 
     def initial_positions(self, n_walkers, generator):
+        """Every walker at the origin, shape ``(n_walkers, dim)``."""
         return torch.zeros((n_walkers,) + self.event_shape, dtype=torch.float64)

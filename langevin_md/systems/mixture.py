@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from .base import ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate
+from .base import (ExactMarginal, System, check_axis, check_edges, check_positive, per_coordinate,
+                   walker_indices)
 
 
 class GaussianMixture(System):
@@ -27,6 +28,11 @@ class GaussianMixture(System):
 
     Everything labelled "of the mixture" below (``mean``, ``covariance``, ``sample``,
     ``log_density``) describes the mixture, i.e. the Boltzmann density at kT = 1.
+
+    Runs start with the walkers spread evenly over the components, walker i at the mean
+    μ_(i mod K) (:meth:`initial_positions`), whatever the weights. Exact draws
+    (:meth:`exact_samples`, kT = 1 only) are a start only when asked for,
+    ``initial_positions="exact"``.
 
     Parameters
     ----------
@@ -281,16 +287,37 @@ class GaussianMixture(System):
         return self._draw(n, u, z, self.weights, 1.0)
 
     def initial_positions(self, n_walkers, generator):
-        """Walkers in the modes: component j with probability :attr:`mode_weights`, then
-        N(μ_j, kT Σ_j). At kT = 1 these are exact samples of the target.
+        """Walkers spread evenly over the components: walker i starts at the mean μ_(i mod K).
+
+        ``i`` is the walker's global index (``generator.walker_indices``), so a shard starts
+        its walkers where the full run does. No random draw and no use of the weights: a
+        sampler that never leaves its start reports equal weights, not the true ones. Exact
+        draws are :meth:`exact_samples`, used only when asked for.
 
         Returns
         -------
         torch.Tensor, shape ``(n_walkers, dim)``, float64 on the CPU.
         """
-        u = generator.uniform((), dtype=torch.float64).cpu().numpy()
-        z = generator.normal(self.event_shape, dtype=torch.float64).cpu().numpy()
-        return self._draw(int(n_walkers), u, z, self.mode_weights, self.kT)
+        which = walker_indices(generator, n_walkers) % self.n_components
+        return torch.as_tensor(self.means[which].copy())
+
+    def exact_samples(self, n_walkers, generator):
+        """Exact draws of the target, one per walker from its own stream (:meth:`sample`).
+
+        Only at kT = 1, where the Boltzmann density is the mixture itself; at other kT the
+        tempered density is not a Gaussian mixture and this raises ``ValueError``.
+
+        Returns
+        -------
+        torch.Tensor, shape ``(n_walkers, dim)``, float64 on the CPU.
+        """
+        if self.kT != 1.0:
+            raise ValueError(
+                f"initial_positions=\"exact\": GaussianMixture draws exactly only at kT = 1, where "
+                f"the Boltzmann density is the mixture; at kT={self.kT:g} the tempered density "
+                "exp(-U/kT) is not a Gaussian mixture. Leave initial_positions unset for the "
+                "documented start (walker i at component mean i mod n_components)")
+        return self.sample(int(n_walkers), generator)
 
     def __repr__(self):
         return (f"GaussianMixture(n_components={self.n_components}, dim={self.event_shape[0]}, "

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .base import ExactMarginal, System, check_axis, check_positive, per_coordinate
+from .scratch import Scratch
 
 # Müller & Brown (1979), Theor. Chim. Acta 53, 75–93, eq. (9) and its table of parameters.
 _A = np.array([-200.0, -100.0, -170.0, 15.0])
@@ -66,10 +67,16 @@ class MullerBrown(System):
         self.energy_scale = check_positive("energy_scale", energy_scale)
         self.masses = per_coordinate("masses", masses, 2)
         self._memo: dict = {}
+        self._scratch = Scratch()
 
     # ----------------------------------------------------------------- energy and forces
     def _params(self, x):
         # Columns (4, 1): the four terms run along dim 0, walkers along the contiguous dim 1.
+        # Built once per (dtype, device); this runs every step, so nothing is computed before
+        # the cache lookup.
+        cached = self.__dict__.get("_tensor_cache", {}).get(("params", x.dtype, x.device))
+        if cached is not None:
+            return cached
         col = lambda v: np.asarray(v, dtype=np.float64)[:, None]  # noqa: E731
         return self._as_tensors(x, "params", *map(col, (self.energy_scale * _A, _a, _b, _c, _X0, _Y0,
                                                           2.0 * _a, 2.0 * _c)))
@@ -77,14 +84,37 @@ class MullerBrown(System):
     def _energy_and_forces(self, x):
         # Terms × walkers layout: every broadcast is a per-row scalar over a contiguous row and
         # the sums over the four terms add whole rows, which is 2-4× cheaper on the CPU than the
-        # (n, 4) layout with its stride-0 columns and short inner reductions. Intermediates are
-        # reused in place. Each value is computed with the same operations in the same order as
-        # the textbook form A·exp(a·dx·dx + b·dx·dy + c·dy·dy), so results are bitwise those of
-        # the (n, 4) formulation (no fused multiply-add: addcmul would change the last bit).
+        # (n, 4) layout with its stride-0 columns and short inner reductions. Each value is
+        # computed with the same operations in the same order as the textbook form
+        # A·exp(a·dx·dx + b·dx·dy + c·dy·dy), so results are bitwise those of the (n, 4)
+        # formulation (no fused multiply-add: addcmul would change the last bit).
+        if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling():
+            # Autograd cannot see through reused buffers, and a compiled graph fuses the
+            # temporaries away anyway (mutating held buffers would only add guards).
+            return self._energy_and_forces_functional(x)
         A, a, b, c, x0, y0, a2, c2 = self._params(x)
-        # Two column copies are cheaper than one transposing copy of x.
-        dx = x[:, 0].contiguous() - x0  # (4, n)
-        dy = x[:, 1].contiguous() - y0
+        # Intermediates live in reused buffers (see :mod:`.scratch`): allocating five (4, n)
+        # temporaries per call cost more than the arithmetic. Only the results are fresh.
+        dx, dy, bdx, e, t = self._scratch.buffers(x, 5, (4, x.shape[0]))
+        torch.sub(x[:, 0], x0, out=dx)
+        torch.sub(x[:, 1], y0, out=dy)
+        torch.mul(b, dx, out=bdx)
+        torch.mul(a, dx, out=e).mul_(dx)
+        e.add_(torch.mul(bdx, dy, out=t)).add_(torch.mul(c, dy, out=t).mul_(dy))
+        terms = e.exp_().mul_(A)
+        energy = terms.sum(0)
+        forces = torch.empty((x.shape[0], 2), dtype=x.dtype, device=x.device)
+        torch.mul(a2, dx, out=t).add_(torch.mul(b, dy, out=dx)).mul_(terms)
+        torch.sum(t, 0, out=forces[:, 0])
+        torch.mul(c2, dy, out=t).add_(bdx).mul_(terms)
+        torch.sum(t, 0, out=forces[:, 1])
+        return energy, forces.neg_()
+
+    def _energy_and_forces_functional(self, x):
+        """The same arithmetic out of place, for autograd and for compiled graphs."""
+        A, a, b, c, x0, y0, a2, c2 = self._params(x)
+        dx = x[:, 0] - x0  # (4, n)
+        dy = x[:, 1] - y0
         bdx = b * dx
         exponent = (a * dx).mul_(dx).add_(bdx * dy).add_((c * dy).mul_(dy))
         terms = exponent.exp_() * A  # out of place: autograd keeps exp's output

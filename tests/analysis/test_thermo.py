@@ -110,3 +110,22 @@ def test_check_of_a_baoab_result_counts_dof_and_knows_the_schemes_own_law():
     assert not check.passed and check.z < -10, str(check)
     exact = kinetic_temperature_check(result, kT=1.0 - h * h / 4.0)
     assert exact.passed, str(exact)
+
+
+def test_degrees_of_freedom_follow_the_executor_that_ran():
+    """OpenMM applies a CMMotionRemover, the torch executor does not: a report must count the
+    3 centre-of-mass components only where they were really removed."""
+    import langevin_md as lmd
+    from langevin_md.systems.molecules import alanine_dipeptide
+
+    system = alanine_dipeptide(engine="openmm", platform="Reference", constraints="HBonds")
+    assert degrees_of_freedom(system) == degrees_of_freedom(system, "openmm") == 3 * 22 - 12 - 3
+    assert degrees_of_freedom(system, "torch") == 3 * 22 - 12
+    with pytest.raises(ValueError, match="backend must be 'openmm' or 'torch', got 'jax'"):
+        degrees_of_freedom(system, "jax")
+    integrator = lmd.integrators.BAOAB(0.002, 5.0)
+    ours = lmd.sample(system, integrator, n_steps=4, n_walkers=2, seed=1, record_every=2)
+    theirs = lmd.sample(system, integrator, n_steps=4, n_walkers=2, seed=1, record_every=2, backend="openmm")
+    assert ours.metadata["backend"] == "torch" and theirs.metadata["backend"] == "openmm"
+    assert kinetic_temperature_check(ours).n_dof == 54
+    assert kinetic_temperature_check(theirs).n_dof == 51

@@ -26,13 +26,14 @@ import langevin_md as lmd
 from langevin_md.systems import DoubleWell, Harmonic
 
 
-def energy_errors(system, h, total_time=20.0, every_time=0.5, n_walkers=256):
+def energy_errors(system, h, total_time=20.0, every_time=0.5, n_walkers=256, initial_positions=None):
     """H(t) − H(t₀) at times t₀ = every_time, 2·every_time, ... (the same times for every h),
     shape (n_frames, n_walkers), plus the run. The start is the same for every h: the seed
     fixes the initial positions and velocities, and γ = 0 draws nothing afterwards."""
     n_steps = int(round(total_time / h))
     r = lmd.sample(system, lmd.integrators.BAOAB(timestep=h, friction=0.0), n_steps=n_steps,
-                   n_walkers=n_walkers, record_every=int(round(every_time / h)), seed=0)
+                   n_walkers=n_walkers, record_every=int(round(every_time / h)), seed=0,
+                   initial_positions=initial_positions)
     H = r.energies + r.kinetic_energies
     return H - H[0], r
 
@@ -71,7 +72,11 @@ def test_anharmonic_energy_error_scales_as_h_squared():
     b = 1.0
     system = DoubleWell(dim=1, barrier=b)
     hs = (0.05, 0.025, 0.0125)
-    runs = [energy_errors(system, h) for h in hs]
+    # The claim is about trajectories from thermal states, so positions start at exact
+    # Boltzmann draws (asked for explicitly; frictionless dynamics cannot burn in). From the
+    # default start, every walker exactly at a minimum, the ratio's O(h²) departure from 4
+    # nearly vanishes (≈ 0.002 at every h), and its trend is then set by higher orders.
+    runs = [energy_errors(system, h, initial_positions="exact") for h in hs]
     x = np.concatenate([r.positions[..., 0].ravel() for _, r in runs])
     omega_max = math.sqrt(max(b * (12.0 * x.max() ** 2 - 4.0), b * (12.0 * x.min() ** 2 - 4.0)))
     errs = [rms(dH) for dH, _ in runs]

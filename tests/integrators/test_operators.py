@@ -128,3 +128,20 @@ def test_dual_averaging_second_step_and_freeze_by_hand():
     assert s2.log_step_avg.item() == pytest.approx(log_avg2, rel=1e-14)
     # freezing fixes the step at the averaged value ε̄, not the last iterate
     assert freeze_adaptation(s2).step_size.item() == pytest.approx(math.exp(log_avg2), rel=1e-14)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sum_event_is_bitwise_torch_sum(k, dtype):
+    """Short events are summed by column adds (fast); they must equal torch's reduction bit for
+    bit, signed zeros included, or a walker's chain would depend on the code path."""
+    from langevin_md.integrators.base import sum_event
+
+    g = torch.Generator().manual_seed(k)
+    scales = torch.logspace(-8, 8, k, dtype=torch.float64)[torch.randperm(k, generator=g)]
+    t = (torch.randn(20001, k, generator=g, dtype=torch.float64) * scales).to(dtype)
+    t[:3] = -0.0
+    t[3, 0] = 0.0
+    got, want = sum_event(t), t.sum(-1)
+    assert torch.equal(got, want) and torch.equal(torch.signbit(got), torch.signbit(want))
+    assert torch.equal(sum_event(t.reshape(20001, 1, k)), want)

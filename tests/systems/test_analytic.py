@@ -392,8 +392,32 @@ def test_harmonic_energy_law_matches_exact_samples():
     from scipy import stats
 
     system = Harmonic(dim=3, k=[1.0, 2.0, 5.0], kT=2.0, mean=1.0)
-    x = system.initial_positions(20000, WalkerRNG(0, 20000))  # exact draws from N(μ, kT/k)
+    x = system.exact_samples(20000, WalkerRNG(0, 20000))  # exact draws from N(μ, kT/k)
     energy = system.energy(x).numpy()
     assert stats.kstest(energy, system.exact_energy_law().cdf).pvalue > 1e-3
     wrong = stats.gamma(a=2.0, scale=2.0)
     assert stats.kstest(energy, wrong.cdf).pvalue < 1e-20
+
+
+def test_muller_brown_buffered_path_is_bitwise_the_differentiable_one():
+    """The no-grad path reuses work buffers; it must give the autograd path's numbers exactly,
+    on contiguous and strided inputs, in both precisions, and across walker counts."""
+    system = MullerBrown(kT=10.0, energy_scale=0.7)
+    for n in (1, 7, 4099):
+        for dtype in (torch.float64, torch.float32):
+            x = _points(system, n=n, seed=n).to(dtype)
+            fast = system.energy_and_forces(x)
+            slow = system.energy_and_forces(x.clone().requires_grad_(True))
+            strided = system.energy_and_forces(torch.stack([x, x], -1)[..., 0])
+            for a, b, c in zip(fast, slow, strided):
+                assert torch.equal(a, b.detach()) and torch.equal(a, c)
+    # The buffers are reused: results handed out earlier must not change afterwards.
+    x1, x2 = _points(system, n=50, seed=1), _points(system, n=50, seed=2)
+    e1, f1 = system.energy_and_forces(x1)
+    kept = (e1.clone(), f1.clone())
+    system.energy_and_forces(x2)
+    assert torch.equal(e1, kept[0]) and torch.equal(f1, kept[1])
+    # A walker's numbers do not depend on the batch it is in.
+    both = torch.cat([x1, x2])
+    e, f = system.energy_and_forces(both)
+    assert torch.equal(e[:50], e1) and torch.equal(f[:50], f1)

@@ -84,6 +84,7 @@ class OpenMMSampler:
     initial_positions : array-like, optional
         ``(n_walkers, n_particles, 3)`` or ``(n_particles, 3)`` nm; default the system's
         reference structure. Constrained systems have constraints applied to them.
+        ``"exact"`` is refused: OpenMM systems have no exact sampler.
     walker_indices : sequence of int, optional
         Global walker indices (a shard of a larger run); overrides ``n_walkers`` and
         ``first_walker``.
