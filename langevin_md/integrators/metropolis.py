@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 import torch
 
-from .base import Integrator, State, StepInfo, positive, sum_event, thermal_energy, walker_view
+from .base import Integrator, State, StepInfo, positive, select_walkers, sum_event, thermal_energy, walker_view
 from .metric import (ADAPTIVE_KINDS, PreconditionedState, accumulate_metric, check_preconditioner,
                      check_window, freeze_metric, initial_metric_fields, state_metric)
 from ..units import in_units
@@ -50,7 +50,7 @@ def metropolis_select(current: State, proposal: State, log_ratio: torch.Tensor, 
         old = getattr(current, name)
         if old is None or new is old:
             continue
-        fields[name] = torch.where(walker_view(accepted, new.ndim), new, old)
+        fields[name] = select_walkers(accepted, new, old)
     prob = torch.exp(torch.clamp(log_ratio, max=0.0))
     return replace(proposal, **fields), StepInfo(accepted=accepted, acceptance_probability=prob)
 

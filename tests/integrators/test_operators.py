@@ -145,3 +145,29 @@ def test_sum_event_is_bitwise_torch_sum(k, dtype):
     got, want = sum_event(t), t.sum(-1)
     assert torch.equal(got, want) and torch.equal(torch.signbit(got), torch.signbit(want))
     assert torch.equal(sum_event(t.reshape(20001, 1, k)), want)
+
+
+@pytest.mark.parametrize("shape", [(9,), (400, 1), (400, 2), (400, 3), (400, 4), (40, 2, 3), (8, 22, 3)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.int64, torch.bool])
+def test_select_walkers_is_bitwise_torch_where(shape, dtype):
+    """The Metropolis select reinterprets short rows as one element; it must copy the exact
+    bits torch.where copies (NaN, ±inf and −0 included), whatever the event shape and dtype."""
+    from langevin_md.integrators.base import select_walkers, walker_view
+
+    g = torch.Generator().manual_seed(len(shape))
+    if dtype == torch.bool:
+        new, old = torch.rand(shape, generator=g) < 0.5, torch.rand(shape, generator=g) < 0.5
+    elif dtype == torch.int64:
+        new, old = torch.randint(-9, 9, shape, generator=g), torch.randint(-9, 9, shape, generator=g)
+    else:
+        new, old = torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype)
+        new.view(-1)[:3] = torch.tensor([math.nan, -0.0, math.inf], dtype=dtype)
+        old.view(-1)[:3] = torch.tensor([-0.0, math.nan, -math.inf], dtype=dtype)
+    take = torch.rand(shape[0], generator=g) < 0.5
+    take[0] = True
+    want = torch.where(walker_view(take, len(shape)), new, old)
+    got = select_walkers(take, new, old)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    bits = {torch.float64: torch.int64, torch.float32: torch.int32}.get(dtype)
+    assert torch.equal(got.view(bits), want.view(bits)) if bits else torch.equal(got, want)
+    assert not torch.equal(got, old) or bool(take.all())  # a real selection took place
