@@ -37,7 +37,6 @@ import torch
 
 import langevin_md as lmd
 from langevin_md.executors.torch_executor import AUTO_COMPILE_WORK
-from langevin_md.threads import choose_threads
 
 A = np.array([-200.0, -100.0, -170.0, 15.0])
 a = np.array([-1.0, -1.0, -6.5, 0.7])
@@ -172,7 +171,7 @@ def ours_rate(scheme, n, steps, compile):
                           initial_positions=START, compile=compile)
     first = sampler.run(steps, record_every=steps, progress=False)  # warm-up (compiles)
     dt = timed(lambda: sampler.run(steps, record_every=steps, progress=False))
-    return n * steps / dt, first.compile_time
+    return n * steps / dt, first.compile_time, sampler.threads_used
 
 
 def compile_probe(scheme: str, cache_home: str) -> float:
@@ -225,14 +224,13 @@ def main(argv=None):
             r_np = n * steps / timed(lambda: np_run(scheme, n, steps, rng))
             jr = jax_runner(scheme, n, steps)
             r_jax = n * steps / timed(jr) if jr is not None else float("nan")
-            r_eager, _ = ours_rate(scheme, n, steps, False)
-            r_comp, comp_s = ours_rate(scheme, n, steps, True)
+            r_eager, _, thr = ours_rate(scheme, n, steps, False)
+            r_comp, comp_s, _ = ours_rate(scheme, n, steps, True)
             compiles = n * AUTO_STEPS * 2 >= AUTO_COMPILE_WORK
             if compiles:
                 r_auto = n * AUTO_STEPS / (comp_s + n * AUTO_STEPS / r_comp)
             else:
                 r_auto = r_eager
-            thr = choose_threads(2 * n) or torch.get_num_threads()
             row = dict(scheme=scheme, n=n, numpy=r_np, jax=r_jax, eager=r_eager, compiled=r_comp,
                        compile_s=comp_s, auto=r_auto, auto_compiles=compiles, threads=thr, steps=steps)
             rows.append(row)

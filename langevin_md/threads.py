@@ -12,12 +12,14 @@ Two facts decide the count:
   and 1.3M. On the same VM when quiet, two threads win from 10⁴ walkers: 10⁴ 12.6M against
   15.6M, 10⁵ 12.9M against 21.0M, 10⁶ 9.3M against 12.9M.
 
-So above :data:`SMALL_PROBLEM` a run takes as many threads as there are idle cores at its
-start, never more than torch's current setting, and at least one. Idle cores are counted
+So above :data:`SMALL_PROBLEM` an eager run takes as many threads as there are idle cores at
+its start, never more than torch's current setting, and at least one. Idle cores are counted
 from the kernel's count of runnable tasks (``procs_running`` in ``/proc/stat``, the median of
-a few snapshots a millisecond apart, this thread excluded) against the CPUs this process may
-use. Where that count is not available (not Linux), torch's setting is kept. The count is
+a few snapshots a millisecond apart, less this process's own running threads, which may be a
+thread pool still spinning after the previous run) against the CPUs this process may use. Where that count is not available (not Linux), torch's setting is kept. The count is
 taken once per run: a run that starts on a quiet machine keeps its threads if others arrive.
+Compiled runs do not follow the load (:func:`compiled_threads`): their kernels are compiled
+for one thread count.
 
 Thread counts change no number: every op either works element by element or reduces within
 one walker's coordinates, and torch parallelises those over walkers. ``tests/test_threads.py``
@@ -69,6 +71,29 @@ def _procs_running() -> Optional[int]:
     return None
 
 
+def _own_running() -> int:
+    """Threads of this process that are running or runnable now (the caller included).
+
+    Thread pools that just finished work spin for a while (OpenMP's wait policy, XLA's
+    workers): counted as other load they would talk a run out of its own threads.
+    """
+    n = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # "tid (comm) S ...": the state follows the last ')' (comm may contain spaces).
+        if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R":
+            n += 1
+    return max(1, n)
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -84,28 +109,41 @@ def idle_cpus(samples: int = LOAD_SAMPLES) -> Optional[int]:
     ----------
     samples : int
         Snapshots of the kernel's runnable-task count, a millisecond apart; their median,
-        less the calling thread, is the number of busy CPUs.
+        less this process's own running threads, is the number of CPUs busy elsewhere.
 
     Returns
     -------
     int or None
         ``usable_cpus() − busy``, at least 0; None without ``/proc/stat``.
     """
-    counts = []
+    others = []
     for i in range(samples):
         c = _procs_running()
         if c is None:
             return None
-        counts.append(c)
+        others.append(c - _own_running())
         if i + 1 < samples:
             time.sleep(0.001)
-    others = statistics.median(counts) - 1  # the calling thread is running
-    return max(0, usable_cpus() - int(round(others)))
+    return max(0, usable_cpus() - int(round(statistics.median(others))))
 
 
-def choose_threads(n_coordinates: int, threads: Optional[int] = None,
-                   small: int = SMALL_PROBLEM) -> Optional[int]:
-    """The intra-op thread count a run of ``n_coordinates`` should use, or None to keep it.
+def compiled_threads(n_coordinates: int, threads: Optional[int] = None) -> Optional[int]:
+    """The intra-op thread count for a compiled run, or None to keep torch's setting.
+
+    Inductor specialises compiled kernels to the thread count: a run on a different count
+    compiles again (measured: 14 s for Müller–Brown ULA, where the cached graph loads in
+    under 1 s). So a compiled run does not follow the machine's load: ``threads`` when
+    given, one thread up to :data:`SMALL_COMPILED_PROBLEM` coordinates, torch's setting
+    beyond.
+    """
+    threads = check_threads(threads)
+    if threads is not None:
+        return threads
+    return 1 if n_coordinates <= SMALL_COMPILED_PROBLEM else None
+
+
+def choose_threads(n_coordinates: int, threads: Optional[int] = None) -> Optional[int]:
+    """The intra-op thread count an eager run of ``n_coordinates`` should use, or None to keep it.
 
     Parameters
     ----------
@@ -113,21 +151,18 @@ def choose_threads(n_coordinates: int, threads: Optional[int] = None,
         Walkers times coordinates per walker: the size of a position tensor.
     threads : int, optional
         The user's choice, which wins.
-    small : int
-        Coordinates up to which one thread is used: :data:`SMALL_PROBLEM`, or
-        :data:`SMALL_COMPILED_PROBLEM` for compiled runs.
 
     Returns
     -------
     int or None
-        ``threads`` when given; 1 for problems up to ``small`` coordinates; otherwise the
-        idle CPUs (:func:`idle_cpus`), capped by torch's current setting and at least 1, or
-        None (torch's setting) where idle CPUs cannot be counted.
+        ``threads`` when given; 1 for problems up to :data:`SMALL_PROBLEM` coordinates;
+        otherwise the idle CPUs (:func:`idle_cpus`), capped by torch's current setting and at
+        least 1, or None (torch's setting) where idle CPUs cannot be counted.
     """
     threads = check_threads(threads)
     if threads is not None:
         return threads
-    if n_coordinates <= small:
+    if n_coordinates <= SMALL_PROBLEM:
         return 1
     idle = idle_cpus()
     if idle is None:
@@ -162,5 +197,5 @@ def torch_threads(n: Optional[int] = 1):
         torch.set_num_threads(before)
 
 
-__all__ = ["LOAD_SAMPLES", "SMALL_COMPILED_PROBLEM", "SMALL_PROBLEM", "check_threads", "choose_threads", "idle_cpus", "torch_threads",
+__all__ = ["LOAD_SAMPLES", "SMALL_COMPILED_PROBLEM", "SMALL_PROBLEM", "check_threads", "choose_threads", "compiled_threads", "idle_cpus", "torch_threads",
            "usable_cpus"]

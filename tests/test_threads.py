@@ -11,7 +11,8 @@ import torch
 
 import langevin_md as lmd
 from langevin_md.systems import Harmonic, MullerBrown
-from langevin_md.threads import SMALL_PROBLEM, choose_threads, idle_cpus, torch_threads, usable_cpus
+from langevin_md.threads import (SMALL_COMPILED_PROBLEM, SMALL_PROBLEM, choose_threads, compiled_threads, idle_cpus,
+                                 torch_threads, usable_cpus)
 
 
 class ThreadsSeen(lmd.Reporter):
@@ -42,6 +43,10 @@ def test_choice_by_size_and_override():
     large = choose_threads(SMALL_PROBLEM + 1)  # large: the idle CPUs, within torch's setting
     assert large is None or 1 <= large <= torch.get_num_threads()
     assert choose_threads(10, threads=4) == 4
+    # Compiled kernels are built for one thread count: that count must not follow the load.
+    assert compiled_threads(SMALL_PROBLEM + 1) == compiled_threads(SMALL_COMPILED_PROBLEM) == 1
+    assert compiled_threads(SMALL_COMPILED_PROBLEM + 1) is None
+    assert compiled_threads(10, threads=3) == 3
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match=f"threads must be a positive integer or None.*got {bad!r}"):
             choose_threads(10, threads=bad)
@@ -99,6 +104,7 @@ def busy_cpus():
 def test_busy_machine_gets_one_thread(busy_cpus):
     assert idle_cpus() == 0
     assert choose_threads(SMALL_PROBLEM * 100) == 1
+    assert compiled_threads(SMALL_COMPILED_PROBLEM * 4) is None  # not load-driven
     assert choose_threads(SMALL_PROBLEM * 100, threads=2) == 2  # the user's choice still wins
     sampler = lmd.Sampler(MullerBrown(kT=25.0), lmd.integrators.ULA(1e-4), n_walkers=SMALL_PROBLEM, seed=0)
     sampler.run(2)
@@ -127,3 +133,4 @@ def test_thread_count_changes_no_number_for_a_molecule():
     one = lmd.sample(mol, lmd.integrators.BAOAB(0.001, 1.0), threads=1, **kw)
     two = lmd.sample(mol, lmd.integrators.BAOAB(0.001, 1.0), threads=2, **kw)
     assert np.array_equal(one.positions, two.positions) and np.array_equal(one.energies, two.energies)
+

@@ -35,7 +35,7 @@ from ..integrators.base import Integrator, State, sum_event
 from ..random import CounterStream, WalkerRNG
 from ..result import SampleResult
 from ..systems.base import System
-from ..threads import SMALL_COMPILED_PROBLEM, SMALL_PROBLEM, check_threads, choose_threads, torch_threads
+from ..threads import check_threads, choose_threads, compiled_threads, torch_threads
 from .recorder import FrameRecorder
 from .reporting import Reporter, stop_step
 from .results import acceptance_rate, build_result, metadata
@@ -185,10 +185,10 @@ class Sampler:
         Torch intra-op threads during :meth:`run`/:meth:`run_to`; the process's setting is
         restored afterwards. By default one thread for problems up to
         :data:`~langevin_md.threads.SMALL_PROBLEM` coordinates, where more threads only
-        synchronise (compiled runs: up to
-        :data:`~langevin_md.threads.SMALL_COMPILED_PROBLEM`, see there), and beyond it the
-        CPUs idle when the run starts (at most torch's setting, at least one): threads on busy
-        cores thrash. See :mod:`langevin_md.threads`.
+        synchronise, and beyond it the CPUs idle when the run starts (at most torch's setting,
+        at least one): threads on busy cores thrash. Compiled runs use one thread up to
+        :data:`~langevin_md.threads.SMALL_COMPILED_PROBLEM` and torch's setting beyond, since
+        their kernels are specialised to a thread count. See :mod:`langevin_md.threads`.
 
     Attributes
     ----------
@@ -380,8 +380,8 @@ class Sampler:
         self.compiled = self._decide_compile(end, coords)
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            small = SMALL_COMPILED_PROBLEM if self.compiled else SMALL_PROBLEM
-            stack.enter_context(torch_threads(choose_threads(coords, self.threads, small)))
+            choose = compiled_threads if self.compiled else choose_threads
+            stack.enter_context(torch_threads(choose(coords, self.threads)))
             self.threads_used = torch.get_num_threads()
             if self.compiled:
                 stack.enter_context(_persistent_compile_cache())
