@@ -425,7 +425,7 @@ def build_samplers(spec: Mapping) -> dict:
 
         [samplers.MALA]
         type = "MALA"
-        step_size = 0.3
+        step_size = 0.3          # or text with a unit, e.g. "0.01 nm**2"
 
     Returns
     -------
@@ -451,10 +451,28 @@ def build_samplers(spec: Mapping) -> dict:
         if unknown:
             raise ValueError(f"sampler {name!r}: {cls.__name__} has no setting(s) {unknown}; its settings are "
                              f"{sorted(fields)}")
+        for key in getattr(cls, "physical_units", {}):
+            # "2 fs", "0.01 nm**2": text with a unit, as in a run config's [integrator] table
+            if key in kwargs:
+                kwargs[key] = _with_units(name, key, kwargs[key])
         if "sigmas" in kwargs:
             kwargs["sigmas"] = tuple(kwargs["sigmas"])
         out[str(name)] = cls(**kwargs)
     return out
+
+
+def _with_units(sampler: str, key: str, value):
+    """``value`` with any ``"<number> <unit>"`` text read as an ``openmm.unit`` Quantity."""
+    from .units import parse_quantity
+
+    if isinstance(value, (list, tuple)):
+        return [_with_units(sampler, key, v) for v in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_quantity(value)
+    except ValueError as exc:
+        raise ValueError(f"sampler {sampler!r}: {key} = {value!r}: {exc}") from None
 
 
 def compare(system, samplers: Mapping, n_force_evals: int, n_walkers: int = 64, seed: int = 0,

@@ -679,7 +679,8 @@ def _settings_in_md_units(where: str, choice: Choice, table: dict, texts: dict) 
 
     The integrator converts them (it knows each setting's unit, e.g. that a preconditioned
     step size is dimensionless), so the resolved config, its fingerprint and the run folder
-    hold the same numbers as a config that wrote them in MD units.
+    hold numbers in MD units: the converted values (``"2 fs"`` gives 0.002; a conversion factor
+    may leave a last-digit difference from the decimal one would type, e.g. 1.0000000000000002e-4).
     """
     kwargs = {k: v for k, v in table.items() if k != "name"}
     try:

@@ -29,7 +29,7 @@ Replica exchange. When the state carries a per-walker ``kT`` (a
 :class:`~langevin_md.integrators.tempering.ReplicaExchange` run), averages over all walkers
 would mix temperatures. Walkers are then grouped into rungs by their *current* temperature
 (the state's ``rung`` label, which swaps move with ``kT``; by distinct ``kT`` values for a
-state without one), never by walker index, and every rung has the same number of walkers.
+state without one), never by walker index; every rung needs at least one walker.
 
 * ``potential_energy``, ``kinetic_energy`` and ``kinetic_temperature`` (``kinetic_kT``) are
   the coldest rung's (rung 0, the system's own temperature): the chain a user samples.
@@ -67,6 +67,7 @@ from .units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
 __all__ = ["StateReporter"]
 
 PathOrFile = Union[str, os.PathLike, TextIO, None]
+
 
 def _is_molecular(system) -> bool:
     return len(system.event_shape) == 2 and system.event_shape[1] == 3 and getattr(system, "topology", None) is not None

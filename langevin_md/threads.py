@@ -16,13 +16,19 @@ So above :data:`SMALL_PROBLEM` an eager run takes as many threads as there are i
 its start, never more than torch's current setting, and at least one. Idle cores are counted
 from the kernel's count of runnable tasks (``procs_running`` in ``/proc/stat``, the median of
 a few snapshots a millisecond apart, less this process's own running threads, which may be a
-thread pool still spinning after the previous run) against the CPUs this process may use. Where that count is not available (not Linux), torch's setting is kept. The count is
-taken once per run: a run that starts on a quiet machine keeps its threads if others arrive.
+thread pool still spinning after the previous run) against the CPUs this process may use.
+Where that count is not available (not Linux), torch's setting is kept. The count is taken
+once per run (about 7 ms): a run that starts on a quiet machine keeps its threads if others
+arrive. In a container ``/proc/stat`` may describe the whole host and CPU quotas are not
+read, so there the choice is conservative (a busy host gives one thread); pass ``threads=``
+to decide yourself.
 Compiled runs do not follow the load (:func:`compiled_threads`): their kernels are compiled
 for one thread count.
 
-Thread counts change no number: every op either works element by element or reduces within
-one walker's coordinates, and torch parallelises those over walkers. ``tests/test_threads.py``
+Thread counts change no number in a step: every op there works element by element, reduces
+within one walker's coordinates, or sums over walkers per coordinate (a metric's moments),
+and torch parallelises those without reordering any sum. A reduction of a whole tensor to
+one number would be split across threads, and no step contains one. ``tests/test_threads.py``
 checks this bitwise for Müller–Brown and alanine dipeptide at sizes that use two threads.
 
 Nothing here changes the global setting for good: :func:`torch_threads` sets it for a block
@@ -197,5 +203,5 @@ def torch_threads(n: Optional[int] = 1):
         torch.set_num_threads(before)
 
 
-__all__ = ["LOAD_SAMPLES", "SMALL_COMPILED_PROBLEM", "SMALL_PROBLEM", "check_threads", "choose_threads", "compiled_threads", "idle_cpus", "torch_threads",
-           "usable_cpus"]
+__all__ = ["LOAD_SAMPLES", "SMALL_COMPILED_PROBLEM", "SMALL_PROBLEM", "check_threads", "choose_threads",
+           "compiled_threads", "idle_cpus", "torch_threads", "usable_cpus"]

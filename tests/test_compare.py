@@ -115,3 +115,18 @@ def test_build_samplers_from_a_config_table():
         build_samplers({"x": {"type": "MALA", "stepsize": 0.1}})
     with pytest.raises(ValueError, match="'type' key"):
         build_samplers({"x": {"step_size": 0.1}})
+
+
+def test_build_samplers_reads_settings_with_units():
+    from langevin_md.compare import build_samplers
+
+    built = build_samplers({"B": {"type": "BAOAB", "timestep": "2 fs", "friction": "1/ps"},
+                            "M": {"type": "MALA", "step_size": "0.01 nm**2"}})
+    from langevin_md.integrators import BAOAB
+
+    assert built["B"] == BAOAB(0.002, 1.0)
+    assert built["M"] == MALA(0.01)
+    with pytest.raises(ValueError, match="sampler 'B': timestep = '2 blorps'"):
+        build_samplers({"B": {"type": "BAOAB", "timestep": "2 blorps"}})
+    with pytest.raises(ValueError, match="timestep must be in picosecond"):
+        build_samplers({"B": {"type": "BAOAB", "timestep": "2 nm"}})

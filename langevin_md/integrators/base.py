@@ -13,6 +13,7 @@ Integrators read it through :func:`thermal_energy`. Replica exchange
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
@@ -184,7 +185,9 @@ def sum_event(t: torch.Tensor) -> torch.Tensor:
     """
     flat = t.reshape(t.shape[0], -1)
     k = flat.shape[1]
-    if not 1 <= k <= SHORT_EVENT:
+    # Checked on the CPU for float32/float64 (tests/integrators/test_operators.py); half
+    # precisions accumulate in float32 there, and other devices may pair the adds.
+    if not 1 <= k <= SHORT_EVENT or flat.dtype not in (torch.float64, torch.float32) or flat.device.type != "cpu":
         return flat.sum(-1)
     out = flat[:, 0] + 0.0
     for j in range(1, k):
@@ -207,7 +210,8 @@ def select_walkers(take_new: torch.Tensor, new: torch.Tensor, old: torch.Tensor)
     the CPU (100 µs for ``(10⁴, 2)`` float64, ten times a one-dimensional select). When a
     row is 2, 4, 8 or 16 bytes (a 2-d float64 or float32 event, say) it is reinterpreted as
     one integer (or complex) element and selected with a one-dimensional condition: the
-    result holds the same bits, NaN payloads and signed zeros included.
+    result holds the same bits, NaN payloads and signed zeros included. Tensors that need
+    gradients, rows at odd storage offsets and compiled graphs take ``torch.where``.
 
     Parameters
     ----------
@@ -222,11 +226,14 @@ def select_walkers(take_new: torch.Tensor, new: torch.Tensor, old: torch.Tensor)
     if new.ndim == 1:
         return torch.where(take_new, new, old)
     n = new.shape[0]
-    row_bytes = new[0].numel() * new.element_size()
+    row_bytes = math.prod(new.shape[1:]) * new.element_size()
     as_row = _ROW_DTYPES.get(row_bytes)
-    # Compiled graphs fuse the select anyway, and inductor handles dtype views poorly.
+    per_row = math.prod(new.shape[1:])
+    # Compiled graphs fuse the select anyway, and inductor handles dtype views poorly; a dtype
+    # view has no gradient, and needs rows that start at multiples of the wider element.
     if (as_row is not None and n > 0 and new.dtype == old.dtype and new.is_contiguous() and old.is_contiguous()
-            and not torch.compiler.is_compiling()):
+            and new.storage_offset() % per_row == 0 and old.storage_offset() % per_row == 0
+            and not (new.requires_grad or old.requires_grad) and not torch.compiler.is_compiling()):
         rows = torch.where(take_new, new.reshape(n, -1).view(as_row).reshape(n),
                            old.reshape(n, -1).view(as_row).reshape(n))
         return rows.reshape(n, 1).view(new.dtype).reshape(new.shape)

@@ -16,10 +16,10 @@ from typing import Optional, Union
 
 import torch
 
+from ..units import in_units
 from .base import Integrator, State, StepInfo, positive, select_walkers, sum_event, thermal_energy, walker_view
 from .metric import (ADAPTIVE_KINDS, PreconditionedState, accumulate_metric, check_preconditioner,
                      check_window, freeze_metric, initial_metric_fields, state_metric)
-from ..units import in_units
 from .overdamped import overdamped_move, preconditioned_move, step_size_in_units
 
 

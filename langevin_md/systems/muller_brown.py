@@ -88,14 +88,17 @@ class MullerBrown(System):
         # computed with the same operations in the same order as the textbook form
         # A·exp(a·dx·dx + b·dx·dy + c·dy·dy), so results are bitwise those of the (n, 4)
         # formulation (no fused multiply-add: addcmul would change the last bit).
-        if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling():
-            # Autograd cannot see through reused buffers, and a compiled graph fuses the
-            # temporaries away anyway (mutating held buffers would only add guards).
+        scratch = self.__dict__.get("_scratch")  # absent on objects pickled by older versions
+        if ((x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()
+                or torch.is_inference_mode_enabled() or scratch is None):
+            # Autograd cannot see through reused buffers; a compiled graph fuses the
+            # temporaries away anyway (mutating held buffers would only add guards); buffers
+            # made under inference mode could not be written outside it.
             return self._energy_and_forces_functional(x)
         A, a, b, c, x0, y0, a2, c2 = self._params(x)
         # Intermediates live in reused buffers (see :mod:`.scratch`): allocating five (4, n)
         # temporaries per call cost more than the arithmetic. Only the results are fresh.
-        dx, dy, bdx, e, t = self._scratch.buffers(x, 5, (4, x.shape[0]))
+        dx, dy, bdx, e, t = scratch.buffers(x, 5, (4, x.shape[0]))
         torch.sub(x[:, 0], x0, out=dx)
         torch.sub(x[:, 1], y0, out=dy)
         torch.mul(b, dx, out=bdx)

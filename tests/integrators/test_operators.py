@@ -171,3 +171,19 @@ def test_select_walkers_is_bitwise_torch_where(shape, dtype):
     bits = {torch.float64: torch.int64, torch.float32: torch.int32}.get(dtype)
     assert torch.equal(got.view(bits), want.view(bits)) if bits else torch.equal(got, want)
     assert not torch.equal(got, old) or bool(take.all())  # a real selection took place
+
+
+def test_select_walkers_keeps_gradients_and_odd_views():
+    """The fast path must not drop autograd history, nor fail on views that start mid-row."""
+    from langevin_md.integrators.base import select_walkers, walker_view
+
+    take = torch.tensor([True, False, True])
+    new = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    old = torch.randn(3, 2, dtype=torch.float64)
+    out = select_walkers(take, new, old)
+    out.sum().backward()
+    assert torch.equal(new.grad, walker_view(take, 2).expand(3, 2).to(torch.float64))
+    base = torch.randn(11, dtype=torch.float32)
+    odd_new, odd_old = base[1:7].view(3, 2), base[5:11].view(3, 2)  # storage offsets 1 and 5
+    want = torch.where(walker_view(take, 2), odd_new, odd_old)
+    assert torch.equal(select_walkers(take, odd_new, odd_old), want)

@@ -421,3 +421,15 @@ def test_muller_brown_buffered_path_is_bitwise_the_differentiable_one():
     both = torch.cat([x1, x2])
     e, f = system.energy_and_forces(both)
     assert torch.equal(e[:50], e1) and torch.equal(f[:50], f1)
+
+
+def test_muller_brown_works_in_and_after_inference_mode():
+    """Work buffers made under inference mode could not be written outside it."""
+    system = MullerBrown(kT=10.0)
+    x = _points(system, n=20)
+    with torch.inference_mode():
+        e_inf, f_inf = system.energy_and_forces(x)
+    e, f = system.energy_and_forces(x)
+    assert torch.equal(e, e_inf) and torch.equal(f, f_inf)
+    with torch.inference_mode():
+        assert torch.equal(system.energy_and_forces(x)[0], e)
