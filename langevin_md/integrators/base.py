@@ -50,6 +50,23 @@ class State:
                 if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
+def evolve(state: State, **changes) -> State:
+    """``dataclasses.replace(state, **changes)`` for the hot path.
+
+    States are frozen records without ``__post_init__``, so a copy of the instance dictionary
+    with some fields swapped is the same object ``replace`` builds, at a fifth of its cost
+    (``replace`` re-runs the generated ``__init__``: ~7 µs, six times per BAOAB step).
+    ``changes`` must name existing fields.
+    """
+    if torch.compiler.is_compiling():  # the tracer follows replace, not raw instance dicts
+        return replace(state, **changes)
+    new = object.__new__(type(state))
+    fields_ = new.__dict__
+    fields_.update(state.__dict__)
+    fields_.update(changes)
+    return new
+
+
 @dataclass(frozen=True)
 class UnderdampedState(State):
     """A state with velocities, shape ``(n_walkers, *event_shape)`` (length/time)."""

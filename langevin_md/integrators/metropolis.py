@@ -17,7 +17,8 @@ from typing import Optional, Union
 import torch
 
 from ..units import in_units
-from .base import Integrator, State, StepInfo, positive, select_walkers, sum_event, thermal_energy, walker_view
+from .base import (Integrator, State, StepInfo, evolve, positive, select_walkers, sum_event, thermal_energy,
+                   walker_view)
 from .metric import (ADAPTIVE_KINDS, PreconditionedState, accumulate_metric, check_preconditioner,
                      check_window, freeze_metric, initial_metric_fields, state_metric)
 from .overdamped import overdamped_move, preconditioned_move, step_size_in_units
@@ -52,7 +53,7 @@ def metropolis_select(current: State, proposal: State, log_ratio: torch.Tensor, 
             continue
         fields[name] = select_walkers(accepted, new, old)
     prob = torch.exp(torch.clamp(log_ratio, max=0.0))
-    return replace(proposal, **fields), StepInfo(accepted=accepted, acceptance_probability=prob)
+    return evolve(proposal, **fields), StepInfo(accepted=accepted, acceptance_probability=prob)
 
 
 # --------------------------------------------------------------------------- adaptation
@@ -266,7 +267,7 @@ class MALA(AdaptiveStepSize):
         log_q_ratio = sum_event(back.mul_(back)).div_(-4.0 * state.step_size).add_(
             sum_event(noise * noise).mul_(0.5))
         log_ratio = (energy - state.energy).neg_().div_(thermal_energy(system, state, 1)).add_(log_q_ratio)
-        proposal = replace(state, positions=y, energy=energy, forces=forces)
+        proposal = evolve(state, positions=y, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)
 
     def _preconditioned_step(self, system, state, metric, kT, eps, noise, u):
@@ -277,7 +278,7 @@ class MALA(AdaptiveStepSize):
         back = x - y - (eps / kT) * metric.apply(forces)
         log_q_ratio = metric.inverse_quadratic(back) / (-4.0 * state.step_size) + 0.5 * sum_event(noise * noise)
         log_ratio = -(energy - state.energy) / thermal_energy(system, state, 1) + log_q_ratio
-        proposal = replace(state, positions=y, energy=energy, forces=forces)
+        proposal = evolve(state, positions=y, energy=energy, forces=forces)
         return metropolis_select(state, proposal, log_ratio, u)
 
 
@@ -313,5 +314,5 @@ class RandomWalkMetropolis(Integrator):
         u = generator.uniform((), dtype=x.dtype).to(x.device)
         y = x + self.scale * noise
         energy, forces = system.energy_and_forces(y)
-        proposal = replace(state, positions=y, energy=energy, forces=forces)
+        proposal = evolve(state, positions=y, energy=energy, forces=forces)
         return metropolis_select(state, proposal, -(energy - state.energy) / thermal_energy(system, state, 1), u)

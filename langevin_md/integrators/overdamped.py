@@ -8,13 +8,13 @@ constant preconditioner M (:mod:`.metric`), fixed or adapted from the walkers du
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Union
 
 import torch
 
 from ..units import in_units
-from .base import Integrator, State, StepInfo, positive, thermal_energy
+from .base import Integrator, State, StepInfo, evolve, positive, thermal_energy
 from .metric import (ADAPTIVE_KINDS, Metric, PreconditionedState, accumulate_metric, check_preconditioner,
                      check_window, freeze_metric, initial_metric_fields, state_metric)
 
@@ -123,7 +123,7 @@ class ULA(Integrator):
         else:
             x = preconditioned_move(state, metric, kT, self.step_size, noise)
         energy, forces = system.energy_and_forces(x)
-        return replace(state, positions=x, energy=energy, forces=forces), StepInfo()
+        return evolve(state, positions=x, energy=energy, forces=forces), StepInfo()
 
     def adapt(self, state, info):
         return accumulate_metric(state, self.metric_window)[0] if self.adaptive else state
@@ -170,4 +170,4 @@ class Brownian(Integrator):
         eps = kT * self.timestep / (self.friction * system.dof_masses(state.positions))
         x = overdamped_move(state, kT, eps, noise)
         energy, forces = system.energy_and_forces(x)
-        return replace(state, positions=x, energy=energy, forces=forces), StepInfo()
+        return evolve(state, positions=x, energy=energy, forces=forces), StepInfo()

@@ -32,14 +32,20 @@ drift need not. Bond lengths hold to the SHAKE tolerance
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import weakref
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from ..units import in_units
-from .base import Integrator, StepInfo, UnderdampedState, non_negative, positive, thermal_energy
+from .base import Integrator, StepInfo, UnderdampedState, evolve, non_negative, positive, thermal_energy
 from .constraints import ConstraintSolver, constraint_solver
+
+
+#: Per system: (key, mass tensor, 1/m, sqrt(kT/m)) of the last scalar-kT call of
+#: :meth:`_Splitting._constants`. Weak keys: a system's entry goes when the system does.
+_CONSTANTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def kick(state: UnderdampedState, tau: float, inv_mass: torch.Tensor,
@@ -50,7 +56,7 @@ def kick(state: UnderdampedState, tau: float, inv_mass: torch.Tensor,
     v = ((tau * inv_mass) * state.forces).add_(state.velocities)
     if project is not None:
         v = project.project_velocities(state.positions, v)
-    return replace(state, velocities=v)
+    return evolve(state, velocities=v)
 
 
 def drift(state: UnderdampedState, tau: float,
@@ -65,9 +71,9 @@ def drift(state: UnderdampedState, tau: float,
     """
     x_free = (tau * state.velocities).add_(state.positions)  # x + τv, bitwise (see kick)
     if constraints is None:
-        return replace(state, positions=x_free)
+        return evolve(state, positions=x_free)
     x = constraints.shake(state.positions, x_free)
-    return replace(state, positions=x, velocities=state.velocities + (x - x_free) / tau)
+    return evolve(state, positions=x, velocities=state.velocities + (x - x_free) / tau)
 
 
 def ornstein_uhlenbeck(state: UnderdampedState, c: float, thermal_velocity: torch.Tensor,
@@ -84,12 +90,12 @@ def ornstein_uhlenbeck(state: UnderdampedState, c: float, thermal_velocity: torc
         v = ((math.sqrt(1.0 - c * c) * thermal_velocity) * xi).add_(c * v)  # c v + σξ, bitwise
     if project is not None:
         v = project.project_velocities(state.positions, v)
-    return state if v is state.velocities else replace(state, velocities=v)
+    return state if v is state.velocities else evolve(state, velocities=v)
 
 
 def refresh_forces(system, state: UnderdampedState) -> UnderdampedState:
     energy, forces = system.energy_and_forces(state.positions)
-    return replace(state, energy=energy, forces=forces)
+    return evolve(state, energy=energy, forces=forces)
 
 
 def maxwell_boltzmann(system, like: torch.Tensor, generator) -> torch.Tensor:
@@ -132,10 +138,21 @@ class _Splitting(Integrator):
         return UnderdampedState(s.positions, s.energy, s.forces, velocities=v)
 
     def _constants(self, system, state):
-        """1/m and the thermal velocity sqrt(kT/m), per walker when the state carries kT."""
+        """1/m and the thermal velocity sqrt(kT/m), per walker when the state carries kT.
+
+        For a scalar kT both are computed once per mass tensor and kT (the same operations,
+        so the same bits) instead of three small kernels every step.
+        """
         x = state.positions
         m = system.dof_masses(x)
-        return 1.0 / m, torch.sqrt(thermal_energy(system, state, x.ndim) / m)
+        if state.kT is not None or torch.compiler.is_compiling():  # a compiled graph folds them
+            return 1.0 / m, torch.sqrt(thermal_energy(system, state, x.ndim) / m)
+        key = (id(m), float(system.kT))
+        held = _CONSTANTS.get(system)
+        if held is None or held[0] != key or held[1] is not m:
+            held = (key, m, 1.0 / m, torch.sqrt(system.kT / m))
+            _CONSTANTS[system] = held
+        return held[2], held[3]
 
 
 @dataclass(frozen=True)

@@ -142,9 +142,18 @@ class System:
 
     # ----------------------------------------------------------------- helpers
     def dof_masses(self, like: torch.Tensor) -> torch.Tensor:
-        """Masses broadcastable to ``(n_walkers, *event_shape)``, on ``like``'s dtype/device."""
-        (m,) = self._as_tensors(like, "masses", np.asarray(self.masses, dtype=np.float64))
-        return m.reshape(m.shape + (1,) * (len(self.event_shape) - 1))
+        """Masses broadcastable to ``(n_walkers, *event_shape)``, on ``like``'s dtype/device.
+
+        The same tensor on every call for one dtype and device (integrators cache what they
+        derive from it by identity).
+        """
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = ("dof_masses", like.dtype, like.device)
+        m = cache.get(key)
+        if m is None:  # hot path: nothing is built before this lookup
+            (m,) = self._as_tensors(like, "masses", np.asarray(self.masses, dtype=np.float64))
+            m = cache[key] = m.reshape(m.shape + (1,) * (len(self.event_shape) - 1))
+        return m
 
     def _as_tensors(self, like: torch.Tensor, name: str, *values) -> tuple:
         """``values`` as tensors of ``like``'s dtype and device, cached per (name, dtype, device).
