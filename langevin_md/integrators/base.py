@@ -248,9 +248,10 @@ def select_walkers(take_new: torch.Tensor, new: torch.Tensor, old: torch.Tensor)
     per_row = math.prod(new.shape[1:])
     # Compiled graphs fuse the select anyway, and inductor handles dtype views poorly; a dtype
     # view has no gradient, and needs rows that start at multiples of the wider element.
-    if (as_row is not None and n > 0 and new.dtype == old.dtype and new.is_contiguous() and old.is_contiguous()
+    if (not torch.compiler.is_compiling() and as_row is not None and n > 0 and new.dtype == old.dtype
+            and new.is_contiguous() and old.is_contiguous()
             and new.storage_offset() % per_row == 0 and old.storage_offset() % per_row == 0
-            and not (new.requires_grad or old.requires_grad) and not torch.compiler.is_compiling()):
+            and not (new.requires_grad or old.requires_grad)):
         rows = torch.where(take_new, new.reshape(n, -1).view(as_row).reshape(n),
                            old.reshape(n, -1).view(as_row).reshape(n))
         return rows.reshape(n, 1).view(new.dtype).reshape(new.shape)

@@ -187,3 +187,19 @@ def test_select_walkers_keeps_gradients_and_odd_views():
     odd_new, odd_old = base[1:7].view(3, 2), base[5:11].view(3, 2)  # storage offsets 1 and 5
     want = torch.where(walker_view(take, 2), odd_new, odd_old)
     assert torch.equal(select_walkers(take, odd_new, odd_old), want)
+
+
+def test_evolve_builds_what_replace_builds():
+    """The hot-path copy must give the same state as dataclasses.replace, leaving the original."""
+    import dataclasses
+
+    from langevin_md.integrators.base import evolve
+
+    x, e, f, v = torch.zeros(3, 2), torch.zeros(3), torch.ones(3, 2), torch.full((3, 2), 2.0)
+    state = UnderdampedState(x, e, f, velocities=v)
+    new_v = torch.full((3, 2), 5.0)
+    got, want = evolve(state, velocities=new_v), dataclasses.replace(state, velocities=new_v)
+    assert type(got) is UnderdampedState and got == want
+    assert got.velocities is new_v and got.positions is x and state.velocities is v
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.positions = f
