@@ -939,24 +939,34 @@ def temperature_ladder(tempering: dict, system) -> tuple:
         raise ConfigError(f"[tempering]: {exc}") from None
 
 
-def _resolve_sampler(table: dict) -> dict:
-    targets = _sampler_targets()
-    params = {key: parameters(fn)[p] for key, (fn, p) in targets.items()}
+def _checked_settings(where: str, table: dict, params: dict, missing_note: str = "") -> dict:
+    """``table``'s keys checked against ``params`` (name -> :class:`Param`), defaults filled in.
+
+    Unknown keys and values of the wrong type raise :class:`ConfigError` naming ``where``; a
+    missing required key does too, followed by ``missing_note``.
+    """
     out = {}
     for key, value in table.items():
         if key not in params:
-            raise ConfigError("[sampler] " + _unknown("key", key, params))
+            raise ConfigError(f"{where} " + _unknown("key", key, params))
         p = params[key]
         # Integer-valued settings are annotated in the signatures only through their defaults.
         if p.annotation is None and isinstance(p.default, int) and not isinstance(p.default, bool):
             p = Param(p.name, p.default, "int")
-        _check_type("[sampler]", key, value, p)
+        _check_type(where, key, value, p)
         out[key] = value
     for key, p in params.items():
         if key not in out:
             if p.required:
-                raise ConfigError(f"[sampler] is missing required key {key!r}")
+                raise ConfigError(f"{where} is missing required key {key!r}{missing_note}")
             out[key] = p.default
+    return out
+
+
+def _resolve_sampler(table: dict) -> dict:
+    targets = _sampler_targets()
+    params = {key: parameters(fn)[p] for key, (fn, p) in targets.items()}
+    out = _checked_settings("[sampler]", table, params)
     from langevin_md.executors import BACKENDS
 
     if out["backend"] not in BACKENDS:
@@ -1175,21 +1185,8 @@ def load_compare_config(path) -> CompareConfig:
         params = {k: p for k, p in parameters(compare).items()
                   if k not in ("system", "samplers", "initial_positions", "observable")}
         table = data.get("compare", {})
-        settings = {}
-        for key, value in table.items():
-            if key not in params:
-                raise ConfigError("[compare] " + _unknown("key", key, params))
-            p = params[key]
-            if p.annotation is None and isinstance(p.default, int) and not isinstance(p.default, bool):
-                p = Param(key, p.default, "int")
-            _check_type("[compare]", key, value, p)
-            settings[key] = value
-        for key, p in params.items():
-            if key not in settings:
-                if p.required:
-                    raise ConfigError(f"[compare] is missing required key {key!r} (force evaluations per "
-                                      "walker, the budget every sampler gets)")
-                settings[key] = p.default
+        settings = _checked_settings("[compare]", table, params,
+                                     " (force evaluations per walker, the budget every sampler gets)")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     cfg = CompareConfig(system, settings, dict(data["samplers"]), str(path))
