@@ -38,7 +38,7 @@ checkpoint_every = {n_steps}
 def main(argv=None):
     import distributed
 
-    from langevin_md.distributed import run_distributed
+    from langevin_md.run.distributed import run_distributed
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")

@@ -16,10 +16,10 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "analysis": ".analysis", "integrators": ".integrators", "systems": ".systems",
     "sample": ".executors", "Sampler": ".executors", "Reporter": ".executors",
-    "load_run": ".io.run_folder", "SampleResult": ".result", "NonFiniteStateError": ".errors",
+    "load_run": ".run.folder", "SampleResult": ".result", "NonFiniteStateError": ".errors",
     "WalkerRNG": ".random", "minimize": ".minimize", "Minimization": ".minimize",
     "compare": ".compare", "step_size_sweep": ".compare", "plot_step_size_sweep": ".compare",
-    "StateReporter": ".state_reporter",
+    "StateReporter": ".run.state_reporter",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -117,6 +117,8 @@ class ASESystem(System):
     loop on the CPU: use few walkers, or a native system where one exists.
     """
 
+    units = "molecular"
+
     def __init__(self, atoms: Atoms, calculator, temperature=300.0):
         if not isinstance(atoms, Atoms):
             raise TypeError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")

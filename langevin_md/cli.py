@@ -34,9 +34,10 @@ def _die(message: str, code: int) -> int:
 # --------------------------------------------------------------------------- run / resume
 def _run_folder_command(run_dir: Path, progress: Optional[bool]) -> int:
     """Run or resume ``run_dir`` and turn its outcome into an exit status and a message."""
-    from langevin_md.config import ConfigError
+    from langevin_md.errors import ConfigError
     from langevin_md.io.checkpoint import CheckpointError, RunInterrupted
-    from langevin_md.io.run_folder import RunFailed, RunFolderError, execute_run
+    from langevin_md.run.folder import RunFailed, RunFolderError
+    from langevin_md.run.session import execute_run
     from langevin_md.io.trajectory import TrajectoryError
 
     try:
@@ -58,15 +59,17 @@ def _run_folder_command(run_dir: Path, progress: Optional[bool]) -> int:
 
 
 def cmd_run(args) -> int:
-    from langevin_md.config import ConfigError, load_config
-    from langevin_md.io.run_folder import RunFolderError, create_run
+    from langevin_md.errors import ConfigError
+    from langevin_md.run.build import check_config
+    from langevin_md.run.config import load_config
+    from langevin_md.run.folder import RunFolderError, create_run
 
     config_path = Path(args.config)
     try:
         cfg = load_config(config_path)
         # Everything is checked before a folder exists: keys, paths and files, the system, the
         # integrator, the executor's settings (seed, device, dtype) and the memory the run needs.
-        cfg.validate()
+        check_config(cfg)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         return _die(str(exc), EXIT_USAGE)
     except ConfigError as exc:
@@ -86,11 +89,11 @@ def cmd_run(args) -> int:
 
 def _run_distributed(cfg, run_dir: Path, args) -> int:
     try:
-        from langevin_md.distributed import run_distributed
+        from langevin_md.run.distributed import run_distributed
         import distributed  # noqa: F401
     except ImportError:
         return _die("--scheduler needs Dask: pip install 'langevin_md[distributed]'", EXIT_USAGE)
-    from langevin_md.io.run_folder import RunFolderError
+    from langevin_md.run.folder import RunFolderError
 
     print(f"langevin-md: run folder {run_dir}, walkers sharded on {args.scheduler}", file=sys.stderr)
     try:
@@ -107,7 +110,7 @@ def _run_distributed(cfg, run_dir: Path, args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from langevin_md.io.run_folder import RunFolderError, check_run_folder, is_run_folder
+    from langevin_md.run.folder import RunFolderError, check_run_folder, is_run_folder
 
     run_dir = Path(args.run_dir)
     if not is_run_folder(run_dir):
@@ -191,7 +194,8 @@ def export(result, walker: int, fmt: str, out: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- compare
 def cmd_compare(args) -> int:
-    from langevin_md.config import ConfigError, load_compare_config
+    from langevin_md.compare.config import load_compare_config
+    from langevin_md.errors import ConfigError
 
     config_path = Path(args.config)
     try:
@@ -257,7 +261,7 @@ def _load_frames(run_dir: Path, what: str):
     Read first, so a folder that is not a run, a damaged trajectory or a run with no frames is
     reported as such rather than from deep inside the export or analysis.
     """
-    from langevin_md.io.run_folder import RunFolderError, load_run
+    from langevin_md.run.folder import RunFolderError, load_run
     from langevin_md.io.trajectory import TrajectoryError
 
     try:
@@ -278,7 +282,7 @@ def cmd_analyze(args) -> int:
     if isinstance(result, int):
         return result
     try:
-        code = _module("langevin_md.analysis.report", "analyze").main(args.run_dir) or EXIT_OK
+        code = _module("langevin_md.run.analyze", "analyze").analyze_run(args.run_dir) or EXIT_OK
         topology = result.metadata.get("topology")
         if code == EXIT_OK and topology is not None:
             protein = _module("langevin_md.analysis.protein", "analyze")

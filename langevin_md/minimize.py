@@ -113,15 +113,11 @@ def _is_openmm_system(system) -> bool:
     return hasattr(system, "openmm_system") and hasattr(system, "make_context")
 
 
-def _is_molecular(system) -> bool:
-    return len(system.event_shape) == 2 and system.event_shape[1] == 3 and getattr(system, "topology", None) is not None
-
-
 def _tolerance(system, tolerance) -> float:
     from langevin_md.systems.base import check_positive
 
     if tolerance is None:
-        return DEFAULT_MOLECULAR_TOLERANCE if _is_molecular(system) else DEFAULT_ANALYTIC_TOLERANCE
+        return DEFAULT_MOLECULAR_TOLERANCE if system.units == "molecular" else DEFAULT_ANALYTIC_TOLERANCE
     if hasattr(tolerance, "value_in_unit"):
         from openmm import unit
 

@@ -1,7 +1,7 @@
 """The built-in systems as plain data, for ``langevin-md systems``.
 
 Listing the systems must not import torch, scipy or OpenMM: building
-:func:`langevin_md.config.system_choices` imports every system class (about 2 s), while this
+:func:`langevin_md.run.choices.system_choices` imports every system class (about 2 s), while this
 table is a literal. ``tests/test_system_table.py`` checks that it agrees exactly with what
 ``system_choices()`` builds — names, kinds, descriptions, argument names, order and
 defaults — so that adding or changing a system without updating this table fails the tests.

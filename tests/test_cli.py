@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from langevin_md import cli
-from langevin_md.config import ConfigError, integrator_choices, load_config, parse_config, system_choices
-from langevin_md.io.run_folder import load_run
+from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
+from langevin_md.run.config import ConfigError, integrator_choices, load_config, parse_config, system_choices
+from langevin_md.run.folder import load_run
 
 from tests.io.helpers import write_config
 
@@ -78,7 +79,7 @@ def test_defaults_come_from_the_signatures(tmp_path):
     assert cfg.sampler["n_walkers"] == sig(Sampler).parameters["n_walkers"].default
     assert cfg.sampler["record_every"] == sig(Sampler.run).parameters["record_every"].default
     assert cfg.sampler["checkpoint_every"] == sig(CheckpointReporter).parameters["every"].default
-    assert cfg.build_integrator() == MALA(step_size=1e-4)
+    assert build_integrator(cfg) == MALA(step_size=1e-4)
 
 
 def test_every_integrator_and_analytic_system_is_reachable():
@@ -247,7 +248,8 @@ EXAMPLE_CONFIGS = sorted((__import__("pathlib").Path(__file__).parents[1] / "exa
 
 @pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: p.name)
 def test_example_configs_run(tmp_path, path):
-    from langevin_md.io.run_folder import create_run, execute_run
+    from langevin_md.run.folder import create_run
+    from langevin_md.run.session import execute_run
 
     cfg = load_config(path)
     # Replica exchange needs one walker per temperature.

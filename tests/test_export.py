@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from langevin_md import cli
-from langevin_md.io.run_folder import load_run
+from langevin_md.run.folder import load_run
 
 mdtraj = pytest.importorskip("mdtraj")
 

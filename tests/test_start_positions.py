@@ -35,7 +35,8 @@ def test_quantity_in_angstrom_is_converted(alanine):
 # moves would then still report the target's answer (issue 13: HMC at acceptance 0.0
 # reproduced a mixture's weights). Default starts are documented points; exact draws are
 # asked for by name, initial_positions="exact".
-from langevin_md.config import ConfigError, parse_config  # noqa: E402
+from langevin_md.run.config import ConfigError, parse_config  # noqa: E402
+from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start  # noqa: E402
 from langevin_md.random import WalkerRNG  # noqa: E402
 from langevin_md.systems import DoubleWell, GaussianMixture, Harmonic, MullerBrown, UniformBox  # noqa: E402
 from langevin_md.systems.base import EXACT_SAMPLE_SYSTEMS  # noqa: E402
@@ -146,12 +147,12 @@ def _config(name, start=None, **system):
 
 def test_config_key_selects_the_exact_start_and_refuses_other_values():
     cfg = _config("gaussian_mixture", "exact", means=TWO_MODES["means"], weights=[0.8, 0.2])
-    sampler = cfg.build_sampler()
+    sampler = build_sampler(cfg)
     np.testing.assert_array_equal(sampler.state.positions.numpy(),
-                                  cfg.build_system().exact_samples(6, WalkerRNG(3, 6)).numpy())
+                                  build_system(cfg).exact_samples(6, WalkerRNG(3, 6)).numpy())
     default = _config("gaussian_mixture", means=TWO_MODES["means"], weights=[0.8, 0.2])
     assert default.sampler["initial_positions"] is None
-    np.testing.assert_array_equal(default.build_sampler().state.positions.numpy()[:, 0],
+    np.testing.assert_array_equal(build_sampler(default).state.positions.numpy()[:, 0],
                                   [-3.0, 3.0, -3.0, 3.0, -3.0, 3.0])
     # The default key leaves the fingerprint of run folders made before it existed alone;
     # the exact start, a different trajectory, changes it.
@@ -161,7 +162,7 @@ def test_config_key_selects_the_exact_start_and_refuses_other_values():
     with pytest.raises(ConfigError, match=r"initial_positions = \"random\": the only value is \"exact\""):
         _config("harmonic", "random")
     with pytest.raises(ConfigError, match="MullerBrown.*has no exact sampler"):
-        _config("muller_brown", "exact").validate()
+        check_config(_config("muller_brown", "exact"))
 
 
 # --------------------------------------------------------------------------- the complaint

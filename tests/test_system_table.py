@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from langevin_md.config import parameters, system_choices
+from langevin_md.run.config import parameters, system_choices
 from langevin_md.system_table import REQUIRED, SYSTEMS
 
 HEAVY = ("torch", "scipy", "openmm", "numpy", "mdtraj")

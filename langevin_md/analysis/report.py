@@ -503,33 +503,3 @@ def _coldest_rung(result):
     return dataclasses.replace(result, positions=cold(result.positions), energies=cold(result.energies),
                                kinetic_energies=cold(result.kinetic_energies), acceptance_rate=None, step_sizes=None,
                                fields={}, integrator_summary={}, walker_indices=walkers)
-
-
-def main(run_dir) -> int:
-    """``langevin-md analyze RUN_DIR``: write ``RUN_DIR/report`` and print where it is.
-
-    The system is rebuilt from the run's ``config.toml`` when possible, so analytic systems
-    get their exact comparisons; otherwise the report goes without them.
-
-    Returns
-    -------
-    int
-        0 (the report was written, whatever it found).
-    """
-    from langevin_md.io.run_folder import load_run
-
-    run_dir = Path(run_dir)
-    result = load_run(run_dir)
-    try:
-        from langevin_md.config import load_config
-
-        result.system = load_config(run_dir / "config.toml").build_system()
-    except Exception as exc:  # the report is still useful without exact comparisons
-        print(f"note: could not rebuild the system from {run_dir / 'config.toml'} ({exc}); "
-              "no exact comparisons")
-    rep = report(result, run_dir / "report", exact="auto", title=f"Report for {run_dir.name}")
-    print(f"report written to {rep.output_dir / 'report.html'}")
-    for w in rep.warnings:
-        print(f"warning: {w}")
-    return 0
-

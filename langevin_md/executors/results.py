@@ -1,6 +1,6 @@
 """One builder for :class:`~langevin_md.result.SampleResult`, its metadata and acceptance rates.
 
-Both executors, the run-folder runner and :func:`~langevin_md.io.run_folder.load_run` build
+Both executors, the run-folder runner and :func:`~langevin_md.run.folder.load_run` build
 results and summaries here, so the metadata keys and the acceptance arithmetic exist once.
 """
 

@@ -200,6 +200,10 @@ class Sampler:
         Whether the last run took its steps compiled.
     """
 
+    #: Constructor keywords a run config's [sampler] table may set (langevin_md.run.choices).
+    OPTIONS = ("n_walkers", "seed", "device", "dtype", "initial_positions", "first_walker", "compile",
+               "threads")
+
     def __init__(self, system: System, integrator: Integrator, n_walkers: int = 1, seed: int = 0,
                  device=None, dtype=None, initial_positions=None,
                  walker_indices: Optional[Sequence[int]] = None, first_walker: int = 0,

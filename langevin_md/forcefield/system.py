@@ -55,6 +55,8 @@ class TorchForceField(System):
         kJ/mol.
     """
 
+    units = "molecular"
+
     def __init__(self, module: ForceFieldModule, masses, temperature: float, topology=None, positions=None,
                  constrained: bool = False, constraints=None):
         if not isinstance(module, ForceFieldModule):

@@ -27,7 +27,7 @@ leave it a tail after the last window: with ``metric_window = 50`` the windows c
 tunes the step size for 250 more steps.
 
 **Shards and replicas.** The estimate pools the walkers of one sampler. A Dask run
-(:mod:`langevin_md.distributed`) therefore adapts one M **per shard**, from that shard's own
+(:mod:`langevin_md.run.distributed`) therefore adapts one M **per shard**, from that shard's own
 walkers: shards stay independent (no communication during burn-in) and each shard is bitwise
 reproducible from its seed and walker indices; a shared M would need an all-reduce of the
 window sums at every window end. The price: with an adapted metric a walker's chain depends

@@ -1,6 +1,6 @@
-"""Trajectory files, checkpoints and run folders (crash-safe, pickle-free).
+"""File formats: trajectories and checkpoints (crash-safe, pickle-free); run folders are :mod:`langevin_md.run.folder`.
 
 Submodules are imported on use so that ``import langevin_md`` does not import h5py.
 """
 
-__all__ = ["trajectory", "checkpoint", "run_folder"]
+__all__ = ["trajectory", "checkpoint"]

@@ -263,8 +263,9 @@ def topology_from_json(text: str):
 
 
 def system_units(system) -> str:
-    """``"molecular"`` (nm, kJ/mol, amu) for systems with a topology, else ``"reduced"``."""
-    return "molecular" if getattr(system, "topology", None) is not None else "reduced"
+    """The units a trajectory file records for ``system``: its ``units`` attribute,
+    ``"molecular"`` (nm, kJ/mol, amu) or ``"reduced"``."""
+    return system.units
 
 
 class TrajectoryWriter:

@@ -90,6 +90,11 @@ class System:
         True when the system carries holonomic constraints (only OpenMM systems do).
     score_only : bool
         True when forces come from a score model with no energy (Metropolis schemes refuse it).
+    units : str
+        ``"reduced"`` (kT and energies in arbitrary reduced units, the default) or
+        ``"molecular"`` (nm, ps, amu, kJ/mol; temperatures in kelvin through
+        :func:`langevin_md.units.kT_from_temperature`). Code that must tell the two apart reads
+        this attribute and nothing else.
     """
 
     event_shape: tuple = ()
@@ -98,6 +103,7 @@ class System:
     topology = None
     constrained: bool = False
     score_only: bool = False
+    units: str = "reduced"
 
     # ----------------------------------------------------------------- energy and forces
     def energy_and_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,7 +329,12 @@ class SumSystem(System):
                     f"cannot add {type(s).__name__} at kT={s.kT:g} to {type(first).__name__} at "
                     f"kT={first.kT:g}: the terms of a sum must share one temperature"
                 )
+        kinds = sorted({s.units for _, s in flat})
+        if len(kinds) > 1:
+            raise ValueError(f"cannot add systems in different units ({' and '.join(kinds)}): every term of a "
+                             "sum must use the same units (units = \"molecular\" or \"reduced\")")
         self.terms = flat
+        self.units = kinds[0]
         self.event_shape = tuple(first.event_shape)
         self.kT = first.kT
         self.masses = first.masses

@@ -353,6 +353,8 @@ class OpenMMSystem(System):
     parents every step.
     """
 
+    units = "molecular"
+
     def __init__(
         self,
         system,

@@ -78,9 +78,9 @@ def config_keys(section: str) -> tuple:
 
 def _arguments(fn, keys: dict, table: dict) -> dict:
     """Arguments for ``fn`` from a config table: the table's value where it sets one, else
-    ``fn``'s own default, read from its signature by :func:`langevin_md.config.parameters`
+    ``fn``'s own default, read from its signature by :func:`langevin_md.run.config.parameters`
     (so the defaults live in one place, the signature). Keys ``fn`` does not take are left out."""
-    from langevin_md.config import parameters
+    from langevin_md.run.config import parameters
 
     params = parameters(fn)
     out = {}

@@ -63,33 +63,3 @@ def test_report_of_a_molecule_has_ramachandran_and_states(tmp_path):
     assert "φ (circular)" in md and "ψ (circular)" in md and "C7eq/β" in md
     assert rep.states["names"][0] == "C7eq/β"
     assert any("kinetic temperature" in c.name for c in rep.checks)
-
-
-def test_main_on_a_run_folder(tmp_path, capsys):
-    from langevin_md.analysis.report import main
-    from langevin_md.config import parse_config
-    from langevin_md.io.run_folder import create_run, execute_run as execute
-
-    cfg = parse_config({"system": {"name": "harmonic", "dim": 1},
-                        "integrator": {"name": "mala", "step_size": 0.5},
-                        "sampler": {"n_steps": 400, "n_walkers": 4, "record_every": 2}})
-    run_dir = create_run(cfg, tmp_path / "run")
-    execute(run_dir, progress=False, handle_signals=False)
-    assert main(run_dir) == 0
-    check_files(type("R", (), {"output_dir": run_dir / "report"}),
-                ["report.md", "report.html", "trace.png", "histograms.png"])
-    md = (run_dir / "report" / "report.md").read_text()
-    assert "x[0]" in md and "histogram of x[0] vs exact" in md  # system rebuilt from config.toml
-    assert "report.html" in capsys.readouterr().out
-
-
-def test_report_main_is_reachable_as_the_cli_calls_it():
-    # The package attribute ``langevin_md.analysis.report`` is the function; the command line
-    # imports the module by name, which needs no attribute patched onto the function.
-    import importlib
-
-    from langevin_md.analysis import report as rep_fn
-    from langevin_md.analysis.report import main
-
-    assert importlib.import_module("langevin_md.analysis.report").main is main
-    assert not hasattr(rep_fn, "main")

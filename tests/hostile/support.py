@@ -7,8 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-from langevin_md.config import load_config
-from langevin_md.io.run_folder import create_run, execute_run
+from langevin_md.run.config import load_config
+from langevin_md.run.folder import create_run
+from langevin_md.run.session import execute_run
 
 from tests.io.helpers import run_cli, write_config  # noqa: F401 - re-exported for the tests
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from langevin_md.io.checkpoint import list_checkpoints
-from langevin_md.io.run_folder import RunFolderError, execute_run, load_run
+from langevin_md.run.folder import RunFolderError, load_run
+from langevin_md.run.session import execute_run
 from langevin_md.io.trajectory import TrajectoryError, read_trajectory
 from tests.hostile.support import copy_run, finished_run, run_cli, write_config
 from tests.io.helpers import cli_command

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from langevin_md import cli
-from langevin_md.config import SEED_LIMIT, ConfigError, load_config
-from langevin_md.io.run_folder import create_run
+from langevin_md.run.config import SEED_LIMIT, ConfigError, load_config
+from langevin_md.run.folder import create_run
 from tests.hostile.support import finished_run, write_config
 
 BASE = {"integrator": "mala", "integrator_keys": "step_size = 1e-4", "n_steps": 100, "n_walkers": 2,
@@ -75,7 +75,7 @@ def test_missing_structure_file_is_reported_before_the_run_folder_exists(tmp_pat
 
 def test_missing_force_field_file_is_reported_before_the_run_folder_exists(tmp_path, capsys):
     pytest.importorskip("openmm")
-    from langevin_md.config import toml_value
+    from langevin_md.run.config import toml_value
     from langevin_md.systems.molecules import ALANINE_DIPEPTIDE_PDB
 
     (tmp_path / "c.toml").write_text(f'[system]\nname = "openmm_pdb"\npdb_path = {toml_value(ALANINE_DIPEPTIDE_PDB)}\n'

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from langevin_md.config import ConfigError, load_config, toml_value
+from langevin_md.run.config import ConfigError, load_config, toml_value
 from langevin_md.io.checkpoint import atomic_write_bytes
-from langevin_md.io.run_folder import RunFolderError, create_run, execute_run, load_run
+from langevin_md.run.folder import RunFolderError, create_run, load_run
+from langevin_md.run.session import execute_run
 from tests.hostile.support import copy_run, finished_run, outside_files, run_cli, unchanged, write_config
 
 

@@ -179,9 +179,10 @@ def test_run_folder_resumed_inside_an_adaptation_window_is_bitwise(tmp_path):
     """`[integrator] preconditioner = "dense"` from a config. A run stopped inside the third
     adaptation window (checkpoint at step 50; windows close at 10, 30 and would at 70, past
     the burn-in of 60), resumed, then extended, equals one uninterrupted run bitwise."""
-    from langevin_md.config import load_config
+    from langevin_md.run.config import load_config
     from langevin_md.io.checkpoint import list_checkpoints
-    from langevin_md.io.run_folder import create_run, execute_run, load_run
+    from langevin_md.run.folder import create_run, load_run
+    from langevin_md.run.session import execute_run
 
     config = tmp_path / "pc.toml"
     config.write_text(RUN_CONFIG)

@@ -1,7 +1,7 @@
 """The OpenMM executor in configs, run folders and resume after SIGKILL (real subprocesses).
 
 Alanine dipeptide with HBond constraints on the Reference platform, ``[sampler] backend =
-"openmm"``. The Dask shards are in tests/test_distributed.py.
+"openmm"``. The Dask shards are in tests/run/test_distributed.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import numpy as np
 import openmm
 import pytest
 
-from langevin_md.config import ConfigError, load_config
+from langevin_md.run.config import ConfigError, load_config
+from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
-from langevin_md.io.run_folder import create_run, execute_run as execute, load_run
+from langevin_md.run.folder import create_run, load_run
+from langevin_md.run.session import execute_run as execute
 
 from ..io.helpers import cli_command, run_cli, trajectory_arrays
 from .run_configs import write_alanine_config
@@ -46,7 +48,7 @@ def test_openmm_config_runs_alanine_with_hbonds_into_a_run_folder(tmp_path):
     np.testing.assert_array_equal(r.steps, 100 + 20 * np.arange(1, 31))
     assert r.positions.shape == (30, 2, 22, 3) and r.kinetic_energies.shape == (30, 2)
     assert r.metadata["backend"] == "openmm" and r.fields == {}
-    system = cfg.build_system()
+    system = build_system(cfg)
     dist, target = _hbond_lengths(system, r.positions)
     assert len(target) > 0
     np.testing.assert_allclose(dist, np.broadcast_to(target, dist.shape), rtol=2e-5)
@@ -63,12 +65,12 @@ def test_backend_errors_name_the_key(tmp_path):
         load_config(_replace(write_alanine_config(tmp_path, "a.toml"), 'backend = "openmm"', 'backend = "jax"'))
     cfg = load_config(write_alanine_config(tmp_path, "b.toml", extra="compile = true"))
     with pytest.raises(ConfigError, match=r"compile = true applies to backend = \"torch\" only"):
-        cfg.build_sampler()
+        build_sampler(cfg)
     # The torch executor's BAOAB now constrains too; a scheme that cannot is refused by name.
     cfg = load_config(_replace(_replace(write_alanine_config(tmp_path, "c.toml"), 'backend = "openmm"',
                                         'backend = "torch"'), 'name = "baoab"\ntimestep = 0.002\nfriction = 1.0', 'name = "ula"\nstep_size = 1e-6'))
     with pytest.raises(ConfigError, match="BAOAB"):
-        cfg.build_sampler()
+        build_sampler(cfg)
 
 
 def _replace(path, old, new):
@@ -82,7 +84,7 @@ def test_resume_restores_positions_velocities_and_step_with_seeds_of_the_checkpo
     execute(run_dir, progress=False, handle_signals=False)
     sd, _ = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
     assert sd["step"] == 200 and sd["rng"]["counter"] == 0
-    sampler = cfg.build_sampler()
+    sampler = build_sampler(cfg)
     sampler.load_state_dict(sd)
     again = sampler.state_dict()
     assert again["step"] == 200 and again["rng"]["counter"] == 200   # seeds drawn at the checkpoint step

@@ -94,6 +94,9 @@ class OpenMMSampler:
 
     backend = "openmm"
 
+    #: Constructor keywords a run config's [sampler] table may set (langevin_md.run.choices).
+    OPTIONS = ("n_walkers", "seed", "device", "dtype", "initial_positions", "first_walker")
+
     def __init__(self, system, integrator, n_walkers: int = 1, seed: int = 0, device=None, dtype=None,
                  initial_positions=None, walker_indices: Optional[Sequence[int]] = None,
                  first_walker: int = 0):

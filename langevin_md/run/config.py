@@ -71,6 +71,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
 try:  # Python >= 3.11
@@ -78,176 +79,18 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from .errors import ConfigError
+from .. import checks
+from ..errors import ConfigError
+from ..executors import BACKENDS
+from ..integrators.tempering import ReplicaExchange
+from ..minimize import minimize
+from ..units import parse_quantity
+from .choices import Choice, integrator_choices, sampler_targets, system_choices
 
 SECTIONS = ("system", "integrator", "sampler")
 #: Optional tables (see the module docstring).
 OPTIONAL_SECTIONS = ("minimize", "tempering", "output")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
-
-
-# --------------------------------------------------------------------------- registries
-@dataclass(frozen=True)
-class Choice:
-    """A named constructor that a config table can select with ``name = ...``.
-
-    Attributes
-    ----------
-    name : str
-    factory : callable
-        Called with the table's other keys as keyword arguments.
-    kind : str
-        ``"analytic"`` or ``"molecular"`` (systems), ``"integrator"``.
-    description : str
-    path_keys : tuple of str
-        Keys holding file paths; relative paths are taken relative to the config file.
-    dir_keys : tuple of str
-        Keys holding folder paths, resolved the same way.
-    """
-
-    name: str
-    factory: Callable
-    kind: str
-    description: str
-    path_keys: tuple = ()
-    dir_keys: tuple = ()
-
-
-# Analytic systems: (name, module, class). Modules are imported only when listed or used.
-_ANALYTIC = (
-    ("harmonic", "harmonic", "Harmonic"),
-    ("free_particle", "harmonic", "FreeParticle"),
-    ("double_well", "double_well", "DoubleWell"),
-    ("muller_brown", "muller_brown", "MullerBrown"),
-    ("gaussian_mixture", "mixture", "GaussianMixture"),
-    ("uniform_box", "box", "UniformBox"),
-    ("lennard_jones_cluster", "lennard_jones", "LennardJonesCluster"),
-)
-
-# [sampler] keys taken from Sampler.run's signature.
-_RUN_KEYS = ("n_steps", "record_every", "burn_in")
-
-# Integrator names that are not simply the lower-cased class name.
-_INTEGRATOR_ALIASES = {"RandomWalkMetropolis": "rwm"}
-
-
-def _first_line(obj) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
-def _analytic_systems() -> dict[str, Choice]:
-    import importlib
-
-    out = {}
-    for name, module, cls_name in _ANALYTIC:
-        # A module or class missing here is a broken installation: let the error surface.
-        cls = getattr(importlib.import_module(f"langevin_md.systems.{module}"), cls_name)
-        out[name] = Choice(name, cls, "analytic", _first_line(cls))
-    return out
-
-
-def _molecular_systems() -> dict[str, Choice]:
-    from langevin_md.systems import molecules
-    from langevin_md.systems.openmm_system import OpenMMSystem
-
-    out = {}
-    for name, entry in molecules.CATALOGUE.items():
-        out[name] = Choice(name, entry.factory, "molecular", entry.description)
-
-    def from_pdb(*args, **kwargs):
-        return OpenMMSystem.from_pdb(*args, **kwargs)
-
-    def from_xml(*args, **kwargs):
-        return OpenMMSystem.from_xml(*args, **kwargs)
-
-    # Keep the real signatures (and so the real defaults) on the wrappers.
-    from_pdb.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_pdb))
-    from_xml.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_xml))
-    from_xml.__signature__ = from_xml.__signature__.replace(parameters=[
-        p for p in from_xml.__signature__.parameters.values() if p.name != "positions"])
-    out["openmm_pdb"] = Choice(
-        "openmm_pdb", from_pdb, "molecular",
-        "any PDB/PDBx structure with OpenMM force-field XML files (OpenMMSystem.from_pdb); waters, "
-        "ions or a box need strip or nonbonded_method; "
-        "set trusted = true to allow <Script> blocks in user XML",
-        path_keys=("pdb_path", "forcefield"))
-    out["openmm_xml"] = Choice(
-        "openmm_xml", from_xml, "molecular",
-        "a serialized openmm.System plus a PDB structure (OpenMMSystem.from_xml); "
-        "set trusted = true to allow <Script> blocks",
-        path_keys=("system_xml_path", "pdb_path_or_topology"))
-    from langevin_md.systems import inputs
-
-    out["amber"] = Choice(
-        "amber", inputs.from_amber, "molecular",
-        "Amber prmtop + inpcrd/rst7 (systems.inputs.from_amber); waters or a box need strip or "
-        "nonbonded_method", path_keys=("prmtop", "inpcrd"))
-    out["gromacs"] = Choice(
-        "gromacs", inputs.from_gromacs, "molecular",
-        "GROMACS top + gro (systems.inputs.from_gromacs); every .gro has a box, so give strip or "
-        "nonbonded_method", path_keys=("top", "gro"), dir_keys=("include_dir",))
-    out["charmm"] = Choice(
-        "charmm", inputs.from_charmm, "molecular",
-        "CHARMM psf + parameter files + pdb/crd coordinates (systems.inputs.from_charmm)",
-        path_keys=("psf", "parameter_files", "coordinates"))
-    return out
-
-
-def _drop_first(sig: inspect.Signature) -> inspect.Signature:
-    params = list(sig.parameters.values())
-    if params and params[0].name in ("cls", "self"):
-        params = params[1:]
-    return sig.replace(parameters=params)
-
-
-def system_choices() -> dict[str, Choice]:
-    """Every built-in system by config name: analytic potentials and the molecular catalogue."""
-    out = _analytic_systems()
-    out.update(_molecular_systems())
-    return out
-
-
-def integrator_choices() -> dict[str, Choice]:
-    """Every integrator by config name: the class name in snake case (``BAOAB`` -> ``baoab``,
-    ``AnnealedLangevin`` -> ``annealed_langevin``), ``rwm`` for random-walk Metropolis."""
-    from langevin_md import integrators
-    from langevin_md.integrators.base import Integrator
-
-    out = {}
-    for cls_name in integrators.__all__:
-        cls = getattr(integrators, cls_name)
-        # ReplicaExchange wraps another integrator, which a TOML table cannot hold: [tempering].
-        if (isinstance(cls, type) and issubclass(cls, Integrator) and cls is not Integrator
-                and cls_name != "ReplicaExchange"):
-            name = _INTEGRATOR_ALIASES.get(cls_name, re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls_name).lower())
-            out[name] = Choice(name, cls, "integrator", _first_line(cls))
-    return out
-
-
-def _sampler_targets() -> dict[str, tuple[Callable, str]]:
-    """[sampler] keys and the (callable, parameter) each one is passed to.
-
-    ``backend`` is :func:`langevin_md.sample`'s; the executor keys are the union of every
-    backend's constructor arguments that a TOML value can express (defaults from the torch
-    executor, which takes them all); a key a backend does not take must keep its default.
-    """
-    from langevin_md.executors import Sampler, sample
-    from langevin_md.io.checkpoint import CheckpointReporter
-
-    out = {}
-    # initial_positions is a key for its one TOML-expressible value, "exact" (exact draws
-    # for tests of stationary laws); arrays of positions come from [minimize] or Python.
-    skip = {"self", "system", "integrator", "walker_indices"}
-    for p in inspect.signature(Sampler.__init__).parameters:
-        if p not in skip:
-            out[p] = (Sampler.__init__, p)
-    # The run's length and recording, with Sampler.run's defaults (the runner calls run_to).
-    for p in _RUN_KEYS:
-        out[p] = (Sampler.run, p)
-    out["checkpoint_every"] = (CheckpointReporter.__init__, "every")
-    out["backend"] = (sample, "backend")
-    return out
 
 
 # --------------------------------------------------------------------------- parameters
@@ -378,109 +221,6 @@ class RunConfig:
         """``"analytic"`` or ``"molecular"``."""
         return system_choices()[self.system["name"]].kind
 
-    # ----------------------------------------------------------------- building
-    def build_system(self):
-        """The :class:`~langevin_md.systems.base.System` this config describes."""
-        choice = system_choices()[self.system["name"]]
-        kwargs = {k: v for k, v in self.system.items() if k != "name"}
-        return _call("[system]", choice, kwargs)
-
-    def build_integrator(self, system=None):
-        """The ``[integrator]``, wrapped in a ReplicaExchange when there is a ``[tempering]`` table.
-
-        ``system`` (built if not given, only with ``[tempering]``) sets the ladder's base
-        temperature.
-        """
-        choice = integrator_choices()[self.integrator["name"]]
-        kwargs = {k: v for k, v in self.integrator.items() if k != "name"}
-        inner = _call("[integrator]", choice, kwargs)
-        if self.tempering is None:
-            return inner
-        from langevin_md.integrators.tempering import ReplicaExchange
-
-        system = self.build_system() if system is None else system
-        t = self.tempering
-        try:
-            return ReplicaExchange(inner, ladder=temperature_ladder(t, system), swap_every=t["swap_every"],
-                                   scheme=t["scheme"], adapt_ladder=t["adapt_ladder"])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"[tempering]: {exc}") from None
-
-    def minimized_start(self, system, n_walkers: int, walker_indices=None):
-        """Starting positions minimised as ``[minimize]`` says (None without that table).
-
-        The walkers start as ``[sampler] initial_positions`` says (the system's own start, or
-        ``"exact"`` draws), drawn from the run seed's streams at a counter far past anything a
-        run consumes, so the starting points never reuse the random numbers of the dynamics.
-
-        Returns
-        -------
-        Minimization or None
-            ``.positions`` has shape ``(n_walkers, *event_shape)``.
-        """
-        if self.minimize is None:
-            return None
-        from langevin_md.minimize import minimize
-        from langevin_md.random import WalkerRNG
-
-        if walker_indices is None:  # a shard's walkers start at [sampler] first_walker
-            first = int(self.sampler.get("first_walker") or 0)
-            walker_indices = range(first, first + n_walkers)
-        indices = walker_indices
-        rng = WalkerRNG(int(self.sampler["seed"]), indices, counter=MINIMIZE_STREAM_OFFSET)
-        from langevin_md.executors.start import start_positions
-
-        try:
-            x0 = start_positions(system, self.sampler.get("initial_positions"), len(indices), rng)
-        except ValueError as exc:
-            raise ConfigError(f"[sampler] {exc}") from None
-        try:
-            return minimize(system, x0, **self.minimize)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"[minimize]: {exc}") from None
-
-    def build_sampler(self, system=None, integrator=None, initial_positions=None):
-        """The ``[sampler] backend``'s executor at step 0 (system/integrator built if not given).
-
-        ``initial_positions`` (e.g. :meth:`minimized_start`'s) replace the system's own.
-
-        A :class:`~langevin_md.executors.torch_executor.Sampler` or an
-        :class:`~langevin_md.executors.openmm.OpenMMSampler`.
-        """
-        from langevin_md.executors import Sampler, executor_class
-
-        backend = self.sampler.get("backend", "torch")
-        try:
-            cls = executor_class(backend)
-        except ValueError as exc:
-            raise ConfigError(f"[sampler] {exc}") from None
-        system = self.build_system() if system is None else system
-        integrator = self.build_integrator(system)
-        if self.minimize is not None:
-            # One iteration on one walker finds every [minimize] error (a score-only system, the
-            # L-BFGS on a constrained system, method = "openmm" without OpenMM) before a run
-            # folder exists.
-            probe = RunConfig(self.system, self.integrator, dict(self.sampler, first_walker=0), None,
-                              minimize=dict(self.minimize, max_iterations=1))
-            probe.minimized_start(system, 1) if integrator is None else integrator
-        targets = _sampler_targets()
-        accepted = inspect.signature(cls.__init__).parameters
-        kwargs = {}
-        for key, value in self.sampler.items():
-            if targets[key][0] is not Sampler.__init__:
-                continue
-            if key in accepted:
-                kwargs[key] = value
-            elif value != parameters(Sampler.__init__)[key].default:
-                raise ConfigError(f"[sampler] {key} = {toml_value(value)} applies to backend = "
-                                  f"\"torch\" only, not backend = {backend!r}; remove it")
-        if initial_positions is not None:
-            kwargs["initial_positions"] = initial_positions
-        try:
-            return cls(system, integrator, **kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"[sampler]: {exc}") from None
-
     # ----------------------------------------------------------------- output
     def to_dict(self) -> dict:
         """The tables as dictionaries; optional tables only when present."""
@@ -519,56 +259,10 @@ class RunConfig:
             del d["sampler"]["initial_positions"]  # the same for the default start
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def validate(self) -> None:
-        """Check everything a run needs before a run folder is created.
-
-        Builds the integrator and the system (every key's value, every file, trust of
-        force-field files), checks the executor's settings by building it, and compares the
-        memory the run needs with the memory available.
-
-        Raises
-        ------
-        ConfigError
-            Naming the key, the value and what is allowed, or the memory figures.
-        """
-        # The bare integrator first: its errors are cheaper to find than the system's.
-        choice = integrator_choices()[self.integrator["name"]]
-        _call("[integrator]", choice, {k: v for k, v in self.integrator.items() if k != "name"})
-        try:
-            system = self.build_system()
-        except FileNotFoundError as exc:
-            raise ConfigError(f"[system] name = {self.system['name']!r}: {exc}") from None
-        integrator = self.build_integrator(system)
-        if self.minimize is not None:
-            # One iteration on one walker finds every [minimize] error (a score-only system, the
-            # L-BFGS on a constrained system, method = "openmm" without OpenMM) before a run
-            # folder exists.
-            probe = RunConfig(self.system, self.integrator, dict(self.sampler, first_walker=0), None,
-                              minimize=dict(self.minimize, max_iterations=1))
-            probe.minimized_start(system, 1)
-        n_coordinates = int(math.prod(system.event_shape))
-        need = memory_estimate(self.sampler, n_coordinates)
-        have = _available_memory(self.sampler.get("device") or "cpu")
-        if have is not None and need["total"] > have:
-            raise ConfigError(
-                f"[sampler] n_walkers = {self.sampler['n_walkers']} needs about {_gib(need['total'])} "
-                f"({_gib(need['walkers'])} walker state, {_gib(need['recording'])} frames between "
-                f"checkpoints, {_gib(need['checkpoints'])} checkpoint copies; {n_coordinates} coordinates "
-                f"per walker) but only {_gib(have)} is available on {self.sampler.get('device') or 'cpu'}; "
-                "use fewer walkers, record less often or checkpoint more often")
-        self.build_sampler(system, integrator)
-
     @property
     def end_step(self) -> int:
         """Global step at which the run is complete (burn-in plus production)."""
         return int(self.sampler["burn_in"]) + int(self.sampler["n_steps"])
-
-
-def _call(where: str, choice: Choice, kwargs: dict):
-    try:
-        return choice.factory(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} name = {choice.name!r}: {exc}") from None
 
 
 def toml_value(value) -> str:
@@ -615,7 +309,7 @@ def _toml_string(text: str) -> str:
     return "".join(out)
 
 
-def _resolve_table(where: str, table: dict, choices: dict[str, Choice], what: str, base_dir: Path) -> dict:
+def resolve_table(where: str, table: dict, choices: dict[str, Choice], what: str, base_dir: Path) -> dict:
     if "name" not in table:
         raise ConfigError(f"{where} needs name = one of: {', '.join(sorted(choices))}")
     name = table["name"]
@@ -661,8 +355,6 @@ def _holds_text(value) -> bool:
 
 def _quantities(where: str, key: str, value):
     """``"2 fs"`` (or a list mixing such text and numbers) as ``openmm.unit`` Quantities."""
-    from langevin_md.units import parse_quantity
-
     if isinstance(value, list):
         if not all(isinstance(v, str) or _is_number(v) for v in value):
             raise ConfigError(f"{where} {key} = {toml_value(value)}: expected numbers (MD units) or "
@@ -694,9 +386,7 @@ def _settings_in_md_units(where: str, choice: Choice, table: dict, texts: dict) 
 
 def _forcefield_dirs() -> list[str]:
     """Folders where OpenMM finds force fields given by bare name (its own, and plugins')."""
-    from importlib.metadata import entry_points
-
-    import openmm.app
+    import openmm.app  # lazy: OpenMM loads only for configs naming a force field file
 
     dirs = [os.path.join(os.path.dirname(openmm.app.__file__), "data")]
     for entry in entry_points(group="openmm.forcefielddir"):
@@ -781,8 +471,8 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
                               "another integrator): name the inner integrator in [integrator] and add a "
                               "[tempering] table (n_temperatures, max_temperature or temperatures, "
                               "swap_every, scheme, adapt_ladder)")
-        system = _resolve_table("[system]", data["system"], system_choices(), "system", base_dir)
-        integrator = _resolve_table("[integrator]", data["integrator"], integrator_choices(), "integrator", base_dir)
+        system = resolve_table("[system]", data["system"], system_choices(), "system", base_dir)
+        integrator = resolve_table("[integrator]", data["integrator"], integrator_choices(), "integrator", base_dir)
         sampler = _resolve_sampler(data["sampler"])
         minimize = _resolve_minimize(data["minimize"]) if "minimize" in data else None
         tempering = _resolve_tempering(data["tempering"], sampler) if "tempering" in data else None
@@ -819,8 +509,6 @@ MINIMIZE_STREAM_OFFSET = 2 ** 48
 
 def _resolve_minimize(table: dict) -> dict:
     """The [minimize] table: :func:`langevin_md.minimize.minimize`'s settings, defaults filled in."""
-    from langevin_md.minimize import minimize
-
     params = {k: p for k, p in parameters(minimize).items() if k not in ("system", "positions")}
     out = {}
     for key, value in table.items():
@@ -851,8 +539,6 @@ _LADDER_KEYS = ("n_temperatures", "max_temperature", "temperatures")
 
 def _resolve_tempering(table: dict, sampler: dict) -> dict:
     """The [tempering] table, checked and with ReplicaExchange's defaults filled in."""
-    from langevin_md.integrators.tempering import ReplicaExchange
-
     inner_params = {k: p for k, p in parameters(ReplicaExchange).items() if k in ("swap_every", "scheme",
                                                                                   "adapt_ladder")}
     types = {"swap_every": "int", "scheme": "str", "adapt_ladder": "bool", "n_temperatures": "int",
@@ -901,45 +587,7 @@ def _resolve_tempering(table: dict, sampler: dict) -> dict:
     return {k: out[k] for k in order} | {k: out[k] for k in inner_params}
 
 
-def temperature_ladder(tempering: dict, system) -> tuple:
-    """Ladder of temperature ratios T_k / T_0 for ``system`` from a resolved [tempering] table.
-
-    Temperatures are kelvin for molecular systems and kT for analytic ones (a system is
-    molecular when it has a ``topology``); the ratios are taken to the system's own kT.
-
-    Raises
-    ------
-    ConfigError
-        When explicit ``temperatures`` do not start at the system's temperature.
-    """
-    from langevin_md.integrators.tempering import geometric_ladder
-    from langevin_md.units import kT_from_temperature
-
-    molecular = getattr(system, "topology", None) is not None
-    unit = "K" if molecular else "kT"
-
-    def kT(value):
-        return kT_from_temperature(value) if molecular else float(value)
-
-    base = float(system.kT)
-    own = base / kT_from_temperature(1.0) if molecular else base
-    if "temperatures" in tempering:
-        temps = [float(t) for t in tempering["temperatures"]]
-        if not math.isclose(kT(temps[0]), base, rel_tol=1e-6):
-            raise ConfigError(f"[tempering] temperatures[0] = {temps[0]:g} {unit} must be the system's own "
-                              f"temperature, {own:g} {unit} (the coldest rung is the one sampled)")
-        return tuple([1.0] + [kT(t) / base for t in temps[1:]])
-    ratio = kT(tempering["max_temperature"]) / base
-    if not ratio > 1.0:
-        raise ConfigError(f"[tempering] max_temperature = {tempering['max_temperature']:g} {unit} must be above "
-                          f"the system's temperature, {own:g} {unit}")
-    try:
-        return tuple(geometric_ladder(int(tempering["n_temperatures"]), ratio))
-    except ValueError as exc:
-        raise ConfigError(f"[tempering]: {exc}") from None
-
-
-def _checked_settings(where: str, table: dict, params: dict, missing_note: str = "") -> dict:
+def checked_settings(where: str, table: dict, params: dict, missing_note: str = "") -> dict:
     """``table``'s keys checked against ``params`` (name -> :class:`Param`), defaults filled in.
 
     Unknown keys and values of the wrong type raise :class:`ConfigError` naming ``where``; a
@@ -964,11 +612,9 @@ def _checked_settings(where: str, table: dict, params: dict, missing_note: str =
 
 
 def _resolve_sampler(table: dict) -> dict:
-    targets = _sampler_targets()
+    targets = sampler_targets()
     params = {key: parameters(fn)[p] for key, (fn, p) in targets.items()}
-    out = _checked_settings("[sampler]", table, params)
-    from langevin_md.executors import BACKENDS
-
+    out = checked_settings("[sampler]", table, params)
     if out["backend"] not in BACKENDS:
         raise ConfigError(f"[sampler] backend = {out['backend']!r} is not a known executor; known: "
                           f"{', '.join(BACKENDS)}")
@@ -985,8 +631,6 @@ SEED_LIMIT = 2 ** 64
 
 def _check_sampler_values(sampler: dict) -> None:
     """Ranges of the [sampler] settings, checked before anything is built or created."""
-    from langevin_md import checks
-
     def check(fn, key, *args):
         try:
             return fn(key, sampler[key], *args)
@@ -1017,57 +661,6 @@ def _check_sampler_values(sampler: dict) -> None:
     if all(k in sampler for k in ("record_every", "n_steps")) and sampler["record_every"] > sampler["n_steps"]:
         raise ConfigError(f"[sampler] record_every = {sampler['record_every']} is larger than n_steps = "
                           f"{sampler['n_steps']}: the run would record 0 frames; lower record_every")
-
-
-def _available_memory(device: str) -> Optional[int]:
-    """Bytes available on ``device`` (host RAM from /proc/meminfo, or CUDA's free memory)."""
-    if str(device).startswith("cuda"):
-        import torch
-
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def memory_estimate(sampler: dict, n_coordinates: int) -> dict:
-    """Bytes a run needs: walker state, buffered frames and checkpoint copies.
-
-    Parameters
-    ----------
-    sampler : dict
-        The resolved [sampler] table.
-    n_coordinates : int
-        Coordinates per walker (``prod(event_shape)``).
-
-    Returns
-    -------
-    dict
-        ``walkers``, ``recording``, ``checkpoints`` and ``total`` in bytes.
-    """
-    from langevin_md import checks
-
-    itemsize = 4 if checks.dtype(sampler.get("dtype")).itemsize == 4 else 8
-    n = int(sampler["n_walkers"])
-    # Positions, velocities, forces, proposals and scratch: about eight arrays per walker.
-    walkers = 8 * n * n_coordinates * itemsize
-    # Frames wait on the host until the next checkpoint (at most one checkpoint interval).
-    frames = min(int(sampler["n_steps"]), int(sampler.get("checkpoint_every", sampler["n_steps"])))
-    frames = max(1, frames // int(sampler["record_every"]))
-    recording = frames * n * (n_coordinates + 2) * itemsize
-    # A checkpoint holds the state in float64 twice while it is serialised.
-    checkpoints = 2 * 4 * n * n_coordinates * 8
-    return {"walkers": walkers, "recording": recording, "checkpoints": checkpoints,
-            "total": walkers + recording + checkpoints}
-
-
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / 2 ** 30:.3g} GiB"
 
 
 def load_config(path) -> RunConfig:
@@ -1102,93 +695,3 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-# --------------------------------------------------------------------------- compare configs
-@dataclass
-class CompareConfig:
-    """A ``langevin-md compare`` config: one system, several samplers, one budget.
-
-    ::
-
-        [system]                 # as in a run config
-        name = "gaussian_mixture"
-
-        [compare]                # langevin_md.compare.compare's settings
-        n_force_evals = 20000    # per walker, burn-in included
-        n_walkers = 64
-        seed = 0
-        burn_in_fraction = 0.2
-
-        [samplers.MALA]          # one table per sampler: type = an integrator class
-        type = "MALA"
-        step_size = 0.3
-
-        [samplers.HMC]
-        type = "HMC"
-        step_size = 0.2
-        n_leapfrog = 10
-
-    Attributes
-    ----------
-    system : dict
-        ``name`` plus the system constructor's keyword arguments.
-    compare : dict
-        ``n_force_evals``, ``n_walkers``, ``seed``, ``burn_in_fraction``, ``device``, ``dtype``.
-    samplers : dict
-        ``{name: {"type": class name, ...fields}}`` for
-        :func:`langevin_md.compare.build_samplers`.
-    """
-
-    system: dict
-    compare: dict
-    samplers: dict
-    source: Optional[str] = field(default=None, compare=False)
-
-    def build_system(self):
-        choice = system_choices()[self.system["name"]]
-        return _call("[system]", choice, {k: v for k, v in self.system.items() if k != "name"})
-
-    def build_samplers(self) -> dict:
-        from langevin_md.compare import build_samplers
-
-        try:
-            return build_samplers(self.samplers)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"[samplers]: {exc}") from None
-
-
-_COMPARE_SECTIONS = ("system", "compare", "samplers")
-
-
-def load_compare_config(path) -> CompareConfig:
-    """Read and validate a ``langevin-md compare`` config (see :class:`CompareConfig`).
-
-    Raises
-    ------
-    ConfigError
-        Naming the section and key, and what is allowed.
-    FileNotFoundError
-    """
-    from langevin_md.compare import compare
-
-    path = Path(path)
-    data = read_toml(path)
-    try:
-        for key in data:
-            if key not in _COMPARE_SECTIONS:
-                raise ConfigError(f"unknown section [{key}]; a compare config has "
-                                  f"{', '.join(f'[{s}]' for s in _COMPARE_SECTIONS)}")
-        for key in ("system", "samplers"):
-            if not isinstance(data.get(key), dict) or not data[key]:
-                raise ConfigError(f"missing section [{key}]" + (
-                    " (one [samplers.NAME] table per sampler, with type = \"MALA\" etc.)" if key == "samplers" else ""))
-        system = _resolve_table("[system]", data["system"], system_choices(), "system", path.resolve().parent)
-        params = {k: p for k, p in parameters(compare).items()
-                  if k not in ("system", "samplers", "initial_positions", "observable")}
-        table = data.get("compare", {})
-        settings = _checked_settings("[compare]", table, params,
-                                     " (force evaluations per walker, the budget every sampler gets)")
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    cfg = CompareConfig(system, settings, dict(data["samplers"]), str(path))
-    cfg.build_samplers()  # every [samplers.NAME] table checked before anything runs
-    return cfg

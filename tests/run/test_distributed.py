@@ -14,11 +14,12 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from langevin_md.distributed import run_distributed, shard_ranges  # noqa: E402
-from langevin_md.io.run_folder import create_run, execute_run as execute, load_run  # noqa: E402
-from langevin_md.config import load_config  # noqa: E402
+from langevin_md.run.distributed import run_distributed, shard_ranges  # noqa: E402
+from langevin_md.run.folder import create_run, load_run  # noqa: E402
+from langevin_md.run.session import execute_run as execute  # noqa: E402
+from langevin_md.run.config import load_config  # noqa: E402
 
-from .io.helpers import trajectory_arrays, write_config  # noqa: E402
+from tests.io.helpers import trajectory_arrays, write_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,17 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
+
+from .. import checks, integrators
+from ..executors.results import acceptance_rate
+from ..io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
+from ..io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
+from .build import build_integrator
+from .config import RunConfig, load_config
+from .folder import (CHECKPOINTS, CONFIG, LOG, TRAJECTORY, append_text, create_run, is_run_folder,
+                     read_integrator_summary, read_summary, versions, write_integrator_summary, write_summary)
+from .session import execute_run
 
 SHARDS = "shards"
 ATTEMPTS = "attempts.jsonl"
@@ -53,9 +64,6 @@ def shard_ranges(n_walkers: int, n_shards: int, block: int = 1) -> list[tuple[in
     shard, since its swaps couple its walkers); the first shards get one block more than the
     others when the blocks do not divide evenly.
     """
-    from . import checks
-
-    n_shards = checks.positive_int("n_shards", n_shards)
     block = checks.positive_int("block", block)
     if n_walkers % block:
         raise ValueError(f"n_walkers ({n_walkers}) must be a multiple of {block}, the walkers that "
@@ -76,7 +84,7 @@ def shard_ranges(n_walkers: int, n_shards: int, block: int = 1) -> list[tuple[in
 
 def walker_block(cfg) -> int:
     """How many consecutive walkers the configured integrator couples (1 unless replica exchange)."""
-    return int(getattr(cfg.build_integrator(), "walker_block", 1))
+    return int(getattr(build_integrator(cfg), "walker_block", 1))
 
 
 def _shard_config(cfg, first: int, n: int):
@@ -90,11 +98,6 @@ def run_shard(shard_dir: str) -> dict:
     Returns the shard's summary. Limits torch to one thread: a worker is one core's worth of
     a cluster's process slots, and oversubscribed threads slow every shard down.
     """
-    import torch
-
-    from .io.checkpoint import latest_checkpoint
-    from .io.run_folder import CHECKPOINTS, append_text, execute_run, read_summary
-
     shard = Path(shard_dir)
     torch.set_num_threads(1)
     summary = read_summary(shard)
@@ -144,11 +147,9 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
     dict
         The merged summary (also written to ``summary.json``).
     """
+    # lazy: Dask and tqdm are optional and heavy; only a distributed run needs them
     from distributed import Client, as_completed
     from tqdm.auto import tqdm
-
-    from .config import RunConfig, load_config
-    from .io.run_folder import CONFIG, create_run, is_run_folder
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(run_dir)
@@ -191,11 +192,6 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
 
 def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -> dict:
     """Join finished shard folders into ``run_dir``'s trajectory, checkpoint and summary."""
-    from .executors.results import acceptance_rate
-    from .io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
-    from .io.run_folder import CHECKPOINTS, TRAJECTORY, read_summary, versions, write_summary
-    from .io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
-
     parts = [read_trajectory(d / TRAJECTORY) for d in shard_dirs]
     steps = parts[0]["steps"]
     for d, p in zip(shard_dirs, parts):
@@ -224,9 +220,6 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     end_step = sds[0]["step"]
     # Fields a state keeps for its whole ensemble (an adapted metric) are not per walker: each
     # shard estimated its own, so they join only where every shard holds the same value.
-    from . import integrators
-
-    ensemble_fields = getattr(getattr(integrators, sds[0]["state_class"], None), "sampler_fields", ())
     state, per_shard = {}, []
     for key, value in sds[0]["state"].items():
         if key in ensemble_fields:
@@ -276,7 +269,6 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     if acc is not None:
         summary["acceptance_rate_mean"] = float(acc.mean())
     write_summary(run_dir, summary)
-    from .io.run_folder import LOG, append_text
 
     append_text(run_dir / LOG, f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} distributed run merged: "
                 f"{len(shard_dirs)} shards, {n_walkers} walkers, {len(steps)} frames, step {end_step}; "
@@ -286,7 +278,6 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
 
 def _merge_integrator_summaries(run_dir: Path, shard_dirs: list[Path]) -> None:
     """Join the shards' end-of-run integrator summaries (one row per ladder or walker each)."""
-    from .io.run_folder import read_integrator_summary, write_integrator_summary
 
     parts = [read_integrator_summary(d) for d in shard_dirs]
     if not parts[0]:
@@ -296,7 +287,4 @@ def _merge_integrator_summaries(run_dir: Path, shard_dirs: list[Path]) -> None:
 
 
 def _shard_walkers(shard: Path) -> np.ndarray:
-    from .io.run_folder import TRAJECTORY
-    from .io.trajectory import read_trajectory
-
     return read_trajectory(shard / TRAJECTORY, frames=False)["walker_indices"]

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langevin_md.config import ConfigError, load_config
+from langevin_md.run.config import ConfigError, load_config
+from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
 from langevin_md.integrators.tempering import ReplicaExchange
-from langevin_md.io.run_folder import create_run, execute_run, load_run
+from langevin_md.run.folder import create_run, load_run
+from langevin_md.run.session import execute_run
 
 INPUTS = Path(__file__).parent / "data" / "inputs"
 
@@ -60,8 +62,8 @@ def test_minimize_runs_before_burn_in_and_the_log_says_how_far_the_energy_fell(t
 def test_minimized_start_reaches_the_wells():
     cfg = load_config(Path(__file__).parent.parent / "examples" / "configs" / "double_well_baoab.toml")
     cfg.minimize = {"tolerance": 1e-8, "max_iterations": 500, "method": "auto"}
-    system = cfg.build_system()
-    m = cfg.minimized_start(system, 6)
+    system = build_system(cfg)
+    m = minimized_start(cfg, system, 6)
     # The double well's minima: x0 = +-1, the other coordinates (harmonic) at 0.
     x = m.positions.numpy()
     np.testing.assert_allclose(np.abs(x[:, 0]), 1.0, atol=1e-6)
@@ -86,19 +88,19 @@ def test_tempering_wraps_the_integrator_with_a_ladder_relative_to_the_system(tmp
     text = DOUBLE_WELL.format(n_steps=100, n_walkers=8) + (
         "\n[tempering]\nn_temperatures = 4\nmax_temperature = 4.0\nswap_every = 5\n")
     cfg = load_config(_write(tmp_path, text))
-    integrator = cfg.build_integrator()
+    integrator = build_integrator(cfg)
     assert isinstance(integrator, ReplicaExchange)
     # max_temperature is in the system's units (kT for analytic systems): 4.0 / 0.5 = 8.
     np.testing.assert_allclose(integrator.ladder, 8.0 ** (np.arange(4) / 3), rtol=1e-12)
     assert integrator.swap_every == 5 and integrator.scheme == "deterministic"
 
     explicit = DOUBLE_WELL.format(n_steps=100, n_walkers=6) + "\n[tempering]\ntemperatures = [0.5, 1.0, 2.0]\n"
-    ladder = load_config(_write(tmp_path, explicit, "b.toml")).build_integrator().ladder
+    ladder = build_integrator(load_config(_write(tmp_path, explicit, "b.toml"))).ladder
     np.testing.assert_allclose(ladder, [1.0, 2.0, 4.0])
 
 
 def test_molecular_tempering_temperatures_are_kelvin():
-    from langevin_md.config import temperature_ladder
+    from langevin_md.run.build import temperature_ladder
     from langevin_md.systems.inputs import from_amber
 
     system = from_amber(INPUTS / "ala2.prmtop", INPUTS / "ala2.inpcrd", temperature=300.0)
@@ -132,7 +134,7 @@ def test_replica_exchange_as_an_integrator_name_points_to_tempering(tmp_path):
 def test_max_temperature_below_the_system_is_refused(tmp_path):
     text = DOUBLE_WELL.format(n_steps=100, n_walkers=4) + "\n[tempering]\nn_temperatures = 2\nmax_temperature = 0.25\n"
     with pytest.raises(ConfigError, match=r"max_temperature = 0.25 kT must be above the system's temperature, 0.5 kT"):
-        load_config(_write(tmp_path, text)).validate()
+        check_config(load_config(_write(tmp_path, text)))
 
 
 def test_tempering_run_folder_resumes_bitwise_when_extended(tmp_path):
@@ -171,7 +173,7 @@ def test_amber_system_from_a_config_with_paths_relative_to_the_config(tmp_path, 
     monkeypatch.chdir(folder)  # a different working directory must not matter
     cfg = load_config(path)
     assert cfg.system["prmtop"] == str((folder / "ala2.prmtop").resolve())
-    system = cfg.build_system()
+    system = build_system(cfg)
     assert system.event_shape == (22, 3)
     assert system.kT == pytest.approx(310.0 * 0.0083144626, rel=1e-6)
 
@@ -182,7 +184,7 @@ def test_solvated_amber_config_must_choose_strip_or_a_method(tmp_path):
             "[sampler]\nn_steps = 10\nn_walkers = 2\nrecord_every = 5\n")
     cfg = load_config(_write(tmp_path, text))
     with pytest.raises(ConfigError, match=r"\[system\] name = 'amber'.*solvent residues.*strip="):
-        cfg.validate()
+        check_config(cfg)
     missing = text.replace("ala2_solv.prmtop", "nope.prmtop")
     with pytest.raises(ConfigError, match=r"\[system\] prmtop: file .*nope.prmtop does not exist"):
         load_config(_write(tmp_path, missing, "m.toml"))
@@ -227,9 +229,9 @@ def test_pdb_with_waters_and_a_box_asks_for_strip_or_a_method(tmp_path):
     cfg = load_config(_write(tmp_path, text.replace("{extra}", "")))
     with pytest.raises(ConfigError, match=r"solvent residues Cl x2, HOH x2761 and a periodic box record.*"
                                           r"strip=.*nonbonded_method.*does not switch on PME by itself"):
-        cfg.build_system()
+        build_system(cfg)
     stripped = load_config(_write(tmp_path, text.replace("{extra}", 'strip = ["HOH", "Cl"]'), "s.toml"))
-    system = stripped.build_system()
+    system = build_system(stripped)
     assert system.event_shape[0] < 1000  # the protein alone (the box holds ~9000 atoms)
     nonbonded = [f for f in system.openmm_system.getForces() if type(f).__name__ == "NonbondedForce"]
     assert [f.getNonbondedMethod() for f in nonbonded] == [0]  # NoCutoff, not PME
@@ -258,7 +260,7 @@ def test_gromacs_and_charmm_systems_from_configs(tmp_path, table):
     text = (f"[system]\n{table}\nplatform = \"Reference\"\n\n[integrator]\nname = \"baoab\"\ntimestep = 0.001\n\n"
             "[sampler]\nn_steps = 10\nn_walkers = 2\nrecord_every = 5\n")
     cfg = load_config(_write(tmp_path, text))
-    assert cfg.build_system().event_shape == (22, 3)
+    assert build_system(cfg).event_shape == (22, 3)
     paths = [cfg.system[k] for k in ("top", "gro", "psf", "coordinates", "include_dir") if k in cfg.system]
     paths += cfg.system.get("parameter_files", [])
     assert paths and all(Path(p).is_absolute() and Path(p).parent == tmp_path.resolve() or Path(p) == tmp_path.resolve()

@@ -60,17 +60,14 @@ from typing import Optional, TextIO, Union
 import numpy as np
 import torch
 
-from .executors.reporting import Reporter
-from .executors.results import integrator_timestep
-from .units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
+from ..analysis.thermo import degrees_of_freedom
+from ..executors.reporting import Reporter
+from ..executors.results import integrator_timestep
+from ..units import temperature_from_kT
 
 __all__ = ["StateReporter"]
 
 PathOrFile = Union[str, os.PathLike, TextIO, None]
-
-
-def _is_molecular(system) -> bool:
-    return len(system.event_shape) == 2 and system.event_shape[1] == 3 and getattr(system, "topology", None) is not None
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -94,8 +91,6 @@ def executor_degrees_of_freedom(system, sampler) -> int:
     int
         :func:`~langevin_md.analysis.thermo.degrees_of_freedom` for that executor.
     """
-    from langevin_md.analysis.thermo import degrees_of_freedom
-
     return degrees_of_freedom(system, "openmm" if getattr(sampler, "backend", None) == "openmm" else "torch")
 
 
@@ -166,11 +161,11 @@ class StateReporter(Reporter):
         now = time.perf_counter()
         if self._columns is None:
             self._start(system, sampler, state, step, now)
-        molecular = _is_molecular(system)
+        molecular = system.units == "molecular"
 
         def to_temperature(kT: float) -> float:
             # energy units -> the temperature columns' unit: K for molecules, kT otherwise
-            return kT / MOLAR_GAS_CONSTANT_KJ_PER_MOL_K if molecular else kT
+            return temperature_from_kT(kT) if molecular else kT
 
         energies = state.energy.detach().to(torch.float64)
         kinetic_w = self._kinetic(system, state)
@@ -218,7 +213,7 @@ class StateReporter(Reporter):
     # ------------------------------------------------------------------ helpers
     def _start(self, system, sampler, state, step: int, now: float) -> None:
         self._n_dof = executor_degrees_of_freedom(system, sampler)
-        molecular = _is_molecular(system)
+        molecular = system.units == "molecular"
         temp_col = "kinetic_temperature" if molecular else "kinetic_kT"
         self._columns = ["step", "time_ps", "potential_energy", "kinetic_energy", temp_col, "acceptance",
                          "walker_steps_per_second", "eta_s"]

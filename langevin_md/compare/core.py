@@ -22,7 +22,7 @@ stuck row's small z means nothing, which is why walkers that start in one place 
 draws) make the fairest comparison.
 
 :func:`step_size_sweep` runs one sampler at several step sizes and
-:func:`plot_step_size_sweep` draws the classic picture: too small a step is stuck, about the
+:func:`~langevin_md.compare.plots.plot_step_size_sweep` draws the classic picture: too small a step is stuck, about the
 right step mixes, too large a step diverges (unadjusted schemes) or collapses onto one mode
 (Metropolis schemes whose acceptance vanishes).
 
@@ -43,8 +43,15 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["SamplerReport", "Comparison", "compare", "step_size_sweep", "plot_step_size_sweep",
-           "force_evaluations_per_step", "build_samplers"]
+from .. import integrators
+from ..analysis import ShortChainWarning, effective_sample_size, integrated_autocorrelation_time, rhat
+from ..errors import NonFiniteStateError
+from ..executors import sample
+from ..integrators import Integrator
+from ..units import parse_quantity
+
+__all__ = ["SamplerReport", "Comparison", "compare", "step_size_sweep", "force_evaluations_per_step",
+           "build_samplers"]
 
 #: Frames kept per walker at most (the series is thinned to this).
 MAX_FRAMES = 1000
@@ -281,8 +288,6 @@ def _across_walkers(values: np.ndarray) -> tuple[float, float]:
 
 def _run_one(name, system, integrator, n_force_evals, n_walkers, seed, initial_positions, burn_in_fraction,
              obs_fn, modes, moments, device, dtype) -> SamplerReport:
-    import langevin_md as lmd
-
     cost = force_evaluations_per_step(integrator)
     annealed = _is_annealed(integrator)
     if annealed:
@@ -309,10 +314,10 @@ def _run_one(name, system, integrator, n_force_evals, n_walkers, seed, initial_p
             # end-of-run warnings of sample() would only repeat it once per row.
             warnings.filterwarnings("ignore", message=r"(mean acceptance .* is below|\d+ of \d+ walkers never moved)",
                                     category=RuntimeWarning)
-            result = lmd.sample(system, integrator, n_steps=n_prod, n_walkers=n_walkers,
+            result = sample(system, integrator, n_steps=n_prod, n_walkers=n_walkers,
                                 record_every=record_every, burn_in=burn_in, seed=seed, device=device,
                                 dtype=dtype, initial_positions=initial_positions, progress=False)
-    except lmd.NonFiniteStateError as exc:
+    except NonFiniteStateError as exc:
         return SamplerReport(name, _step_value(integrator), steps, steps * cost, None, math.nan, 0.0, 0.0, 0.0,
                              math.nan, None, None if modes is None else modes[1], None, {}, True, "diverged",
                              time.perf_counter() - t0, {}, np.empty(0), str(exc).splitlines()[0])
@@ -333,7 +338,6 @@ def _run_one(name, system, integrator, n_force_evals, n_walkers, seed, initial_p
 
 def _summarise(name, integrator, system, steps, cost, annealed, acceptance, positions, series, n_frames, n_walkers,
                record_every, wall, modes, moments) -> SamplerReport:
-    from langevin_md.analysis import ShortChainWarning, effective_sample_size, integrated_autocorrelation_time, rhat
 
     if annealed or n_frames < 4:
         tau = math.nan
@@ -431,7 +435,6 @@ def build_samplers(spec: Mapping) -> dict:
     -------
     dict of str to Integrator, in the order given.
     """
-    import langevin_md.integrators as integrators
 
     if not isinstance(spec, Mapping) or not spec:
         raise TypeError(f"samplers must be a non-empty table of name -> settings, got {spec!r}")
@@ -463,7 +466,6 @@ def build_samplers(spec: Mapping) -> dict:
 
 def _with_units(sampler: str, key: str, value):
     """``value`` with any ``"<number> <unit>"`` text read as an ``openmm.unit`` Quantity."""
-    from .units import parse_quantity
 
     if isinstance(value, (list, tuple)):
         return [_with_units(sampler, key, v) for v in value]
@@ -509,7 +511,6 @@ def compare(system, samplers: Mapping, n_force_evals: int, n_walkers: int = 64, 
     Comparison
         ``print(comparison)`` shows the table; ``comparison.save("table.csv")`` writes it.
     """
-    from langevin_md.integrators import Integrator
 
     if not isinstance(samplers, Mapping) or not samplers:
         raise TypeError(f"samplers must be a non-empty mapping of name to Integrator, got {samplers!r}")
@@ -544,7 +545,6 @@ def step_size_sweep(system, integrator, step_sizes: Sequence[float], n_force_eva
     Comparison
         One row per step size, named ``"<Integrator> <field>=<value>"``.
     """
-    from langevin_md.integrators import Integrator
 
     if not isinstance(integrator, Integrator):
         raise TypeError(f"integrator must be a langevin_md Integrator, got {type(integrator).__name__}")
@@ -562,116 +562,3 @@ def step_size_sweep(system, integrator, step_sizes: Sequence[float], n_force_eva
                 for v in values}
     return compare(system, samplers, n_force_evals, n_walkers, seed, initial_positions, burn_in_fraction,
                    observable, device, dtype)
-
-
-_VERDICT_COLOURS = {"ok": "#2a9d8f", "biased": "#e9c46a", "stuck": "#8d99ae", "collapsed": "#f4a261",
-                    "diverged": "#e63946"}
-
-
-def plot_step_size_sweep(sweep: Comparison, path, system=None) -> str:
-    """Draw a step-size sweep: efficiency, bias and the sampled law at three step sizes.
-
-    Panels: (1) ESS per 1000 force evaluations against step size; (2) the largest |bias z|
-    against step size with the |z| = 5 line; (3) histograms of the observable at the
-    smallest step, the most efficient unbiased step and the largest step, over the exact
-    marginal density when ``system`` knows it. Points are coloured by verdict.
-
-    Parameters
-    ----------
-    sweep : Comparison
-        From :func:`step_size_sweep`.
-    path : str or PathLike
-        PNG to write.
-    system : System, optional
-        For the exact density in panel 3.
-
-    Returns
-    -------
-    str
-        The path written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    rows = sweep.rows
-    if not rows or any(r.step_size is None for r in rows):
-        raise ValueError("plot_step_size_sweep needs the rows of step_size_sweep (each with a step size)")
-    steps = np.array([r.step_size for r in rows])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    ax = axes[0]
-    eff = np.array([r.ess_per_1000_evaluations if not r.diverged else np.nan for r in rows])
-    ax.plot(steps, np.where(np.isfinite(eff), eff, np.nan), "-", color="0.6", zorder=1)
-    top = np.nanmax(eff) if np.any(np.isfinite(eff)) else 1.0
-    for s, e, r in zip(steps, eff, rows):
-        y = top if r.diverged else (e if np.isfinite(e) else 0.0)  # diverged: an x at the top
-        ax.scatter([s], [y], color=_VERDICT_COLOURS.get(r.verdict, "k"), marker="x" if r.diverged else "o", s=60,
-                   zorder=2, label=r.verdict)
-    ax.set_xscale("log")
-    ax.set_xlabel("step size")
-    ax.set_ylabel("ESS per 1000 force evaluations")
-    ax.set_title("efficiency (x: diverged)")
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), loc="best", fontsize=8)
-
-    ax = axes[1]
-    zs = np.array([r.max_abs_z if not r.diverged else np.nan for r in rows])
-    for s, zv, r in zip(steps, zs, rows):
-        if np.isfinite(zv):
-            ax.scatter([s], [max(zv, 1e-2)], color=_VERDICT_COLOURS.get(r.verdict, "k"), s=60)
-    ax.axhline(Z_MAX, color="k", ls="--", lw=1)
-    ax.text(steps.min(), Z_MAX * 1.15, "|z| = 5", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("step size")
-    ax.set_ylabel("largest |bias z| (weights, mean, variance)")
-    ax.set_title("bias against the exact answer")
-
-    ax = axes[2]
-    live = [r for r in rows if not r.diverged and r.samples.size]
-    picks = []
-    if live:
-        picks.append(("too small", live[0]))
-        good = [r for r in live if r.verdict == "ok"] or live
-        best = max(good, key=lambda r: r.ess_per_1000_evaluations if np.isfinite(r.ess_per_1000_evaluations) else -1)
-        picks.append(("about right", best))
-    last = rows[-1]
-    picks.append(("too large", last))
-    lo = min((np.percentile(r.samples, 0.5) for _, r in picks if r.samples.size), default=-3.0)
-    hi = max((np.percentile(r.samples, 99.5) for _, r in picks if r.samples.size), default=3.0)
-    edges = np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 61)
-    if system is not None and len(system.event_shape) == 1 and sweep.observable == "x[0]":
-        exact = system.exact_marginal(0, edges)
-        if exact is not None:
-            ax.plot(exact.grid, exact.density, "k-", lw=1.5, label="exact")
-    colours = ["#8d99ae", "#2a9d8f", "#e63946"]
-    seen = set()
-    peak = 0.0  # the y range follows the exact law and the good run, not a stuck run's spike
-    if ax.lines:
-        peak = float(np.max(ax.lines[0].get_ydata()))
-    for (label, r), c in zip(picks, colours):
-        if id(r) in seen:
-            continue
-        seen.add(id(r))
-        if r.samples.size:
-            counts, _, _ = ax.hist(r.samples, bins=edges, density=True, histtype="step", lw=1.8, color=c,
-                                   label=f"{label}: {r.step_size:g} ({r.verdict})")
-            if label == "about right":
-                peak = max(peak, float(np.max(counts)))
-        else:
-            ax.plot([], [], color=c, label=f"{label}: {r.step_size:g} (diverged)")
-    if peak > 0:
-        ax.set_ylim(0, 1.6 * peak)
-    ax.set_xlabel(sweep.observable)
-    ax.set_ylabel("density")
-    ax.set_title("what the walkers sampled")
-    ax.legend(fontsize=8)
-    fig.suptitle(rows[0].name.split(" ")[0] + f": {sweep.n_force_evals} force evaluations per walker, "
-                 f"{sweep.n_walkers} walkers")
-    fig.tight_layout()
-    path = os.fspath(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

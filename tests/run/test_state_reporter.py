@@ -11,7 +11,7 @@ import torch
 import langevin_md as lmd
 from langevin_md.integrators import BAOAB, MALA
 from langevin_md.integrators.tempering import ReplicaExchange
-from langevin_md.state_reporter import StateReporter
+from langevin_md.run.state_reporter import StateReporter
 from langevin_md.systems.harmonic import Harmonic
 from langevin_md.units import MOLAR_GAS_CONSTANT_KJ_PER_MOL_K
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import langevin_md as lmd
-from langevin_md.config import load_config
+from langevin_md.run.config import load_config
+from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
-from langevin_md.io.run_folder import (RunFailed, RunFolderError, RunStorageError, create_run, execute_run,
-                                       load_run)
+from langevin_md.run.folder import RunFailed, RunFolderError, RunStorageError, create_run, load_run
+from langevin_md.run.session import execute_run
 
-from .helpers import cli_command, write_config
+from tests.io.helpers import cli_command, write_config
 
 
 def _run(tmp_path, name="run", **cfg_kwargs):
@@ -39,7 +40,7 @@ def test_load_run_returns_what_sample_returns(tmp_path, integrator, keys):
         ".langevin-md-run", ".lock", "checkpoints", "config.toml", "run.log", "summary.json", "trajectory.h5"]
     r = load_run(run_dir)
     s = cfg.sampler
-    ref = lmd.sample(cfg.build_system(), cfg.build_integrator(), n_steps=s["n_steps"], n_walkers=s["n_walkers"],
+    ref = lmd.sample(build_system(cfg), build_integrator(cfg), n_steps=s["n_steps"], n_walkers=s["n_walkers"],
                      record_every=s["record_every"], burn_in=s["burn_in"], seed=s["seed"])
     assert type(r) is type(ref)
     for name in ("positions", "energies", "steps", "kinetic_energies", "acceptance_rate", "step_sizes",
@@ -150,7 +151,7 @@ def test_full_disk_is_reported_and_committed_frames_survive(tmp_path):
     step = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[-1])[0]["step"]
     assert r.n_frames == step > 0
     cfg = load_config(config)
-    ref = lmd.sample(cfg.build_system(), cfg.build_integrator(), n_steps=step, n_walkers=512, seed=3)
+    ref = lmd.sample(build_system(cfg), build_integrator(cfg), n_steps=step, n_walkers=512, seed=3)
     assert np.array_equal(r.positions, ref.positions)
 
 

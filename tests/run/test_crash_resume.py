@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langevin_md.config import load_config
+from langevin_md.run.config import load_config
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
-from langevin_md.io.run_folder import RunFolderError, create_run, execute_run, load_run
+from langevin_md.run.folder import RunFolderError, create_run, load_run
+from langevin_md.run.session import execute_run
 
-from .helpers import assert_same_trajectory, cli_command, run_cli, write_config
+from tests.io.helpers import assert_same_trajectory, cli_command, run_cli, write_config
 
 
 def _reference(tmp_path: Path, config: Path) -> Path:

@@ -43,12 +43,23 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
+import fcntl
+import io
+from importlib.metadata import PackageNotFoundError, version
 
-from .checkpoint import (CheckpointReporter, RunInterrupted, atomic_write_bytes, latest_checkpoint,
-                         list_checkpoints)
-from .trajectory import (TrajectoryError, TrajectoryWriter, read_trajectory, system_units,
-                         topology_from_json)
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import h5py
+import numpy as np
+import torch
+
+from ..executors.results import acceptance_rate
+from ..io.checkpoint import atomic_write_bytes, list_checkpoints
+from ..io.trajectory import read_trajectory, topology_from_json
+from ..result import SampleResult
 
 CONFIG = "config.toml"
 LOG = "run.log"
@@ -214,7 +225,7 @@ def append_text(path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
-def _open_nofollow(path: Path, flags: int) -> int:
+def open_nofollow(path: Path, flags: int) -> int:
     """``os.open`` that refuses a symbolic link at ``path`` with an error naming it."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW, 0o644)
@@ -225,7 +236,7 @@ def _open_nofollow(path: Path, flags: int) -> int:
         raise
 
 
-def _storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
+def storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
     num = exc.errno
     if num is None:  # HDF5 reports the system error inside its message
         m = re.search(r"errno\s*=\s*(\d+)", str(exc))
@@ -245,12 +256,10 @@ def _storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
 
 
 @contextlib.contextmanager
-def _locked(run_dir: Path):
+def locked(run_dir: Path):
     """Hold an exclusive lock on the run folder (released by the OS even after SIGKILL)."""
-    import fcntl
-
     path = run_dir / _LOCK
-    fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,58 +272,6 @@ def _locked(run_dir: Path):
         yield
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def _run_logger(run_dir: Path, echo: bool):
-    logger = logging.getLogger(f"langevin_md.run.{id(run_dir)}.{time.monotonic_ns()}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    log_file = os.fdopen(_open_nofollow(run_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
-                         encoding="utf-8")
-    handlers = [logging.StreamHandler(log_file)]
-    if echo:
-        stream = logging.StreamHandler()
-        stream.addFilter(lambda record: record.levelno < logging.ERROR)  # the caller reports errors
-        handlers.append(stream)
-    for h in handlers:
-        h.setFormatter(fmt)
-        logger.addHandler(h)
-    try:
-        yield logger
-    finally:
-        for h in handlers:
-            logger.removeHandler(h)
-            h.close()
-        log_file.close()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(reporter: CheckpointReporter, logger, enabled: bool):
-    """SIGINT/SIGTERM ask the reporter to checkpoint and stop; a second one stops at once."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-
-    def handler(signum, frame):
-        if reporter.stop_signal is not None:
-            # Second signal: give up on the graceful stop (the last checkpoint is still good).
-            signal.signal(signum, previous.get(signum, signal.SIG_DFL))
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signum)
-            return
-        reporter.request_stop(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
 
 
 def read_summary(run_dir: Path) -> dict:
@@ -346,11 +303,6 @@ def _json_default(obj):
 
 def versions() -> dict:
     """Versions of the packages a run's results depend on."""
-    import h5py
-    import torch
-
-    from importlib.metadata import PackageNotFoundError, version
-
     # The installed distribution's version (the package's own __init__ is not imported here:
     # io must not depend on the package that re-exports it).
     try:
@@ -361,7 +313,7 @@ def versions() -> dict:
             "h5py": h5py.__version__}
 
 
-def _now() -> str:
+def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -401,7 +353,7 @@ def create_run(config, run_dir, force: bool = False) -> Path:
                 f"{run_dir} holds entries a run folder is not made of ({shown}); --force deletes only "
                 "a run folder's own files, so it refuses this folder. Move those entries elsewhere "
                 "(symbolic links count as foreign entries) or choose another --output")
-        with _locked(run_dir):
+        with locked(run_dir):
             # The marker goes last: a deletion stopped half-way leaves a folder --force still accepts.
             for p in sorted(run_dir.iterdir(), key=lambda e: e.name == MARKER):
                 if p.name == _LOCK:
@@ -410,270 +362,19 @@ def create_run(config, run_dir, force: bool = False) -> Path:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         # The marker first: a creation stopped half-way leaves a folder --force may replace.
-        marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "created": _now()}
+        marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "created": now()}
         atomic_write_bytes(run_dir / MARKER, (json.dumps(marker) + "\n").encode())
         (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
-        atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + _now() + "\n" + config.to_toml()).encode())
+        atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + now() + "\n" + config.to_toml()).encode())
     except OSError as exc:
-        raise _storage_error(exc, f"creating run folder {run_dir}", "Nothing was run.") from None
+        raise storage_error(exc, f"creating run folder {run_dir}", "Nothing was run.") from None
     return run_dir
-
-
-# --------------------------------------------------------------------------- run / resume
-def execute_run(run_dir, progress: Optional[bool] = None, handle_signals: bool = True,
-                echo: bool = False) -> dict:
-    """Run (or continue) the run in ``run_dir`` to its last step.
-
-    Starts from the newest checkpoint when there is one (dropping frames written after it),
-    otherwise from step 0. Checkpoints every ``checkpoint_every`` steps and at the end.
-
-    Parameters
-    ----------
-    run_dir : str or PathLike
-        A folder made by :func:`create_run`.
-    progress : bool, optional
-        Progress bar (default: only on a terminal).
-    handle_signals : bool
-        SIGINT/SIGTERM finish the current chunk, checkpoint and raise :class:`RunInterrupted`.
-    echo : bool
-        Also log to stderr.
-
-    Returns
-    -------
-    dict
-        The summary (also in ``summary.json``).
-
-    Raises
-    ------
-    RunInterrupted, RunFailed, RunStorageError, RunFolderError, ConfigError
-    """
-    from langevin_md.config import load_config
-
-    run_dir = check_run_folder(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        raise RunFolderError(f"{run_dir / CONFIG} is missing; the run folder was damaged. Start a new run "
-                             "with `langevin-md run CONFIG.toml --force --output RUN_DIR`")
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(_locked(run_dir))
-            log = stack.enter_context(_run_logger(run_dir, echo))
-        except OSError as exc:
-            raise _storage_error(exc, f"opening run folder {run_dir}", "Nothing was run.") from None
-        cfg = load_config(run_dir / CONFIG)
-        return _run_and_record(run_dir, cfg, log, progress, handle_signals)
-
-
-def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
-    from langevin_md.errors import NonFiniteStateError
-    from langevin_md.executors.results import acceptance_rate, metadata
-
-    ckdir = run_dir / CHECKPOINTS
-    traj = run_dir / TRAJECTORY
-    for stale in ckdir.glob(".*.tmp-*"):  # left by a writer killed mid-checkpoint
-        stale.unlink()
-    prev = read_summary(run_dir)
-    system = cfg.build_system()
-    integrator = cfg.build_integrator(system)
-    end = cfg.end_step
-    fingerprint = cfg.fingerprint()
-    s = cfg.sampler
-    skipped: list = []
-    found = latest_checkpoint(ckdir, skipped)
-    start = None
-    if found is None and cfg.minimize is not None:
-        # Only a fresh start is minimised: a checkpoint already holds the minimised walkers' state.
-        t_min = time.perf_counter()
-        minimized = cfg.minimized_start(system, int(s["n_walkers"]))
-        unit = "kJ/mol" if getattr(system, "topology", None) is not None else "(reduced energy units)"
-        log.info("%s in %.3g s", minimized.summary(unit), time.perf_counter() - t_min)
-        start = minimized.positions
-    sampler = cfg.build_sampler(system, integrator, initial_positions=start)
-    for path, reason in skipped:
-        log.warning("skipping unreadable checkpoint %s: %s", path.name, reason)
-    if found is None and skipped:
-        log.warning("no checkpoint of %s is readable (%d unreadable); restarting the run from step 0 "
-                    "and rewriting %s", run_dir, len(skipped), TRAJECTORY)
-    if found is not None:
-        ck_path, sd, extra = found
-        if extra.get("config") != fingerprint:
-            raise RunFolderError(
-                f"{run_dir / CONFIG} was changed after the run started (only n_steps and "
-                "checkpoint_every may change between sessions); restore it or start a new run")
-        sampler.load_state_dict(sd)
-        if sampler.step > end:
-            raise RunFolderError(f"the newest checkpoint is at step {sampler.step}, past the run's end "
-                                 f"(step {end} = burn_in + n_steps); n_steps cannot shrink")
-        try:
-            writer = TrajectoryWriter.reopen(traj, sampler.step, int(extra["n_frames"]))
-        except TrajectoryError as exc:
-            raise RunFolderError(f"cannot resume {run_dir}: {exc}. The checkpoint {ck_path.name} needs "
-                                 f"its first {int(extra['n_frames'])} frames. To recover: copy the intact "
-                                 f"frames out with `langevin-md export` if you need them, then delete "
-                                 f"{TRAJECTORY} and {CHECKPOINTS}/ and run `langevin-md resume {run_dir}`, "
-                                 "which recomputes the run from step 0") from None
-        except OSError as exc:
-            raise _storage_error(exc, f"rewriting {traj} up to step {sampler.step}",
-                                 f"The checkpoint {ck_path} is intact.") from None
-        log.info("resuming from %s: step %d, %d frames kept", ck_path.name, sampler.step, writer.n_frames)
-    else:
-        sampler.burn_in_end = sampler.step + int(s["burn_in"])  # as Sampler.run does
-        try:
-            fields = {k: (v.shape[1:], v.dtype) for k, v in sampler.recorded_fields().items()}
-            writer = TrajectoryWriter.create(
-                traj, sampler.n_walkers, system.event_shape, np.dtype(sampler.numpy_dtype),
-                integrator.has_velocities, sampler.walker_indices, system.kT, system_units(system),
-                getattr(system, "topology", None), fields=fields)
-        except OSError as exc:
-            raise _storage_error(exc, f"creating {traj}", "Nothing was run.") from None
-        log.info("starting %s with %s on %d walkers (backend %s, seed %d, %s, %s), steps 0 -> %d",
-                 cfg.system["name"], cfg.integrator["name"], sampler.n_walkers, cfg.sampler["backend"],
-                 sampler.seed, sampler.device, sampler.dtype, end)
-        if cfg.tempering is not None:
-            log.info("replica exchange: %d temperatures, kT ratios %s, swap every %d steps (%s)",
-                     len(integrator.ladder), ", ".join(f"{r:.4g}" for r in integrator.ladder),
-                     integrator.swap_every, integrator.scheme)
-        ck_path = None
-    start_step = sampler.step
-    meta = metadata(system, integrator, sampler.seed, sampler.device, sampler.dtype, cfg.sampler["backend"])
-    summary = {
-        "status": "running", "step": sampler.step, "end_step": end, "n_frames": writer.n_frames,
-        "committed_step": sampler.step if found else 0,
-        "last_checkpoint": str(ck_path.relative_to(run_dir)) if ck_path else None,
-        "wall_time": float(prev.get("wall_time", 0.0)), "metadata": meta,
-        "sessions": prev.get("sessions", []) + [{"started": _now(), "from_step": start_step}],
-        "versions": versions(), "error": None,
-    }
-    write_summary(run_dir, summary, log)
-
-    def on_checkpoint(path, step):
-        log.info("checkpoint %s (step %d, %d frames)", path.name, step, writer.n_frames)
-
-    reporter = CheckpointReporter(ckdir, every=s["checkpoint_every"], end=end, commit=writer.commit,
-                                  extra={"config": fingerprint}, on_checkpoint=on_checkpoint)
-    reporter.last_step = sampler.step
-    reporter.last_path = ck_path
-    reporters = [reporter]
-    state_file = None
-    output = cfg.output or {}
-    if output.get("state_every"):
-        from langevin_md.state_reporter import StateReporter
-
-        try:
-            state_file = _open_state_csv(run_dir / STATE, sampler.step if found else None)
-        except (OSError, RunFolderError) as exc:
-            writer.close()
-            if isinstance(exc, RunFolderError):
-                raise
-            raise _storage_error(exc, f"opening {run_dir / STATE}", "Nothing was run in this session.") from None
-        reporters.append(StateReporter(state_file, output["state_every"], terminal=bool(output["state_terminal"]),
-                                       total_steps=end))
-    t0 = time.perf_counter()
-    error: Optional[BaseException] = None
-    try:
-        with _stop_on_signals(reporter, log, handle_signals):
-            sampler.run_to(end, record_every=s["record_every"], reporters=reporters, progress=progress,
-                           frame_sinks=[writer], keep_frames=False)
-        summary["status"] = "completed"
-        write_integrator_summary(run_dir, sampler.integrator_summary())
-        log.info("completed: step %d, %d frames", sampler.step, writer.n_frames)
-    except RunInterrupted as exc:
-        summary["status"] = "interrupted"
-        log.info("stopped by signal %d at step %d; checkpoint %s", exc.signum, exc.step, exc.checkpoint.name)
-        error = exc
-    except NonFiniteStateError as exc:
-        summary["status"] = "failed"
-        error = _nonfinite(exc, run_dir, reporter, writer, log)
-        summary["error"] = str(error)
-    except OSError as exc:
-        summary["status"] = "failed"
-        last = reporter.last_path
-        safe = (f"Frames up to step {reporter.last_step} are safe, with checkpoint {last}; then run "
-                f"`langevin-md resume {run_dir}`." if last is not None else
-                f"No checkpoint had been written; run `langevin-md resume {run_dir}` to start again.")
-        error = _storage_error(exc, f"writing to {run_dir} at step {sampler.step}", safe)
-        summary["error"] = str(error)
-        log.error("%s", error)
-    except BaseException as exc:  # KeyboardInterrupt on a second Ctrl-C, bugs
-        summary["status"] = "failed"
-        summary["error"] = f"{type(exc).__name__}: {exc}"
-        log.error("stopped: %s", summary["error"])
-        raise
-    finally:
-        session = time.perf_counter() - t0
-        if state_file is not None:
-            state_file.close()
-        try:
-            writer.close()
-        except OSError as exc:
-            log.error("closing %s failed: %s", TRAJECTORY, exc)
-        summary["wall_time"] += session
-        summary["step"] = sampler.step
-        summary["n_frames"] = writer.n_frames
-        summary["committed_step"] = max(summary["committed_step"], reporter.last_step or 0)
-        if isinstance(error, RunFailed):
-            summary["committed_step"] = max(summary["committed_step"], error.committed_step)
-        summary["last_checkpoint"] = (str(reporter.last_path.relative_to(run_dir))
-                                      if reporter.last_path else None)
-        steps_done = sampler.step - start_step
-        summary["sessions"][-1].update(ended=_now(), to_step=sampler.step, status=summary["status"],
-                                       wall_time=session)
-        summary["walker_steps_per_second"] = (sampler.n_walkers * steps_done / session
-                                              if session > 0 and steps_done else None)
-        acc = acceptance_rate(sampler.accepted, sampler.production_steps, integrator.metropolis_adjusted)
-        if acc is not None:
-            summary["acceptance_rate_mean"] = float(acc.mean())
-        summary["finished"] = _now() if summary["status"] == "completed" else None
-        write_summary(run_dir, summary, log)
-    if error is not None:
-        raise error
-    return summary
-
-
-class _RowsAfterHeader:
-    """A text file that drops the first line written to it.
-
-    A resumed run's :class:`~langevin_md.state_reporter.StateReporter` starts with the CSV
-    header, which ``state.csv`` already has: the rows are appended below the old ones.
-    """
-
-    def __init__(self, fh):
-        self._fh = fh
-        self._skipping = True
-
-    def write(self, text: str) -> int:
-        if self._skipping:
-            _, newline, text = text.partition("\n")
-            self._skipping = not newline
-        return self._fh.write(text) if text else 0
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-def _open_state_csv(path: Path, resume_step: Optional[int]):
-    """``state.csv`` for this session: new at step 0; on resume, rows after ``resume_step`` are
-    dropped (they are computed again) and the new ones appended (the executors report after
-    steps, never at the step a session starts from)."""
-    if resume_step is None or not path.is_file():
-        return os.fdopen(_open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8",
-                         newline="")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:]
-                        if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) <= resume_step]
-    atomic_write_bytes(path, "".join(kept).encode("utf-8"))
-    fh = os.fdopen(_open_nofollow(path, os.O_WRONLY | os.O_APPEND), "w", encoding="utf-8", newline="")
-    return _RowsAfterHeader(fh) if kept else fh
 
 
 def write_integrator_summary(run_dir: Path, arrays: dict) -> None:
     """Store the integrator's end-of-run summary (nothing when it has none)."""
     if not arrays:
         return
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     atomic_write_bytes(run_dir / INTEGRATOR_SUMMARY, buf.getvalue())
@@ -685,25 +386,6 @@ def read_integrator_summary(run_dir: Path) -> dict:
         return {}
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-def _nonfinite(exc, run_dir: Path, reporter: CheckpointReporter, writer: TrajectoryWriter, log) -> RunFailed:
-    committed = 0
-    try:
-        writer.commit()  # the finite frames recorded before it are worth keeping
-        committed = exc.steps[0]
-        kept = f"the {writer.n_frames} finite frames recorded before it are in {run_dir / TRAJECTORY}"
-    except OSError as err:
-        kept = f"the frames after the last checkpoint could not be saved ({err})"
-    if reporter.last_path is not None:
-        where = f"The last good checkpoint is {reporter.last_path} (step {reporter.last_step})"
-    else:
-        where = "No checkpoint had been written yet"
-    msg = (f"{exc}\nNothing non-finite was checkpointed. {where}; {kept}. The run is "
-           "deterministic, so resuming it would reach the same state again: start a new run "
-           "with a smaller step size or a better starting point.")
-    log.error("%s", msg)
-    return RunFailed(msg, exc.steps, exc.walkers, reporter.last_path, committed)
 
 
 # --------------------------------------------------------------------------- load
@@ -725,8 +407,6 @@ def load_run(run_dir):
     RunFolderError
         If ``run_dir`` is not a run folder.
     """
-    from langevin_md.executors.results import acceptance_rate
-    from langevin_md.result import SampleResult
 
     run_dir = Path(run_dir)
     if not is_run_folder(run_dir):
@@ -767,10 +447,6 @@ def load_run(run_dir):
 def _timestep(run_dir: Path) -> Optional[float]:
     """The integrator's timestep (ps for molecular runs) from the run's config; None when the
     scheme has none (ULA, MALA, HMC, RWM) or the config cannot be read."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
     try:
         value = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))["integrator"].get("timestep")
     except (OSError, ValueError, KeyError, TypeError):
