@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from langevin_md import cli
-from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
+from langevin_md.run.build import build_integrator
 from langevin_md.run.config import ConfigError, integrator_choices, load_config, parse_config, system_choices
 from langevin_md.run.folder import load_run
 

@@ -36,7 +36,7 @@ def test_quantity_in_angstrom_is_converted(alanine):
 # reproduced a mixture's weights). Default starts are documented points; exact draws are
 # asked for by name, initial_positions="exact".
 from langevin_md.run.config import ConfigError, parse_config  # noqa: E402
-from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start  # noqa: E402
+from langevin_md.run.build import build_sampler, build_system, check_config  # noqa: E402
 from langevin_md.random import WalkerRNG  # noqa: E402
 from langevin_md.systems import DoubleWell, GaussianMixture, Harmonic, MullerBrown, UniformBox  # noqa: E402
 from langevin_md.systems.base import EXACT_SAMPLE_SYSTEMS  # noqa: E402

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 
+import os
+
 import numpy as np
 
-from .core import Comparison
+from .core import Z_MAX, Comparison
 
 _VERDICT_COLOURS = {"ok": "#2a9d8f", "biased": "#e9c46a", "stuck": "#8d99ae", "collapsed": "#f4a261",
                     "diverged": "#e63946"}

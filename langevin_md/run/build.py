@@ -9,7 +9,6 @@ probes ``[minimize]`` on one walker) before a run folder is created.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from ..errors import ConfigError
 from ..executors import Sampler, executor_class

@@ -64,6 +64,7 @@ def shard_ranges(n_walkers: int, n_shards: int, block: int = 1) -> list[tuple[in
     shard, since its swaps couple its walkers); the first shards get one block more than the
     others when the blocks do not divide evenly.
     """
+    n_shards = checks.positive_int("n_shards", n_shards)
     block = checks.positive_int("block", block)
     if n_walkers % block:
         raise ValueError(f"n_walkers ({n_walkers}) must be a multiple of {block}, the walkers that "
@@ -220,6 +221,7 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path], cfg, wall_time: float) -
     end_step = sds[0]["step"]
     # Fields a state keeps for its whole ensemble (an adapted metric) are not per walker: each
     # shard estimated its own, so they join only where every shard holds the same value.
+    ensemble_fields = getattr(getattr(integrators, sds[0]["state_class"], None), "sampler_fields", ())
     state, per_shard = {}, []
     for key, value in sds[0]["state"].items():
         if key in ensemble_fields:

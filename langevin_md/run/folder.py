@@ -33,12 +33,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import re
 import shutil
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -57,8 +54,8 @@ import numpy as np
 import torch
 
 from ..executors.results import acceptance_rate
-from ..io.checkpoint import atomic_write_bytes, list_checkpoints
-from ..io.trajectory import read_trajectory, topology_from_json
+from ..io.checkpoint import atomic_write_bytes, latest_checkpoint, list_checkpoints
+from ..io.trajectory import TrajectoryError, read_trajectory, topology_from_json
 from ..result import SampleResult
 
 CONFIG = "config.toml"

@@ -16,7 +16,7 @@ from openmm import unit as u
 
 import langevin_md as lmd
 from langevin_md.run.config import ConfigError, parse_config
-from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
+from langevin_md.run.build import build_integrator
 from langevin_md.integrators import (HMC, MALA, SGLD, ULA, BAOAB, OBABO, AnnealedLangevin, Brownian,
                                      PredictorCorrector, RandomWalkMetropolis)
 from langevin_md.systems.harmonic import Harmonic

@@ -16,7 +16,7 @@ import openmm
 import pytest
 
 from langevin_md.run.config import ConfigError, load_config
-from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
+from langevin_md.run.build import build_sampler, build_system
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
 from langevin_md.run.folder import create_run, load_run
 from langevin_md.run.session import execute_run as execute

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from langevin_md.run.config import ConfigError, load_config
-from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
+from langevin_md.run.build import build_integrator, build_system, check_config, minimized_start
 from langevin_md.integrators.tempering import ReplicaExchange
 from langevin_md.run.folder import create_run, load_run
 from langevin_md.run.session import execute_run
 
-INPUTS = Path(__file__).parent / "data" / "inputs"
+INPUTS = Path(__file__).parent.parent / "data" / "inputs"
 
 DOUBLE_WELL = """\
 [system]
@@ -60,7 +60,7 @@ def test_minimize_runs_before_burn_in_and_the_log_says_how_far_the_energy_fell(t
 
 
 def test_minimized_start_reaches_the_wells():
-    cfg = load_config(Path(__file__).parent.parent / "examples" / "configs" / "double_well_baoab.toml")
+    cfg = load_config(Path(__file__).parents[2] / "examples" / "configs" / "double_well_baoab.toml")
     cfg.minimize = {"tolerance": 1e-8, "max_iterations": 500, "method": "auto"}
     system = build_system(cfg)
     m = minimized_start(cfg, system, 6)

@@ -14,7 +14,7 @@ import pytest
 
 import langevin_md as lmd
 from langevin_md.run.config import load_config
-from langevin_md.run.build import build_integrator, build_sampler, build_system, check_config, minimized_start
+from langevin_md.run.build import build_integrator, build_system
 from langevin_md.io.checkpoint import list_checkpoints, load_checkpoint
 from langevin_md.run.folder import RunFailed, RunFolderError, RunStorageError, create_run, load_run
 from langevin_md.run.session import execute_run
