@@ -122,7 +122,7 @@ def test_killed_worker_shard_resumes_from_its_checkpoint(tmp_path, cluster):
 
 
 def test_cli_run_with_scheduler(tmp_path, cluster):
-    from .io.helpers import run_cli
+    from tests.io.helpers import run_cli
 
     cl, _ = cluster
     cfg = write_config(tmp_path, n_steps=300, n_walkers=4, record_every=10, checkpoint_every=100)
@@ -141,7 +141,7 @@ def test_cli_run_with_scheduler(tmp_path, cluster):
 def test_openmm_backend_runs_one_walker_per_shard_reproducibly(tmp_path, cluster):
     """backend = "openmm" with HBonds on 2 workers: each shard is one walker, and walker w's
     chain is bitwise the one a local run of walker w alone produces."""
-    from .openmm.run_configs import write_alanine_config
+    from tests.openmm.run_configs import write_alanine_config
 
     _, client = cluster
     cfg_path = write_alanine_config(tmp_path, n_steps=400, n_walkers=2, record_every=20, checkpoint_every=200)
