@@ -36,12 +36,6 @@ from .units import KJ_PER_MOL_PER_EV, NM_PER_ANGSTROM, kT_from_temperature, stri
 UNITS = ("molecular", "reduced")
 
 
-def _units_of(system) -> str:
-    from .io.trajectory import system_units
-
-    return system_units(system)
-
-
 class SystemCalculator(Calculator):
     """Any particle :class:`~langevin_md.systems.base.System` as an ASE calculator.
 
@@ -72,7 +66,7 @@ class SystemCalculator(Calculator):
         if len(shape) != 2 or shape[1] != 3:
             raise ValueError(f"SystemCalculator needs particles in 3-D, event_shape (n_atoms, 3); "
                              f"{type(system).__name__} has {shape}")
-        units = _units_of(system) if units is None else units
+        units = system.units if units is None else units
         if units not in UNITS:
             raise ValueError(f"units must be one of {UNITS}, got {units!r}")
         self.system = system
@@ -190,7 +184,7 @@ def to_atoms(system: System, positions, units: Optional[str] = None) -> Atoms:
     units : {"molecular", "reduced"}, optional
         Default as in :class:`SystemCalculator`.
     """
-    units = _units_of(system) if units is None else units
+    units = system.units if units is None else units
     pos = np.asarray(positions, dtype=np.float64)
     scale = 1.0 / NM_PER_ANGSTROM if units == "molecular" else 1.0
     atoms = Atoms(symbols=_symbols(getattr(system, "topology", None), pos.shape[0]), positions=pos * scale)
@@ -230,7 +224,7 @@ def write_extxyz(result, walker: int, path) -> None:
     if not 0 <= walker < result.n_walkers:
         raise ValueError(f"walker must be in [0, {result.n_walkers}), got {walker}")
     topology = result.metadata.get("topology") or getattr(result.system, "topology", None)
-    units = result.metadata.get("units") or (_units_of(result.system) if result.system is not None else "reduced")
+    units = result.metadata.get("units") or (result.system.units if result.system is not None else "reduced")
     length = 1.0 / NM_PER_ANGSTROM if units == "molecular" else 1.0
     energy = 1.0 / KJ_PER_MOL_PER_EV if units == "molecular" else 1.0
     symbols = _symbols(topology, result.event_shape[0])
