@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+# Every other import is inside the command that needs it: `langevin-md --help` and
+# `langevin-md systems` must not import torch, OpenMM or the system registry (tests/test_system_table.py).
+
 EXIT_OK = 0
 EXIT_ERROR = 1        # run folder, storage or other runtime errors
 EXIT_USAGE = 2        # bad command line or config file

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+import langevin_md as lmd  # the package's lazy public API, as a user writes it
+from .analysis import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi, report, state_populations
+
 
 def _table(rows, header) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
@@ -23,12 +26,11 @@ def _table(rows, header) -> str:
 
 
 def muller_brown_section(out: Path, n_walkers: int = 256, n_steps: int = 12000):
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy and only drawing needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import langevin_md as lmd
 
     # kT = 25 puts the barriers at about 4 kT, so walkers cross between basins in a few
     # thousand steps and the exact mean energy is reachable in a demo-length run.
@@ -78,13 +80,11 @@ def alanine_section(out: Path, seconds: float = 6.0, n_walkers: int = 128):
     shipped C7eq structure, reach αR within about a picosecond, so both basins show up in a
     few seconds of wall time (in vacuum under 1% of the frames of the first 6 ps are αR).
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy and only drawing needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import langevin_md as lmd
-    from langevin_md.analysis import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi, state_populations
 
     system = lmd.systems.alanine_dipeptide(solvent="implicit", temperature=300.0, engine="torch")
     h = 0.002  # ps
@@ -130,7 +130,6 @@ def alanine_section(out: Path, seconds: float = 6.0, n_walkers: int = 128):
 
 def main(output_dir: str | Path = "demo_output") -> Path:
     """Run the demo and write its pictures into ``output_dir``; returns the folder."""
-    from langevin_md.analysis import report
 
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from . import integrators as I
+from . import laws
+from .executors import sample
+from .systems import FreeParticle, Harmonic
+from .systems.openmm_system import OpenMMSystem
+from .units import kT_from_temperature
+
 __all__ = ["Law", "Measurement", "LAWS", "register", "unregister", "run_law", "main", "Z_FAIL"]
 
 #: A law fails when the measured value is more than this many standard errors from exact.
@@ -126,15 +133,10 @@ def _v2(mass: float):
 
 
 def _harmonic(k: float = 1.0, kT: float = 1.0, mass: float = 1.0):
-    from langevin_md.systems import Harmonic
-
     return lambda: Harmonic(dim=1, k=k, kT=kT, masses=mass)
 
 
 def _torch_laws() -> list[Law]:
-    from langevin_md import integrators as I
-    from langevin_md import laws
-    from langevin_md.systems import FreeParticle
 
     eps, h = 0.5, 1.5  # ε/σ² and hω on the unit well (k = kT = m = 1)
     # Brownian: D = kT/(mγ) per coordinate, exact at any timestep.
@@ -172,10 +174,9 @@ _OMM_PARTICLES, _OMM_MASS, _OMM_K, _OMM_T = 8, 10.0, 250.0, 300.0
 def _openmm_harmonic(platform: str = "auto"):
     """An OpenMMSystem of independent particles in U = k/2 |x|² (every coordinate an
     independent oscillator with σ² = kT/k, ω² = k/m)."""
+    # lazy: OpenMM is optional; only the OpenMM laws need it
     import openmm
     from openmm import app
-
-    from langevin_md.systems.openmm_system import OpenMMSystem
 
     system = openmm.System()
     force = openmm.CustomExternalForce("0.5*k*(x^2 + y^2 + z^2)")
@@ -200,9 +201,6 @@ def openmm_unavailable() -> str:
 
 
 def _openmm_laws(platform: str) -> list[Law]:
-    from langevin_md import integrators as I
-    from langevin_md import laws
-    from langevin_md.units import kT_from_temperature
 
     s2 = kT_from_temperature(_OMM_T) / _OMM_K  # nm²
     omega = math.sqrt(_OMM_K / _OMM_MASS)  # 1/ps
@@ -289,13 +287,12 @@ def run_law(law: Law, device=None, dtype=None, seed: int = 0, quick: bool = Fals
     The standard error is the spread of the per-chain means across independent chains
     divided by sqrt(n_chains): no autocorrelation model is needed.
     """
-    import langevin_md as lmd
 
     n_walkers = max(8, law.n_walkers // 4) if quick else law.n_walkers
     t0 = time.perf_counter()
     system = law.system()
     x0 = law.initial_positions() if law.initial_positions is not None else None
-    result = lmd.sample(system, law.integrator(), n_steps=law.n_steps, n_walkers=n_walkers,
+    result = sample(system, law.integrator(), n_steps=law.n_steps, n_walkers=n_walkers,
                         record_every=law.record_every, burn_in=law.burn_in, seed=seed,
                         device=None if law.backend == "openmm" else device,
                         dtype=dtype, initial_positions=x0, backend=law.backend, progress=False)
@@ -311,11 +308,7 @@ def _checked_device(device, dtype) -> str:
     One single-walker step through the public :func:`langevin_md.sample` is the check, so the
     rules are the executor's own and not restated here.
     """
-    import langevin_md as lmd
-    from langevin_md import integrators as I
-    from langevin_md.systems import Harmonic
-
-    lmd.sample(Harmonic(), I.ULA(step_size=0.1), n_steps=1, n_walkers=1, device=device, dtype=dtype,
+    sample(Harmonic(), I.ULA(step_size=0.1), n_steps=1, n_walkers=1, device=device, dtype=dtype,
                progress=False)
     return "cpu" if device is None else str(device)
 

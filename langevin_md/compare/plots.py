@@ -35,7 +35,7 @@ def plot_step_size_sweep(sweep: Comparison, path, system=None) -> str:
     str
         The path written.
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy and only drawing needs it
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
