@@ -482,7 +482,7 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
     return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering, output=output)
 
 
-#: [output] keys: (default, type) — see :class:`langevin_md.state_reporter.StateReporter`.
+#: [output] keys: (default, type) — see :class:`langevin_md.run.state_reporter.StateReporter`.
 _OUTPUT_KEYS = {"state_every": (None, "Optional[int]"), "state_terminal": (False, "bool")}
 
 

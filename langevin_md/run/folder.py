@@ -11,7 +11,7 @@
       summary.json      status, steps done, frames, throughput, acceptance, errors
       integrator_summary.npz   the integrator's end-of-run summary (only if it has one)
       state.csv         walker-averaged energies, temperature, speed every [output] state_every
-                        steps (only with that key; see langevin_md.state_reporter)
+                        steps (only with that key; see langevin_md.run.state_reporter)
 
 Both executors (``[sampler] backend = "torch"`` or ``"openmm"``) write this layout. A run that
 stops for any reason (SIGKILL included) is resumed from its newest checkpoint; frames written
@@ -74,7 +74,7 @@ _HEADER = "# Resolved by langevin-md"
 
 #: Entries a run folder is made of (what ``--force`` may delete, besides the patterns below).
 _OWN_FILES = {CONFIG, LOG, TRAJECTORY, SUMMARY, INTEGRATOR_SUMMARY, STATE, MARKER, _LOCK,
-              "attempts.jsonl"}  # a shard's attempt log (langevin_md.distributed)
+              "attempts.jsonl"}  # a shard's attempt log (langevin_md.run.distributed)
 #: Folders a run folder is made of: checkpoints, the merged run's shard folders, the report
 #: `langevin-md analyze` writes.
 _OWN_DIRS = {CHECKPOINTS, "shards", "report"}
@@ -316,7 +316,7 @@ def now() -> str:
 
 # --------------------------------------------------------------------------- create
 def create_run(config, run_dir, force: bool = False) -> Path:
-    """Create a run folder holding the resolved ``config`` (a :class:`~langevin_md.config.RunConfig`).
+    """Create a run folder holding the resolved ``config`` (a :class:`~langevin_md.run.config.RunConfig`).
 
     Parameters
     ----------

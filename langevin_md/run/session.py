@@ -343,7 +343,7 @@ def _finish_summary(run_dir: Path, summary: dict, sampler, integrator, writer, r
 class _RowsAfterHeader:
     """A text file that drops the first line written to it.
 
-    A resumed run's :class:`~langevin_md.state_reporter.StateReporter` starts with the CSV
+    A resumed run's :class:`~langevin_md.run.state_reporter.StateReporter` starts with the CSV
     header, which ``state.csv`` already has: the rows are appended below the old ones.
     """
 
