@@ -329,12 +329,11 @@ class SumSystem(System):
                     f"cannot add {type(s).__name__} at kT={s.kT:g} to {type(first).__name__} at "
                     f"kT={first.kT:g}: the terms of a sum must share one temperature"
                 )
-        kinds = sorted({s.units for _, s in flat})
-        if len(kinds) > 1:
-            raise ValueError(f"cannot add systems in different units ({' and '.join(kinds)}): every term of a "
-                             "sum must use the same units (units = \"molecular\" or \"reduced\")")
         self.terms = flat
-        self.units = kinds[0]
+        # Molecular when any term is: a learned prior or bias (TorchEnergy, ScoreModel) declares
+        # "reduced" by default yet is trained in the force field's kJ/mol, so a mix is allowed
+        # and the molecular term's units win (as its topology does, below).
+        self.units = "molecular" if any(s.units == "molecular" for _, s in flat) else "reduced"
         self.event_shape = tuple(first.event_shape)
         self.kT = first.kT
         self.masses = first.masses

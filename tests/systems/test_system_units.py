@@ -24,14 +24,13 @@ def test_reduced_and_molecular_systems_say_so():
     assert alanine.units == "molecular"
 
 
-def test_a_sum_takes_its_terms_units_and_refuses_a_mix():
+def test_a_sum_takes_its_terms_units():
     assert (lmd.systems.Harmonic(dim=2) + lmd.systems.Harmonic(dim=2, k=2.0)).units == "reduced"
     alanine = lmd.systems.alanine_dipeptide(solvent="vacuum", temperature=300.0)
-    bias = TorchEnergy(_Zero(), event_shape=(22, 3), kT=alanine.kT)  # a reduced-units term
-    with pytest.raises(ValueError, match="different units .*molecular and reduced"):
-        alanine + bias
-    both = alanine + alanine
-    assert both.units == "molecular"
+    # A learned bias declares "reduced" but is trained in kJ/mol: the force field's units win.
+    bias = TorchEnergy(_Zero(), event_shape=(22, 3), kT=alanine.kT)
+    assert bias.units == "reduced"
+    assert (alanine + bias).units == (bias + alanine).units == "molecular"
 
 
 def test_one_temperature_conversion_round_trips():
