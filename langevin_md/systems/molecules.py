@@ -61,7 +61,7 @@ def alanine_dipeptide(
     engine : {"auto", "torch", "openmm"}
         Who evaluates energies and forces (see :func:`choose_engine`): ``"torch"`` compiles
         the force field into one batched torch computation over all walkers
-        (:class:`~langevin_md.forcefield.system.TorchForceField`, CPU or CUDA, any dtype);
+        (:class:`~langevin_md.systems.TorchForceField`, CPU or CUDA, any dtype);
         ``"openmm"`` loops over walkers through one OpenMM Context
         (:class:`~langevin_md.systems.openmm_system.OpenMMSystem`, needed for
         ``backend="openmm"``). ``"auto"`` picks torch unless an OpenMM-only option is given or

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from langevin_md.systems.base import System
+from langevin_md.systems.torch_forcefield import TorchForceField
 from langevin_md.units import kT_from_temperature, strip
 
 PathLike = Union[str, os.PathLike]
@@ -611,7 +612,7 @@ class OpenMMSystem(System):
 
         Returns
         -------
-        langevin_md.forcefield.system.TorchForceField
+        langevin_md.systems.TorchForceField
             Same topology, masses, temperature and reference positions; energies equal this
             System's (OpenMM Reference) to about 1e-12 relative in float64.
 
@@ -621,8 +622,6 @@ class OpenMMSystem(System):
             When the System has a force or setting the torch force field does not support
             (e.g. PME, virtual sites); the message names it. Keep using this OpenMMSystem then.
         """
-        from langevin_md.forcefield.system import TorchForceField
-
         return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature)
 
     def __repr__(self) -> str:
