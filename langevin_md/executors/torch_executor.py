@@ -149,7 +149,7 @@ class Sampler(Executor):
         The Boltzmann target.
     integrator : Integrator
     n_walkers : int
-        Number of independent chains (ignored when ``walker_indices`` is given).
+        Number of independent walkers (ignored when ``walker_indices`` is given).
     seed : int
         Seed of every walker's counter-based random stream.
     device : str or torch.device, optional
