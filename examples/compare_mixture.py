@@ -29,7 +29,7 @@ def samplers(scale: float, quick: bool) -> dict:
     return {
         "ULA": ULA(step_size=0.2 * scale ** 2),
         "MALA": MALA(step_size=0.8 * scale ** 2),
-        "HMC": HMC(step_size=0.6 * scale, n_leapfrog=5),
+        "HMC": HMC(timestep=0.6 * scale, n_leapfrog=5),
         "RWM": RandomWalkMetropolis(scale=2.0 * scale),
         "BAOAB": BAOAB(timestep=0.5 * scale, friction=1.0),
         "annealed": AnnealedLangevin(sigmas=(3.0 * scale, 1.5 * scale, 0.7 * scale),

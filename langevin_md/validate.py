@@ -159,7 +159,7 @@ def _torch_laws() -> list[Law]:
             laws.brownian_mean_squared_displacement(kT_b, m_b, gamma_b, h_b * n_b),
             "⟨Δx²⟩ = 2Dt, D = kT/(mγ)", n_steps=n_b, record_every=n_b, burn_in=0,
             initial_positions=lambda: np.zeros(1)),
-        Law("HMC exact", lambda: I.HMC(step_size=0.8, n_leapfrog=3), _harmonic(k=2.0), _x2, 0.5,
+        Law("HMC exact", lambda: I.HMC(timestep=0.8, n_leapfrog=3), _harmonic(k=2.0), _x2, 0.5,
             "⟨x²⟩ = kT/k", n_walkers=1000),
         Law("RWM exact", lambda: I.RandomWalkMetropolis(scale=2.0), _harmonic(k=2.0), _x2, 0.5,
             "⟨x²⟩ = kT/k"),

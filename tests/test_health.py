@@ -13,7 +13,7 @@ def test_hmc_at_zero_acceptance_is_warned():
     # reproduce the target's moments, which is exactly why the motion itself is checked.
     system = lmd.systems.Harmonic(dim=2, k=1.0, kT=1.0)
     with pytest.warns(RuntimeWarning, match="acceptance .* below 0.05"):
-        res = lmd.sample(system, lmd.integrators.HMC(step_size=50.0, n_leapfrog=5), n_steps=50,
+        res = lmd.sample(system, lmd.integrators.HMC(timestep=50.0, n_leapfrog=5), n_steps=50,
                          n_walkers=16, record_every=5, seed=0)
     assert res.acceptance_rate.mean() < 0.05
 

@@ -185,7 +185,7 @@ def test_stuck_hmc_no_longer_reproduces_mixture_weights_from_the_default_start()
     # start (the modes in turn) it reports 1/2 each, far from the truth, and sample() warns.
     system = GaussianMixture(weights=[0.8, 0.2], **TWO_MODES)
     run = dict(n_steps=50, n_walkers=2000, record_every=10, seed=0)
-    hmc = lmd.integrators.HMC(step_size=50.0, n_leapfrog=5)
+    hmc = lmd.integrators.HMC(timestep=50.0, n_leapfrog=5)
     with pytest.warns(RuntimeWarning, match="acceptance .* below 0.05"):
         stuck = lmd.sample(system, hmc, **run)
     assert stuck.acceptance_rate.mean() < 0.01

@@ -12,8 +12,9 @@ openmm     :class:`~.openmm.OpenMMSampler`               OpenMM systems with BAO
 =========  ============================================  ==========================================
 
 Both take the same constructor arguments (system, integrator, n_walkers, seed, device, dtype,
-initial_positions, walker_indices, first_walker) and expose the same run interface
-(``run``, ``run_to``, ``state_dict``, ``load_state_dict``, reporters and frame sinks), so
+initial_positions, walker_indices, first_walker) and inherit one stepping loop
+(:class:`~.base.Executor`: ``run``, ``run_to``, reporters asked when due, frame sinks); each
+adds how it advances the walkers and ``state_dict``/``load_state_dict``, so
 configs, run folders, resume and Dask shards work with either. The OpenMM executor is
 imported only when it is used.
 """

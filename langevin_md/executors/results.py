@@ -34,12 +34,14 @@ def acceptance_rate(accepted, production_steps: int, metropolis_adjusted: bool) 
 def integrator_timestep(integrator) -> Optional[float]:
     """The physical time one step advances (ps for molecules), or None for schemes without one.
 
-    Wrappers such as replica exchange report their inner scheme's timestep.
+    Wrappers such as replica exchange report their inner scheme's timestep. HMC's leapfrog
+    ``timestep`` is not the time one step advances (a step is a proposal built from
+    ``n_leapfrog`` leapfrog steps with fresh momenta), so Metropolis-adjusted schemes have none.
     """
     while integrator is not None:
         timestep = getattr(integrator, "timestep", None)
         if timestep is not None:
-            return float(timestep)
+            return None if integrator.metropolis_adjusted else float(timestep)
         integrator = getattr(integrator, "inner", None)
     return None
 

@@ -24,20 +24,20 @@ import shutil
 import time
 import types
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .. import checks
+from .. import checks, integrators
 from ..errors import NonFiniteStateError, nonfinite_error, nonfinite_start_message
 from ..integrators.base import Integrator, State, sum_event
 from ..random import CounterStream, WalkerRNG
 from ..result import SampleResult
 from ..systems.base import System
 from ..threads import check_threads, choose_threads, compiled_threads, torch_threads
+from .base import Executor, walker_range
 from .recorder import FrameRecorder
-from .reporting import Reporter, stop_step
 from .results import acceptance_rate, build_result, metadata
 from .start import start_positions
 
@@ -112,7 +112,7 @@ def compiler_missing(device: torch.device) -> Optional[str]:
     on CUDA, and a Python that dynamo supports.
     """
     try:
-        import torch._dynamo as dynamo
+        import torch._dynamo as dynamo  # slow to import (~1 s): only when a run may compile
     except Exception as exc:  # a broken install: say so rather than fail the run
         return f"torch._dynamo does not import ({type(exc).__name__}: {exc})"
     if not dynamo.is_dynamo_supported():
@@ -140,8 +140,8 @@ def _chunk_steps(integrator: Integrator, system: System, state: State, keys: tor
     return state, accepted, stream.consumed
 
 
-class Sampler:
-    """Runs one integrator on a batch of independent walkers.
+class Sampler(Executor):
+    """Runs one integrator on a batch of independent walkers (the loop: :class:`~.base.Executor`).
 
     Parameters
     ----------
@@ -149,7 +149,7 @@ class Sampler:
         The Boltzmann target.
     integrator : Integrator
     n_walkers : int
-        Number of independent chains (ignored when ``walker_indices`` is given).
+        Number of independent walkers (ignored when ``walker_indices`` is given).
     seed : int
         Seed of every walker's counter-based random stream.
     device : str or torch.device, optional
@@ -200,6 +200,7 @@ class Sampler:
         Whether the last run took its steps compiled.
     """
 
+    backend = "torch"
     #: Constructor keywords a run config's [sampler] table may set (langevin_md.run.choices).
     OPTIONS = ("n_walkers", "seed", "device", "dtype", "initial_positions", "first_walker", "compile",
                "threads")
@@ -217,10 +218,7 @@ class Sampler:
         self.integrator = integrator
         self.device = checks.device(device)
         self.dtype = checks.dtype(dtype)
-        if walker_indices is None:
-            first = checks.non_negative_int("first_walker", first_walker)
-            walker_indices = range(first, first + checks.positive_int("n_walkers", n_walkers))
-        self.rng = WalkerRNG(seed, walker_indices, device=self.device)
+        self.rng = WalkerRNG(seed, walker_range(n_walkers, walker_indices, first_walker), device=self.device)
         self.seed = self.rng.seed
         self.n_walkers = self.rng.n_walkers
         self.step = 0
@@ -289,9 +287,7 @@ class Sampler:
 
     def load_state_dict(self, checkpoint: dict) -> None:
         """Restore a :meth:`state_dict` (same system, integrator and walkers)."""
-        from .. import integrators as _integrators
-
-        cls = getattr(_integrators, checkpoint["state_class"])
+        cls = getattr(integrators, checkpoint["state_class"])
         if not np.array_equal(np.asarray(checkpoint["rng"]["walker_indices"]), self.rng.walker_indices):
             raise ValueError("checkpoint is for different walkers than this sampler runs")
         values = {k: (torch.as_tensor(v, device=self.device) if isinstance(v, np.ndarray) else v)
@@ -327,58 +323,9 @@ class Sampler:
         raise nonfinite_error(walkers, self.n_walkers, steps, type(self.integrator).__name__, result)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, n_steps: int, record_every: int = 1, burn_in: int = 0,
-            reporters: Iterable[Reporter] = (), progress: Optional[bool] = None,
-            record_block: Optional[int] = None) -> SampleResult:
-        """Advance every walker ``burn_in + n_steps`` steps and return the recorded frames.
-
-        Parameters
-        ----------
-        n_steps : int
-            Production steps per walker.
-        record_every : int
-            A frame is recorded every ``record_every`` production steps.
-        burn_in : int
-            Steps before production; adaptive integrators tune themselves here only.
-        reporters : iterable of Reporter
-            Told about the state when they ask (checkpoints, trajectory files, ...).
-        progress : bool, optional
-            Show a progress bar; by default only when output is a terminal.
-        record_block : int, optional
-            Frames kept on the device before they move to the host (default: about 64 MB).
-        """
-        n_steps = checks.positive_int("n_steps", n_steps)
-        burn_in = checks.non_negative_int("burn_in", burn_in)
-        self.burn_in_end = self.step + burn_in
-        return self.run_to(self.step + burn_in + n_steps, record_every, reporters, progress,
-                           record_block)
-
-    def run_to(self, end: int, record_every: int = 1, reporters: Iterable[Reporter] = (),
-               progress: Optional[bool] = None, record_block: Optional[int] = None,
-               frame_sinks: Sequence = (), keep_frames: bool = True) -> SampleResult:
-        """Advance to global step ``end`` (used directly to continue from a checkpoint).
-
-        Frames are recorded at production steps s with (s − burn_in_end) % record_every == 0,
-        a rule that does not depend on where a run was interrupted. ``frame_sinks`` receive
-        every block of frames as it reaches the host (the
-        :class:`~langevin_md.executors.reporting.FrameSink` protocol), and always before any reporter is told about a later
-        step, so a checkpoint never runs ahead of the frames written.
-        """
-        from tqdm.auto import tqdm
-
-        record_every = checks.positive_int("record_every", record_every)
-        reporters = list(reporters)
-        start = self.step
-        if end < start:
-            raise ValueError(f"cannot run to step {end}: the sampler is already at step {start}")
-        if record_block is None:
-            frame_bytes = self.n_walkers * max(1, math.prod(self.system.event_shape)) * 8
-            record_block = max(1, min(1000, (64 << 20) // frame_bytes))
-        recorder = FrameRecorder(record_block, self.integrator.has_velocities, frame_sinks, keep_frames)
-        # tqdm's disable=None means "only on a terminal".
-        disable = None if progress is None else not progress
-        bar = tqdm(total=end - start, disable=disable, unit="step",
-                   desc=type(self.integrator).__name__, leave=False)
+    @contextlib.contextmanager
+    def _running(self, end: int):
+        """Threads, the compile decision and the wall clock around one run to step ``end``."""
         coords = self.n_walkers * max(1, math.prod(self.system.event_shape))
         self.compile_time = 0.0
         self.compiled = self._decide_compile(end, coords)
@@ -389,12 +336,14 @@ class Sampler:
             self.threads_used = torch.get_num_threads()
             if self.compiled:
                 stack.enter_context(_persistent_compile_cache())
-            self._loop(end, start, record_every, reporters, recorder, bar)
+            yield
         self.wall_time = time.perf_counter() - t0
         if self.compile_time > 0:
             log.info("compiled %s chunks in %.1f s (cache %s)", type(self.integrator).__name__,
                      self.compile_time, compile_cache_dir())
-        return self._result(recorder, self.wall_time)
+
+    def _run_time(self) -> float:
+        return self.wall_time
 
     def _decide_compile(self, end: int, coords: int) -> bool:
         """Whether this run (to global step ``end``) takes its steps compiled."""
@@ -416,25 +365,14 @@ class Sampler:
             self._compile_logged = why
         return False
 
-    def _loop(self, end, start, record_every, reporters, recorder, bar) -> None:
-        try:
-            while self.step < end:
-                checked = self.step
-                stop = stop_step(self.step, end, reporters)
-                flush_needed = self._advance(stop, record_every, recorder)
-                self._check_finite(self.state, (checked, self.step), recorder)
-                due_now = [r for r in reporters if r.next_report(self.step) == 0]
-                if flush_needed or due_now or self.step == end:
-                    recorder.flush()
-                for r in due_now:
-                    r.report(self, self.state, self.step)
-                bar.update(self.step - start - bar.n)
-        finally:
-            bar.close()
-            for r in reporters:
-                r.close()
+    def _advance(self, stop: int, record_every: int, recorder: FrameRecorder, bar) -> bool:
+        """Step to ``stop`` on the device, then check the state is finite (one host sync)."""
+        checked = self.step
+        flush_needed = self._advance_on_device(stop, record_every, recorder)
+        self._check_finite(self.state, (checked, self.step), recorder)
+        return flush_needed
 
-    def _advance(self, stop: int, record_every: int, recorder: FrameRecorder) -> bool:
+    def _advance_on_device(self, stop: int, record_every: int, recorder: FrameRecorder) -> bool:
         """Step from ``self.step`` to ``stop`` with no host synchronisation.
 
         The steps are cut into segments that end at the burn-in boundary and at recording

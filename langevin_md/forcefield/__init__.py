@@ -6,11 +6,14 @@ step can be compiled. OpenMM stays the source of truth: parameters are read from
 ``openmm.System`` that OpenMM's ``ForceField`` built, and energies are tested against OpenMM's
 Reference platform.
 
-Use :meth:`langevin_md.systems.OpenMMSystem.to_torch` (or a molecule builder's ``engine``) to
-get a :class:`TorchForceField`; :func:`load_forcefield` reads a saved one without OpenMM.
+This package is a pure compiler: it imports nothing from the rest of langevin_md but
+:mod:`langevin_md.units`. The System built on its terms, :class:`TorchForceField`, lives in
+:mod:`langevin_md.systems.torch_forcefield` (``langevin_md.systems.TorchForceField``,
+``langevin_md.systems.load_forcefield``): get one with
+:meth:`langevin_md.systems.OpenMMSystem.to_torch` (or a molecule builder's ``engine``), or read
+a saved one without OpenMM with ``load_forcefield``.
 """
 
 from langevin_md.forcefield.build import compile_forcefield, unsupported_forces
-from langevin_md.forcefield.system import TorchForceField, load_forcefield
 
-__all__ = ["TorchForceField", "load_forcefield", "compile_forcefield", "unsupported_forces"]
+__all__ = ["compile_forcefield", "unsupported_forces"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import torch
@@ -46,9 +47,12 @@ class HMC(AdaptiveStepSize):
     Without a preconditioner h is a time (ps for molecular systems) and one trajectory lasts
     L·h; with one, h is dimensionless.
 
+    The leapfrog step is called ``timestep``, as BAOAB's is; ``step_size`` means ε (nm²) of
+    the overdamped schemes (ULA, MALA) everywhere else.
+
     Parameters
     ----------
-    step_size : float or openmm.unit.Quantity
+    timestep : float or openmm.unit.Quantity
         Leapfrog step h, the initial value when adapting: a time without a preconditioner
         (ps for molecular systems; a Quantity is converted, ``1*unit.femtosecond``),
         dimensionless with one.
@@ -66,20 +70,35 @@ class HMC(AdaptiveStepSize):
     metric_window : int
         First adaptation window in burn-in steps; window k lasts ``metric_window · 2^k``.
         Only used with 'diagonal'/'dense'.
+    step_size : float or openmm.unit.Quantity, optional
+        Deprecated alias of ``timestep`` (keyword only): warns, then sets ``timestep``; the
+        attribute is None afterwards.
     """
 
-    step_size: float = 0.1
+    timestep: float = 0.1
     n_leapfrog: int = 10
     target_accept: Optional[float] = None
     preconditioner: Union[None, str, tuple] = None
     metric_window: int = 50
+    step_size: Optional[float] = field(default=None, kw_only=True, repr=False, compare=False)
 
     metropolis_adjusted = True
     needs_energy = True
-    #: The MD unit of h without a preconditioner (a config file may give "1 fs").
-    physical_units = {"step_size": "picosecond"}
+    step_field = "timestep"
+    #: The MD unit of h without a preconditioner (a config file may give "1 fs"). The
+    #: deprecated ``step_size`` alias is not listed: a config gives it as a number in ps (the
+    #: config layer reads a converted setting back under its own name, which the alias is not).
+    physical_units = {"timestep": "picosecond"}
 
     def __post_init__(self):
+        if self.step_size is not None:
+            if self.timestep != HMC.timestep:
+                raise ValueError(f"HMC got timestep={self.timestep!r} and step_size={self.step_size!r}; "
+                                 "step_size is the deprecated name of timestep: give timestep only")
+            warnings.warn("HMC(step_size=...) is deprecated: HMC's leapfrog step is called timestep "
+                          "(ps), as BAOAB's is; use HMC(timestep=...)", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "timestep", self.step_size)
+            object.__setattr__(self, "step_size", None)
         if isinstance(self.n_leapfrog, bool) or not isinstance(self.n_leapfrog, int) or self.n_leapfrog < 1:
             raise ValueError(f"n_leapfrog must be a positive integer, got {self.n_leapfrog!r}")
         self._check_settings()

@@ -134,13 +134,19 @@ def check_target_accept(target_accept):
 
 
 class AdaptiveStepSize(Integrator):
-    """Mixin for schemes with a per-walker ``step_size`` tuned towards ``target_accept``, and
-    an optional preconditioner (fixed, or adapted from the walkers during burn-in)."""
+    """Mixin for schemes with a per-walker step tuned towards ``target_accept``, and an
+    optional preconditioner (fixed, or adapted from the walkers during burn-in).
 
-    step_size: float
+    The step is the setting named by :attr:`step_field`: ε (``step_size``, nm²) for MALA, the
+    leapfrog ``timestep`` (ps) for HMC. Every walker's current value lives in the state's
+    ``step_size`` tensor whichever it is (a state field, kept so checkpoints stay readable).
+    """
+
     target_accept: Optional[float]
     preconditioner: object
     metric_window: int
+    #: The name of the setting that gives the initial step.
+    step_field = "step_size"
 
     # The step size and its dual-averaging statistics belong to the temperature: under
     # replica exchange they travel with it, so every rung keeps (and tunes) its own.
@@ -150,7 +156,8 @@ class AdaptiveStepSize(Integrator):
         # Normalised to None, "diagonal", "dense", a path, or a hashable tuple matrix; first,
         # because it decides the step size's unit.
         object.__setattr__(self, "preconditioner", check_preconditioner(self.preconditioner))
-        object.__setattr__(self, "step_size", positive("step_size", step_size_in_units(self)))
+        field = self.step_field
+        object.__setattr__(self, field, positive(field, step_size_in_units(self, field)))
         check_target_accept(self.target_accept)
         check_window(self.metric_window)
 
@@ -167,7 +174,7 @@ class AdaptiveStepSize(Integrator):
         if self.preconditioner is not None:
             state = PreconditionedState(state.positions, state.energy, state.forces,
                                         **initial_metric_fields(self.preconditioner, state.positions))
-        return init_adaptive(state, self.step_size)
+        return init_adaptive(state, getattr(self, self.step_field))
 
     def adapt(self, state, info):
         if self.target_accept is not None:

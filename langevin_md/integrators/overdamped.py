@@ -35,17 +35,19 @@ def preconditioned_move(state: State, metric: Metric, kT, eps, noise: torch.Tens
     return state.positions + (eps / kT) * metric.apply(state.forces) + scale * metric.apply_sqrt(noise)
 
 
-def step_size_in_units(integrator) -> object:
-    """``integrator.step_size`` with a Quantity converted to the unit its scheme gives ε.
+def step_size_in_units(integrator, name: str = "step_size") -> object:
+    """The setting ``name`` (ε, or HMC's leapfrog ``timestep``) in the unit its scheme gives it.
 
-    Without a preconditioner that is ``integrator.physical_units["step_size"]`` (nm² for ULA
-    and MALA, ps for HMC); with one, ε is dimensionless (M carries the units), so only a
-    dimensionless Quantity is accepted. Call after the preconditioner is normalised.
+    Without a preconditioner that is ``integrator.physical_units[name]`` (ε in nm² for ULA and
+    MALA, the timestep in ps for HMC); with one, the step is dimensionless (M carries the
+    units), so only a dimensionless Quantity is accepted. Call after the preconditioner is
+    normalised.
     """
+    value = getattr(integrator, name)
     if integrator.preconditioner is None:
-        return in_units("step_size", integrator.step_size, integrator.physical_units["step_size"])
-    return in_units("step_size", integrator.step_size, "dimensionless",
-                    note="with a preconditioner the step size is dimensionless: M carries the units")
+        return in_units(name, value, integrator.physical_units[name])
+    return in_units(name, value, "dimensionless",
+                    note="with a preconditioner the step is dimensionless: M carries the units")
 
 
 @dataclass(frozen=True)

@@ -429,7 +429,8 @@ def load_run(run_dir):
     metadata["run_dir"] = str(run_dir)
     metadata["status"] = summary.get("status")
     metadata["units"] = data["units"]
-    metadata["timestep"] = _timestep(run_dir)
+    if "timestep" not in metadata:  # summaries written before the key existed
+        metadata["timestep"] = _timestep(run_dir)
     if data["topology_json"] is not None:
         metadata["topology"] = topology_from_json(data["topology_json"])
     return SampleResult(
@@ -443,10 +444,14 @@ def load_run(run_dir):
 
 def _timestep(run_dir: Path) -> Optional[float]:
     """The integrator's timestep (ps for molecular runs) from the run's config; None when the
-    scheme has none (ULA, MALA, HMC, RWM) or the config cannot be read."""
+    scheme has none (ULA, MALA, RWM; HMC's leapfrog step is a proposal, not elapsed time) or the
+    config cannot be read."""
     try:
-        value = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))["integrator"].get("timestep")
-    except (OSError, ValueError, KeyError, TypeError):
+        table = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))["integrator"]
+        value = table.get("timestep")
+        if str(table.get("name", "")).lower() == "hmc":
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 

@@ -17,11 +17,13 @@ from .inputs import from_amber, from_charmm, from_gromacs
 from .torch_models import BayesianPosterior, FeaturePrior, MinibatchSystem, ScoreModel, TorchEnergy
 from . import features
 from .platforms import available_platforms
+from .torch_forcefield import TorchForceField, load_forcefield
 
 __all__ = [
     "System", "SumSystem",
     "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
     "LennardJonesCluster", "OpenMMSystem", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
+    "TorchForceField", "load_forcefield",
     "TorchEnergy", "FeaturePrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
 ]

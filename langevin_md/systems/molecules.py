@@ -14,6 +14,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from langevin_md.forcefield.build import unsupported_forces
+from langevin_md.systems.base import check_positive
+from langevin_md.systems.hmr import with_hydrogen_mass
+from langevin_md.systems.openmm_system import OpenMMSystem
+
+# openmm is imported inside the builders that need it: it takes seconds to import, and
+# listing the catalogue (`langevin-md systems`) must not pay that.
+
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 #: The shipped ACE-ALA-NME structure (22 atoms, C7eq basin, minimised with Amber ff14SB).
@@ -61,7 +69,7 @@ def alanine_dipeptide(
     engine : {"auto", "torch", "openmm"}
         Who evaluates energies and forces (see :func:`choose_engine`): ``"torch"`` compiles
         the force field into one batched torch computation over all walkers
-        (:class:`~langevin_md.forcefield.system.TorchForceField`, CPU or CUDA, any dtype);
+        (:class:`~langevin_md.systems.TorchForceField`, CPU or CUDA, any dtype);
         ``"openmm"`` loops over walkers through one OpenMM Context
         (:class:`~langevin_md.systems.openmm_system.OpenMMSystem`, needed for
         ``backend="openmm"``). ``"auto"`` picks torch unless an OpenMM-only option is given or
@@ -78,8 +86,6 @@ def alanine_dipeptide(
     OpenMMSystem or TorchForceField
         ``event_shape == (22, 3)``, positions in nm, energies in kJ/mol.
     """
-    from langevin_md.systems.openmm_system import OpenMMSystem
-
     if solvent not in SOLVENTS:
         raise ValueError(f"solvent must be one of {SOLVENTS}, got {solvent!r}")
     if constraints not in (None, "HBonds"):
@@ -96,8 +102,6 @@ def alanine_dipeptide(
         device_index=device_index,
     )
     if hydrogen_mass is not None:
-        from langevin_md.systems.hmr import with_hydrogen_mass
-
         system = with_hydrogen_mass(system, hydrogen_mass)
     openmm_options = {"platform": platform != "auto", "precision": precision is not None,
                       "device_index": device_index is not None}
@@ -138,8 +142,6 @@ def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if openmm_options:
         return "openmm"
-    from langevin_md.forcefield.build import unsupported_forces
-
     return "openmm" if unsupported_forces(system.openmm_system) else "torch"
 
 
@@ -182,9 +184,6 @@ def lennard_jones_fluid(
     """
     import openmm
     from openmm import app
-
-    from langevin_md.systems.base import check_positive
-    from langevin_md.systems.openmm_system import OpenMMSystem
 
     if isinstance(n_per_side, bool) or not isinstance(n_per_side, int) or n_per_side < 2:
         raise ValueError(f"n_per_side must be an int >= 2, got {n_per_side!r}")

@@ -23,14 +23,22 @@ from __future__ import annotations
 
 import math
 import os
+import xml.parsers.expat
+from xml.etree import ElementTree
+
+# openmm and mdtraj are imported inside the functions that use them: they take seconds to
+# import, and `import langevin_md.systems` must not pay that unless a molecule is built.
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from langevin_md.systems import solvent
 from langevin_md.systems.base import System
-from langevin_md.units import kT_from_temperature, strip
+from langevin_md.systems.platforms import resolve_platform
+from langevin_md.systems.torch_forcefield import TorchForceField
+from langevin_md.units import bond_pairs, check_not_angstrom, kT_from_temperature, strip
 
 PathLike = Union[str, os.PathLike]
 
@@ -115,8 +123,6 @@ def _positions_nm(positions, n_expected: int, what: str) -> np.ndarray:
 
 def _check_not_angstrom(positions: np.ndarray, topology, what: str) -> None:
     """Refuse coordinates whose bonded distances look like ångström (×10 too long)."""
-    from ..units import bond_pairs, check_not_angstrom
-
     check_not_angstrom(positions, bond_pairs(topology), what)
 
 
@@ -187,9 +193,6 @@ def _parse_untrusted_xml(path: str, data: bytes, trusted: bool, what: str):
     xml.etree.ElementTree.Element
         The root element.
     """
-    import xml.parsers.expat
-    from xml.etree import ElementTree
-
     if not trusted:
         def refuse(*_args):
             raise ValueError(
@@ -369,8 +372,6 @@ class OpenMMSystem(System):
         import openmm
         from openmm import app
 
-        from langevin_md.systems.platforms import resolve_platform
-
         if not isinstance(system, openmm.System):
             raise TypeError(f"system must be an openmm.System, got {type(system).__name__}")
         if not isinstance(topology, app.Topology):
@@ -469,8 +470,6 @@ class OpenMMSystem(System):
             lists both choices), unknown residue names in ``strip``, an unknown method.
         """
         from openmm import app
-
-        from langevin_md.systems import solvent
 
         if isinstance(forcefield, (str, os.PathLike)):
             forcefield = (forcefield,)
@@ -613,7 +612,7 @@ class OpenMMSystem(System):
 
         Returns
         -------
-        langevin_md.forcefield.system.TorchForceField
+        langevin_md.systems.TorchForceField
             Same topology, masses, temperature and reference positions; energies equal this
             System's (OpenMM Reference) to about 1e-12 relative in float64.
 
@@ -623,8 +622,6 @@ class OpenMMSystem(System):
             When the System has a force or setting the torch force field does not support
             (e.g. PME, virtual sites); the message names it. Keep using this OpenMMSystem then.
         """
-        from langevin_md.forcefield.system import TorchForceField
-
         return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature)
 
     def __repr__(self) -> str:

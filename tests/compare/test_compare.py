@@ -24,7 +24,7 @@ def test_table_recovers_known_weights_and_flags_bad_samplers(mixture, tmp_path):
     samplers = {
         "MALA": MALA(step_size=1.0),
         "RWM": RandomWalkMetropolis(scale=1.5),
-        "HMC stuck": HMC(step_size=40.0, n_leapfrog=4),       # acceptance ~0: never moves
+        "HMC stuck": HMC(timestep=40.0, n_leapfrog=4),       # acceptance ~0: never moves
         "ULA too large": ULA(step_size=5.0),                   # unstable: ε/σ² > 2 in each peak
     }
     table = compare(mixture, samplers, n_force_evals=1200, n_walkers=N_WALKERS, seed=0, initial_positions=start)
@@ -57,7 +57,7 @@ def test_stuck_sampler_at_exact_draws_is_not_hidden(mixture):
     """The issue's trap: HMC at acceptance 0 started at exact draws reproduces the weights;
     the table must still call it stuck (its walkers never move: R-hat is infinite)."""
     draws = mixture.sample(N_WALKERS, __import__("langevin_md").WalkerRNG(5, range(N_WALKERS))).numpy()
-    table = compare(mixture, {"HMC": HMC(step_size=40.0, n_leapfrog=2)}, n_force_evals=200,
+    table = compare(mixture, {"HMC": HMC(timestep=40.0, n_leapfrog=2)}, n_force_evals=200,
                     n_walkers=N_WALKERS, seed=1, initial_positions=draws)
     row = table.row("HMC")
     assert row.acceptance < 0.01
@@ -105,10 +105,10 @@ def test_build_samplers_from_a_config_table():
     from langevin_md.compare import build_samplers
 
     built = build_samplers({"MALA": {"type": "MALA", "step_size": 0.3},
-                            "HMC": {"type": "HMC", "step_size": 0.2, "n_leapfrog": 5},
+                            "HMC": {"type": "HMC", "timestep": 0.2, "n_leapfrog": 5},
                             "annealed": {"type": "AnnealedLangevin", "sigmas": [2.0, 1.0], "steps_per_sigma": 10}})
     assert list(built) == ["MALA", "HMC", "annealed"]
-    assert built["HMC"] == HMC(step_size=0.2, n_leapfrog=5) and built["annealed"].sigmas == (2.0, 1.0)
+    assert built["HMC"] == HMC(timestep=0.2, n_leapfrog=5) and built["annealed"].sigmas == (2.0, 1.0)
     with pytest.raises(ValueError, match="unknown type 'LMC'.*MALA"):
         build_samplers({"x": {"type": "LMC"}})
     with pytest.raises(ValueError, match=r"no setting\(s\) \['stepsize'\]"):

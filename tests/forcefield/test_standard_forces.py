@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from langevin_md.forcefield.registry import BUILDERS
-from langevin_md.forcefield.system import TorchForceField
+from langevin_md.systems import TorchForceField
 from tests.forcefield.helpers import (configurations, create_system, errors, reference_energy_forces,
                                       torch_energy_forces)
 

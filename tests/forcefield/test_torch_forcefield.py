@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import langevin_md as lmd
-from langevin_md.forcefield.system import TorchForceField, load_forcefield
+from langevin_md.systems import TorchForceField, load_forcefield
 from langevin_md.systems.molecules import alanine_dipeptide, choose_engine
 from tests.forcefield.helpers import configurations, create_system, errors, reference_energy_forces
 
@@ -144,7 +144,7 @@ def test_save_load_roundtrip_without_openmm(tmp_path):
         import sys
         sys.modules["openmm"] = None  # any import of openmm now raises ImportError
         import numpy as np, torch
-        from langevin_md.forcefield.system import load_forcefield
+        from langevin_md.systems import load_forcefield
         ff = load_forcefield({str(path)!r})
         assert "openmm" not in [m for m in sys.modules if sys.modules[m] is not None]
         e, f = ff.energy_and_forces(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})))

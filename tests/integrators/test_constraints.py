@@ -172,7 +172,7 @@ def test_constrained_steps_hold_bonds_and_velocities(bridge, scheme, timestep, h
 
 
 @pytest.mark.parametrize("make", [lambda: lmd.integrators.ULA(step_size=1e-4), lambda: lmd.integrators.MALA(step_size=1e-4),
-                                  lambda: lmd.integrators.HMC(step_size=1e-3, n_leapfrog=2)])
+                                  lambda: lmd.integrators.HMC(timestep=1e-3, n_leapfrog=2)])
 def test_overdamped_and_metropolis_schemes_refuse_constraints(bridge, make):
     with pytest.raises(ValueError, match="BAOAB or OBABO"):
         make().check_system(bridge)

@@ -34,6 +34,6 @@ def test_annealed_refuses_bad_schedules(bad):
 
 def test_score_model_refused_by_mala_and_hmc_with_reason():
     system = ScoreModel(GaussianScore(), (1,), sigma_min=0.1)
-    for integ in (MALA(step_size=0.1), lmd.integrators.HMC(step_size=0.1)):
+    for integ in (MALA(step_size=0.1), lmd.integrators.HMC(timestep=0.1)):
         with pytest.raises(ValueError, match="needs an energy.*only provides a score"):
             lmd.sample(system, integ, n_steps=1)

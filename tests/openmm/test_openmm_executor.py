@@ -52,7 +52,7 @@ def test_native_integrators_carry_the_settings(vacuum):
         assert isinstance(to_openmm_integrator(scheme, vacuum), openmm.CustomIntegrator)
 
 
-@pytest.mark.parametrize("scheme", [HMC(step_size=0.001, n_leapfrog=3), RandomWalkMetropolis(scale=0.01)])
+@pytest.mark.parametrize("scheme", [HMC(timestep=0.001, n_leapfrog=3), RandomWalkMetropolis(scale=0.01)])
 def test_unsupported_schemes_name_the_supported_ones(vacuum, scheme):
     for call in (lambda: to_openmm_integrator(scheme, vacuum),
                  lambda: lmd.sample(vacuum, scheme, n_steps=1, backend="openmm")):

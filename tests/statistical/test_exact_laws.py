@@ -148,7 +148,7 @@ def test_adaptive_mala_freezes_and_stays_exact():
         assert_exact_and_rejects_wrong(r.positions[..., i] ** 2 * k, 1.0, wrong=ula_var * k, z_wrong_min=10)
 
 
-@pytest.mark.parametrize("integrator", [lmd.integrators.HMC(step_size=0.8, n_leapfrog=3),
+@pytest.mark.parametrize("integrator", [lmd.integrators.HMC(timestep=0.8, n_leapfrog=3),
                                         lmd.integrators.RandomWalkMetropolis(scale=2.0)])
 def test_metropolis_baselines_are_exact(integrator):
     system = Harmonic(dim=1, k=2.0, kT=1.0)

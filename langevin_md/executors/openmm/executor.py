@@ -44,18 +44,20 @@ energy; it removes 3 degrees of freedom from the kinetic energy.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from ... import checks
 from ...errors import NonFiniteStateError, nonfinite_error, nonfinite_start_message
+from ...integrators.base import State, UnderdampedState
 from ...result import SampleResult
+from ...systems.openmm_system import OpenMMSystem
+from ..base import Executor, walker_range
 from ..recorder import FrameRecorder
-from ..reporting import Reporter, stop_step
 from ..results import acceptance_rate, build_result, metadata
 from ..start import start_positions
 from .export import check_supported, scheme_description
@@ -63,8 +65,11 @@ from .state import FrameReader
 from .walker import Walker, is_nan_error
 
 
-class OpenMMSampler:
+class OpenMMSampler(Executor):
     """Runs a scheme inside OpenMM on independent walkers, one Context each.
+
+    The loop (``run``, ``run_to``, reporters) is :class:`~langevin_md.executors.base.Executor`'s;
+    between stops the walkers run one after another (module docstring).
 
     Parameters
     ----------
@@ -93,6 +98,7 @@ class OpenMMSampler:
     """
 
     backend = "openmm"
+    progress_per_step_per_walker = True
 
     #: Constructor keywords a run config's [sampler] table may set (langevin_md.run.choices).
     OPTIONS = ("n_walkers", "seed", "device", "dtype", "initial_positions", "first_walker")
@@ -100,8 +106,6 @@ class OpenMMSampler:
     def __init__(self, system, integrator, n_walkers: int = 1, seed: int = 0, device=None, dtype=None,
                  initial_positions=None, walker_indices: Optional[Sequence[int]] = None,
                  first_walker: int = 0):
-        from ...systems.openmm_system import OpenMMSystem
-
         if not isinstance(system, OpenMMSystem):
             raise TypeError(
                 "backend='openmm' needs an OpenMMSystem (an openmm.System with its topology), got "
@@ -117,9 +121,7 @@ class OpenMMSampler:
         self.numpy_dtype = checks.numpy_dtype(dtype)
         self.device = f"openmm:{system.platform_name}"
         self.seed = checks.non_negative_int("seed", seed)
-        if walker_indices is None:
-            first = checks.non_negative_int("first_walker", first_walker)
-            walker_indices = range(first, first + checks.positive_int("n_walkers", n_walkers))
+        walker_indices = walker_range(n_walkers, walker_indices, first_walker)
         self.walker_indices = np.asarray(list(walker_indices), dtype=np.int64)
         if self.walker_indices.ndim != 1 or len(self.walker_indices) == 0 or np.any(self.walker_indices < 0):
             raise ValueError(f"walker_indices must be a non-empty sequence of non-negative integers, "
@@ -159,8 +161,6 @@ class OpenMMSampler:
         For schemes with velocities, an ``UnderdampedState`` whose velocities are those the
         Contexts hold (see the module docstring for BAOAB).
         """
-        from ...integrators.base import State, UnderdampedState
-
         s = {k: torch.from_numpy(v) for k, v in self._fetch().items()}
         if self.integrator.has_velocities:
             return UnderdampedState(positions=s["positions"], energy=s["energy"], forces=s["forces"],
@@ -210,59 +210,24 @@ class OpenMMSampler:
         self.accepted = np.asarray(checkpoint["accepted"], dtype=np.int64).copy()
 
     # ------------------------------------------------------------------ the loop
-    def run(self, n_steps: int, record_every: int = 1, burn_in: int = 0,
-            reporters: Iterable[Reporter] = (), progress: Optional[bool] = None,
-            record_block: Optional[int] = None) -> SampleResult:
-        """Advance every walker ``burn_in + n_steps`` steps and return the recorded frames.
-
-        As :meth:`langevin_md.Sampler.run`.
-        """
-        n_steps = checks.positive_int("n_steps", n_steps)
-        burn_in = checks.non_negative_int("burn_in", burn_in)
-        self.burn_in_end = self.step + burn_in
-        return self.run_to(self.step + burn_in + n_steps, record_every, reporters, progress, record_block)
-
-    def run_to(self, end: int, record_every: int = 1, reporters: Iterable[Reporter] = (),
-               progress: Optional[bool] = None, record_block: Optional[int] = None,
-               frame_sinks: Sequence = (), keep_frames: bool = True) -> SampleResult:
-        """Advance to global step ``end`` (as :meth:`langevin_md.Sampler.run_to`).
-
-        Frames are recorded at production steps s with (s − burn_in_end) % record_every == 0.
-        With ``frame_sinks``, segments also end after ``record_block`` frames (default: about
-        64 MB), which bounds memory.
-        """
-        from tqdm.auto import tqdm
-
-        record_every = checks.positive_int("record_every", record_every)
-        reporters = list(reporters)
-        start = self.step
-        if end < start:
-            raise ValueError(f"cannot run to step {end}: the sampler is already at step {start}")
-        if record_block is None:
-            frame_bytes = self.n_walkers * math.prod(self.system.event_shape) * 8
-            record_block = max(1, min(1000, (64 << 20) // frame_bytes))
-        record_block = checks.positive_int("record_block", record_block)
-        recorder = FrameRecorder(record_block, self.integrator.has_velocities, frame_sinks, keep_frames)
+    @contextlib.contextmanager
+    def _running(self, end: int):
         wall0 = self.wall_time  # the result reports this call's stepping time, as Sampler's does
-        disable = None if progress is None else not progress
-        bar = tqdm(total=(end - start) * self.n_walkers, disable=disable, unit="step",
-                   desc=f"{type(self.integrator).__name__} (openmm)", leave=False)
-        try:
-            while self.step < end:
-                stop = stop_step(self.step, end, reporters)
-                if frame_sinks:
-                    stop = min(stop, self._block_end(record_every, record_block))
-                self._segment(self.step, stop, record_every, recorder, bar)
-                due_now = [r for r in reporters if r.next_report(self.step) == 0]
-                if due_now:
-                    state = self.state
-                    for r in due_now:
-                        r.report(self, state, self.step)
-        finally:
-            bar.close()
-            for r in reporters:
-                r.close()
-        return self._result(recorder, self.wall_time - wall0)
+        yield
+        self._wall_time_run = self.wall_time - wall0
+
+    def _run_time(self) -> float:
+        return self._wall_time_run
+
+    def _limit_stop(self, stop: int, record_every: int, recorder: FrameRecorder) -> int:
+        """With frame sinks, a segment also ends after ``recorder.block`` frames (bounded memory)."""
+        if recorder.sinks:
+            stop = min(stop, self._block_end(record_every, recorder.block))
+        return stop
+
+    def _advance(self, stop: int, record_every: int, recorder: FrameRecorder, bar) -> bool:
+        self._segment(self.step, stop, record_every, recorder, bar)
+        return False  # every segment's frames went to the recorder as one host block
 
     def _frame_steps(self, s0: int, stop: int, record_every: int) -> np.ndarray:
         """Recording steps in (s0, stop]."""
@@ -310,7 +275,7 @@ class OpenMMSampler:
     def _run_walker(self, walker: Walker, j: int, s0: int, cuts, frame_at, positions, energies,
                     kinetic, bar) -> Optional[tuple[int, int]]:
         """One walker through a segment: None, or (last good step, failing step)."""
-        import openmm
+        import openmm  # the package imports without OpenMM installed; only running needs it
 
         mala = self.integrator.metropolis_adjusted
         direct = self.numpy_dtype == np.float64  # OpenMM writes straight into the block

@@ -1,5 +1,9 @@
 """:class:`TorchForceField`: a compiled OpenMM force field as a langevin_md System.
 
+The compiler (:mod:`langevin_md.forcefield`) turns an ``openmm.System`` into torch terms and
+knows nothing of systems; this module makes those terms a Boltzmann target (masses, kT,
+topology, reference positions, constraints) and saves and loads it.
+
 Saved force fields are one safetensors file: the terms' buffers (and masses, reference
 positions) as tensors, and a JSON header with each term's kind and settings, the temperature and
 the topology. Loading needs torch and safetensors only (mdtraj, when installed, rebuilds the
@@ -8,16 +12,20 @@ topology); no pickle, no OpenMM.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from langevin_md.forcefield.build import compile_forcefield, load_term_kinds
 from langevin_md.forcefield.module import ForceFieldModule
 from langevin_md.systems.base import System
-from langevin_md.units import kT_from_temperature
+from langevin_md.units import kT_from_temperature, strip
 
 PathLike = Union[str, os.PathLike]
 
@@ -104,18 +112,15 @@ class TorchForceField(System):
         positions : array_like (n, 3) nm or openmm Quantity, optional
         temperature : float or openmm Quantity, K
         """
-        from langevin_md.forcefield.build import compile_forcefield
-        from langevin_md.units import strip
-
         module = compile_forcefield(openmm_system)
         n = openmm_system.getNumParticles()
         masses = np.array([strip(openmm_system.getParticleMass(i), "dalton") for i in range(n)])
         if topology is not None and not hasattr(topology, "to_openmm"):
-            import mdtraj
+            import mdtraj  # optional and slow to import: only when a topology is converted
 
             topology = mdtraj.Topology.from_openmm(topology)
         if positions is not None and hasattr(positions, "value_in_unit"):
-            from openmm import unit
+            from openmm import unit  # optional: only for a Quantity, which means OpenMM is loaded
 
             positions = positions.value_in_unit(unit.nanometer)
         from langevin_md.integrators.constraints import Constraints
@@ -161,8 +166,6 @@ class TorchForceField(System):
         ----------
         path : str or PathLike
         """
-        from safetensors.torch import save_file
-
         tensors: dict[str, torch.Tensor] = {"masses": torch.from_numpy(self.masses.copy())}
         if self.positions is not None:
             tensors["positions"] = torch.from_numpy(self.positions.copy())
@@ -191,8 +194,6 @@ class TorchForceField(System):
 
 
 def _copy_module(module: ForceFieldModule) -> ForceFieldModule:
-    import copy
-
     return copy.deepcopy(module)
 
 
@@ -208,10 +209,6 @@ def load_forcefield(path: PathLike) -> TorchForceField:
     TorchForceField
         The topology is rebuilt when mdtraj is installed, otherwise it is None.
     """
-    from safetensors import safe_open
-
-    from langevin_md.forcefield.build import load_term_kinds
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"force-field file {path!r} does not exist")
@@ -266,7 +263,7 @@ def topology_to_dict(topology) -> dict[str, Any]:
 
 def topology_from_dict(data: dict[str, Any]):
     """Inverse of :func:`topology_to_dict` (needs mdtraj)."""
-    import mdtraj
+    import mdtraj  # optional and slow to import: a saved force field loads without it
     from mdtraj.core import element
 
     top = mdtraj.Topology()
