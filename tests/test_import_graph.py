@@ -11,11 +11,6 @@ LOWER = ("analysis", "integrators", "systems", "forcefield")
 UPPER = ("run", "io", "cli", "executors")
 MAX_LINES = 800
 
-#: Known edges in FLOORS' half of issue 22 (forcefield/system.py moves to systems/, the
-#: constraint data to systems/constraints.py, minimize/compare fixes in __init__): delete
-#: this set once that work is merged; every other edge must already pass.
-PENDING_FLOORS: set[tuple[str, str]] = set()
-
 #: Modules over the limit outside this restructuring's files (the force-field compiler's
 #: custom forces, FLOORS' territory): delete once it is split.
 PENDING_LONG = {"langevin_md.forcefield.custom"}
@@ -79,7 +74,7 @@ def _cycle(graph: dict[str, set[str]]):
         state[node] = 1
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
-            if nxt == "langevin_md" or (node, nxt) in PENDING_FLOORS:
+            if nxt == "langevin_md":
                 continue
             if state.get(nxt) == 1:
                 return stack[stack.index(nxt):] + [nxt]
@@ -117,7 +112,7 @@ def test_the_cycle_finder_rejects_a_known_cycle():
 
 def _upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     return sorted((m, t) for m, targets in graph.items() if _floor(m) in LOWER
-                  for t in targets if _floor(t) in UPPER and (m, t) not in PENDING_FLOORS)
+                  for t in targets if _floor(t) in UPPER)
 
 
 def test_lower_floors_do_not_import_the_application_wing():

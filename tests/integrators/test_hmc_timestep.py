@@ -10,7 +10,8 @@ import pytest
 from openmm import unit
 
 import langevin_md as lmd
-from langevin_md.config import parse_config
+from langevin_md.run.build import build_integrator
+from langevin_md.run.config import parse_config
 from langevin_md.integrators import HMC
 
 
@@ -49,7 +50,7 @@ def test_a_config_takes_timestep_and_the_old_key():
     text = '[system]\nname = "harmonic"\n[integrator]\nname = "hmc"\n{key}\nn_leapfrog = 4\n[sampler]\nn_steps = 10\n'
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # the new key never warns
-        new = parse_config(tomllib.loads(text.format(key='timestep = "1 fs"'))).build_integrator()
+        new = build_integrator(parse_config(tomllib.loads(text.format(key='timestep = "1 fs"'))))
     with pytest.warns(DeprecationWarning, match=r"use HMC\(timestep"):
-        old = parse_config(tomllib.loads(text.format(key="step_size = 0.001"))).build_integrator()
+        old = build_integrator(parse_config(tomllib.loads(text.format(key="step_size = 0.001"))))
     assert new == old and new.timestep == pytest.approx(0.001)

@@ -5,7 +5,7 @@ import torch
 
 import langevin_md as lmd
 from langevin_md.ase_interop import ASESystem
-from langevin_md.forcefield.system import TorchForceField
+from langevin_md.systems.torch_forcefield import TorchForceField
 from langevin_md.systems.openmm_system import OpenMMSystem
 from langevin_md.systems.torch_models import TorchEnergy
 from langevin_md.units import kT_from_temperature, temperature_from_kT
