@@ -21,6 +21,7 @@ import openmm.unit as unit  # noqa: E402
 
 import langevin_md  # noqa: E402
 from langevin_md.forcefield import custom  # noqa: E402,F401  (registers the builders)
+from langevin_md.forcefield.custom import common as custom_common  # noqa: E402
 from langevin_md.forcefield.registry import BUILDERS, TERM_KINDS  # noqa: E402
 from langevin_md.forcefield.term import Term  # noqa: E402
 
@@ -456,7 +457,7 @@ def test_walker_chunks_give_the_same_result(monkeypatch):
     x = torch.tensor(np.concatenate([positions] * 3))  # 15 walkers
     e0, f0 = term.energy_and_forces(x)
     # A budget of 4 walkers per chunk for this term: chunks of 4, 4, 4, 3.
-    monkeypatch.setattr(custom, "_ELEMENTS_PER_CHUNK", 4 * term._items_per_walker())
+    monkeypatch.setattr(custom_common, "ELEMENTS_PER_CHUNK", 4 * term._items_per_walker())
     e1, f1 = term.energy_and_forces(x)
     e2 = term.energy(x)
     assert torch.allclose(e1, e0, rtol=1e-14, atol=0) and torch.allclose(f1, f0, rtol=1e-12, atol=1e-12)
