@@ -19,6 +19,7 @@ change temperature along the way, so their paths are not physical dynamics.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -198,7 +199,9 @@ def implied_timescales(assignments, lagtimes: Sequence[int], dt: float = 1.0, un
     for i, lag in enumerate(lags):
         ts[i] = _timescales(trajs, lag, k) * dt
         boot = np.stack([_timescales([trajs[j] for j in p], lag, k) for p in picks]) * dt
-        se[i] = np.nanstd(boot, axis=0, ddof=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # fewer states in some resamples: NaN
+            se[i] = np.nanstd(boot, axis=0, ddof=1)
     n_states = int(_msm(trajs, int(lags[0])).n_states)
     return ImpliedTimescales(lags * dt, lags, ts, se, n_states, dt, unit, (n_frames - 1) * dt, len(trajs))
 
@@ -264,7 +267,10 @@ def mean_first_passage_times(assignments, lagtime: int, dt: float = 1.0, unit: s
     main = _mfpt_matrix(trajs, lag, n) * dt
     boot = np.stack([_mfpt_matrix([trajs[j] for j in rng.integers(len(trajs), size=len(trajs))], lag, n)
                      for _ in range(int(n_bootstrap))]) * dt
-    return FirstPassageTimes(main, np.nanstd(boot, axis=0, ddof=1), lag, unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # states no resample connected: NaN
+        se = np.nanstd(boot, axis=0, ddof=1)
+    return FirstPassageTimes(main, se, lag, unit)
 
 
 def _fmt_time(t: float, unit: str) -> str:
