@@ -240,7 +240,7 @@ def free_energy_sections(result, folder, unit: str = "") -> list[str]:
 
         try:
             mbar = mbar_tempering(result)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - pymbar's own errors too; the report must still be written
             return [f"## Free energies across the ladder (MBAR)\n\nNot computed: {exc}\n"]
         builders.append(("MBAR", lambda: mbar_section(result, folder, unit, mbar)))
         if molecular:
@@ -252,6 +252,6 @@ def free_energy_sections(result, folder, unit: str = "") -> list[str]:
     for name, build in builders:
         try:
             out.append(build())
-        except ValueError as exc:  # e.g. one walker: no bootstrap; the rest of the report stands
+        except Exception as exc:  # noqa: BLE001 - e.g. one walker (no bootstrap), deeptime's errors: the rest stands
             out.append(f"## {name}\n\nNot computed: {exc}\n")
     return out
