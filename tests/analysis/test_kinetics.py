@@ -107,3 +107,18 @@ def test_kmeans_and_bad_input():
         implied_timescales(np.array([[0, 0], [1, 1], [0, -1], [1, 0]]), [1])
     with pytest.raises(ValueError, match="integer state labels"):
         implied_timescales(np.zeros((10, 3)), [1])
+
+
+def test_molecular_sections(tmp_path):
+    """A short alanine-dipeptide run gets the φ/ψ surface and kinetics sections in its report."""
+    from langevin_md.analysis import report
+
+    system = lmd.systems.alanine_dipeptide(solvent="vacuum", engine="torch")
+    r = lmd.sample(system, lmd.integrators.BAOAB(timestep=0.002, friction=5.0), n_steps=600, n_walkers=4,
+                   record_every=5, seed=0)
+    report(r, tmp_path / "ala")
+    md = (tmp_path / "ala" / "report.md").read_text()
+    assert "## Free-energy surface (φ, ψ)" in md and "## Kinetics (Markov state model" in md
+    assert "Transitions between consecutive frames" in md
+    for png in ("free_energy_surface.png", "implied_timescales.png"):
+        assert (tmp_path / "ala" / png).stat().st_size > 0

@@ -124,3 +124,13 @@ def test_reduced_energies_and_bad_input():
         temperature_mbar([1.0, 2.0], [1.0, 3.0], [0, 1], kT_states=[1.0, 2.0])
     with pytest.raises(ValueError, match="not a replica-exchange run"):
         mbar_tempering(lmd.sample(DoubleWell(), MALA(), n_steps=10, n_walkers=2))
+
+
+def test_report_adds_the_mbar_section(double_well_run, tmp_path):
+    from langevin_md.analysis import report
+
+    _, _, result, _, _ = double_well_run
+    rep = report(result, tmp_path / "rex")
+    md = (tmp_path / "rex" / "report.md").read_text()
+    assert "## Free energies across the ladder (MBAR)" in md and "mbar_energy.png" in md
+    assert (tmp_path / "rex" / "mbar_energy.png").stat().st_size > 0 and "mbar energy" in rep.files
