@@ -207,7 +207,7 @@ def kinetics_section(result, folder, n_lags: int = 6) -> str:
         lines.append(f"| {n} | " + " | ".join(str(int(c)) for c in counts[i]) + " |")
     visited = np.unique(states[states >= 0])
     if visited.size >= 2:
-        fp = mean_first_passage_times(states, int(lags[-1]), dt=dt, unit=tunit)
+        fp = mean_first_passage_times(states, int(lags[-1]), dt=dt, unit=tunit, n_states=len(names))
         lines += ["", f"Mean first-passage times [{tunit}] from a reversible MSM at lag {lags[-1] * dt:.3g} "
                   f"{tunit} (± bootstrap over walkers):", "",
                   "| from \\ to | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

@@ -240,7 +240,8 @@ def _mfpt_matrix(trajs, lag: int, n: int) -> np.ndarray:
 
 
 def mean_first_passage_times(assignments, lagtime: int, dt: float = 1.0, unit: str = "frames",
-                             n_bootstrap: int = 20, seed: int = 0) -> FirstPassageTimes:
+                             n_states: Optional[int] = None, n_bootstrap: int = 20,
+                             seed: int = 0) -> FirstPassageTimes:
     """Mean first-passage times between every pair of states, from a reversible MSM.
 
     Parameters
@@ -252,6 +253,9 @@ def mean_first_passage_times(assignments, lagtime: int, dt: float = 1.0, unit: s
     dt : float
         Time between frames.
     unit : str
+    n_states : int, optional
+        Size of the returned matrices (default: largest label + 1); states never visited
+        get NaN.
     n_bootstrap : int
         Resamples of whole walkers for the standard errors.
     seed : int
@@ -263,6 +267,10 @@ def mean_first_passage_times(assignments, lagtime: int, dt: float = 1.0, unit: s
     trajs = _trajectories(assignments)
     lag = int(_check_lags([lagtime], np.asarray(assignments).shape[0])[0])
     n = int(max(t.max() for t in trajs)) + 1
+    if n_states is not None:
+        if isinstance(n_states, bool) or not isinstance(n_states, (int, np.integer)) or n_states < n:
+            raise ValueError(f"n_states must be an integer >= the number of labels ({n}), got {n_states!r}")
+        n = int(n_states)
     rng = np.random.default_rng(seed)
     main = _mfpt_matrix(trajs, lag, n) * dt
     boot = np.stack([_mfpt_matrix([trajs[j] for j in rng.integers(len(trajs), size=len(trajs))], lag, n)

@@ -13,9 +13,9 @@ energy of sample n at rung k is u_k(x_n) = U(x_n)/kT_k, so the potential energy 
 sample is all that is needed (no re-evaluation of forces or energies at other rungs).
 
 Correlated samples. Frames are first thinned to a stride of the statistical inefficiency
-g = τ of the potential energy along each walker's trajectory
-(:func:`~langevin_md.analysis.integrated_autocorrelation_time`, pooled over walkers), which
-keeps N small. Errors are then either
+g = τ of the potential energy (:func:`~langevin_md.analysis.integrated_autocorrelation_time`,
+pooled over chains; for replica exchange the largest over the rungs, each rung's series
+taken one chain per ladder; for plain runs along each walker), which keeps N small. Errors are then either
 
 * ``"bootstrap"`` (default): MBAR solved again on resamples, with replacement, of whole
   independent chains (ladders of a replica-exchange run, walkers of plain runs). It needs no
@@ -345,8 +345,8 @@ def mbar_tempering(result, error: str = "bootstrap", n_bootstrap: int = 100, see
     n_bootstrap : int
     seed : int
     stride : int, optional
-        Keep every ``stride``-th frame; default the statistical inefficiency of U along the
-        walkers' trajectories.
+        Keep every ``stride``-th frame; default the largest statistical inefficiency of U
+        over the rungs (each rung's samples, one chain per ladder).
 
     Returns
     -------
@@ -362,7 +362,14 @@ def mbar_tempering(result, error: str = "bootstrap", n_bootstrap: int = 100, see
     kT = np.asarray(fields["kT"], dtype=np.float64)
     n_T = int(np.asarray(fields["temperature_index"])[0].max()) + 1
     F, W = energies.shape
-    stride = _stride(energies) if stride is None else int(stride)
+    if stride is None:
+        from .tempering import at_temperature
+
+        # U at a fixed rung is stationary (along a walker it follows the walker's temperature,
+        # whose slow wandering would inflate τ): the largest inefficiency over the rungs.
+        idx = fields["temperature_index"]
+        stride = max(_stride(at_temperature(idx, k, energies)) for k in range(n_T))
+    stride = int(stride)
     if stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     frames = np.arange(0, F, stride)
