@@ -153,7 +153,10 @@ def surface_section(result, folder, unit: str = "kJ/mol", mbar=None, bins: int =
         se = per.std(ddof=1) / np.sqrt(per.size) if per.size > 1 else float("nan")
         source = f"{result.n_walkers} walkers at kT = {kT:.4g} {unit}; errors by bootstrap over walkers"
         pop_txt = f"αL core population: {per.mean():.4f} ± {se:.4f}"
-    plot_free_energy_surface(fes, folder / "free_energy_surface.png", title=f"F(φ, ψ) [{unit}]")
+    # Bins more than 12 kT up hold a handful of (reweighted) samples: masked, so the colour
+    # scale shows the basins rather than noise.
+    plot_free_energy_surface(fes, folder / "free_energy_surface.png", title=f"F(φ, ψ) [{unit}]",
+                             max_free_energy=12 * kT)
     return "\n".join(["## Free-energy surface (φ, ψ)", "",
                       f"F = −kT ln p on {bins}×{bins} bins from {source}. {pop_txt}. Right panel: the "
                       "standard error of F in each bin (large where a basin was rarely visited).", "",
@@ -200,12 +203,18 @@ def kinetics_section(result, folder, n_lags: int = 6) -> str:
     its = implied_timescales(states, lags, dt=dt, unit=tunit, n_timescales=2)
     plot_implied_timescales(its, folder / "implied_timescales.png", title="Implied timescales, φ/ψ core states")
     counts = transition_counts(states, n_states=len(names))
-    lines = ["## Kinetics (Markov state model on φ/ψ core states)", "", timescale_reading(its), "",
+    visited = np.unique(states[states >= 0])
+    missing = [names[k] for k in range(len(names)) if k not in visited]
+    reading = timescale_reading(its)
+    if its.n_states < len(names):
+        reading += (f" The model's connected set holds {its.n_states} of the {len(names)} core states"
+                    + (f"; never visited: {', '.join(missing)}" if missing else "")
+                    + ": transitions to and from the others were not both seen, so their kinetics are unknown.")
+    lines = ["## Kinetics (Markov state model on φ/ψ core states)", "", reading, "",
              "Transitions between consecutive frames (rows: from, columns: to):", "",
              "| from \\ to | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, n in enumerate(names):
         lines.append(f"| {n} | " + " | ".join(str(int(c)) for c in counts[i]) + " |")
-    visited = np.unique(states[states >= 0])
     if visited.size >= 2:
         fp = mean_first_passage_times(states, int(lags[-1]), dt=dt, unit=tunit, n_states=len(names))
         lines += ["", f"Mean first-passage times [{tunit}] from a reversible MSM at lag {lags[-1] * dt:.3g} "

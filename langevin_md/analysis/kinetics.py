@@ -141,9 +141,21 @@ class ImpliedTimescales:
     run_length: float
     n_walkers: int
 
+    def resolved_lag(self) -> int:
+        """Index of the longest lag at which t_1 exceeds the lag (−1 if none does).
+
+        Longer lags bring the model nearer the Markovian plateau, but a timescale shorter
+        than its lag is not resolved (the eigenvalue is then mostly noise).
+        """
+        ok = np.flatnonzero(np.isfinite(self.timescales[:, 0]) & (self.timescales[:, 0] > self.lagtimes))
+        return int(ok[-1]) if ok.size else -1
+
     def slowest(self) -> tuple[float, float]:
-        """(t_1, s.e.) at the longest lag: the estimate nearest the Markovian plateau."""
-        return float(self.timescales[-1, 0]), float(self.standard_error[-1, 0])
+        """(t_1, s.e.) at :meth:`resolved_lag` (NaN when no lag resolves t_1)."""
+        i = self.resolved_lag()
+        if i < 0:
+            return float("nan"), float("nan")
+        return float(self.timescales[i, 0]), float(self.standard_error[i, 0])
 
 
 def _timescales(trajs, lag: int, k: int) -> np.ndarray:
@@ -293,21 +305,25 @@ def timescale_reading(its: ImpliedTimescales) -> str:
     str
         E.g. "The slowest process takes 120 ps (± 8 ps) ...; each walker's run is 40× that".
     """
-    t1, e1 = its.slowest()
-    if not np.isfinite(t1):
+    if its.n_states < 2 or not np.isfinite(its.timescales[:, 0]).any():
         return "The Markov model found a single connected state: no slow process was resolved."
+    i = its.resolved_lag()
+    if i < 0:
+        return (f"No lag resolves the slowest process: it is faster than the shortest lag "
+                f"({_fmt_time(float(its.lagtimes[0]), its.unit)}); record frames more often.")
+    t1, e1 = its.slowest()
     ratio = its.run_length / t1
     total = ratio * its.n_walkers
     text = (f"The slowest process takes {_fmt_time(t1, its.unit)} (± {e1:.2g}) at lag "
-            f"{_fmt_time(float(its.lagtimes[-1]), its.unit)}; each walker's run is {ratio:.3g}× that "
-            f"({total:.3g}× over all {its.n_walkers} walkers). ")
+            f"{_fmt_time(float(its.lagtimes[i]), its.unit)}, the longest lag that resolves it; each "
+            f"walker's run is {ratio:.3g}× that ({total:.3g}× over all {its.n_walkers} walkers). ")
     if ratio < 10:
         text += ("Each run covers fewer than 10 of these relaxation times: the populations of the "
                  "slow states are not converged; run longer or use enhanced sampling.")
     else:
         text += "Runs cover many relaxation times, so the slow states have been exchanged repeatedly."
-    if its.lagtimes[-1] < t1 and np.isfinite(its.timescales[:, 0]).all():
-        rise = its.timescales[-1, 0] / its.timescales[0, 0]
+    if i > 0:
+        rise = its.timescales[i, 0] / its.timescales[0, 0]
         if rise > 1.2:
             text += (f" The timescale still rises with lag ({rise:.2g}× over the lags shown): the model is "
                      "not yet Markovian at short lags; trust the plateau, not the first lags.")
@@ -331,11 +347,12 @@ def plot_implied_timescales(its: ImpliedTimescales, path, title: str = "Implied 
         ax.fill_between(x, np.clip(y - 2 * e, 1e-300, None), y + 2 * e, color=f"C{i}", alpha=0.25)
     ax.fill_between(x, np.full_like(x, 1e-300, dtype=float), x, color="0.8", label="t < lag (unresolved)")
     ax.set_yscale("log")
+    ax.set_xscale("log")
     finite = its.timescales[np.isfinite(its.timescales) & (its.timescales > 0)]
     if finite.size:
         ax.set_ylim(min(finite.min(), x.min()) / 2, max(finite.max(), x.max()) * 3)
     ax.set_xlabel(f"lag time τ [{its.unit}]")
     ax.set_ylabel(f"implied timescale [{its.unit}]")
-    ax.set_title(f"{title} ({its.n_states} states, {its.n_walkers} walkers, ±2 s.e.)")
+    ax.set_title(f"{title}\n({its.n_states} connected states, {its.n_walkers} walkers, ±2 s.e.)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)
