@@ -196,8 +196,10 @@ def plot_free_energy_surface(fes: FreeEnergySurface, path, title: str = "Free-en
         ax.contour(*fes.centers, shown.T, levels=levels, colors="white", linewidths=0.5)
     ax.set_title(title)
     err = np.where(np.isfinite(shown), se, np.nan)
-    im2 = bx.imshow(err.T, origin="lower", extent=ex, aspect="auto", cmap="magma")
-    fig.colorbar(im2, ax=bx, label=f"standard error of F [{fes.unit}]")
+    # A few barely visited bins have huge errors; cap the colour scale so the rest stays legible.
+    cap = np.nanpercentile(err, 95) if np.isfinite(err).any() else None
+    im2 = bx.imshow(err.T, origin="lower", extent=ex, aspect="auto", cmap="magma", vmax=cap)
+    fig.colorbar(im2, ax=bx, label=f"standard error of F [{fes.unit}]", extend="max")
     bx.set_title("Uncertainty (bootstrap s.e.)")
     for a in (ax, bx):
         a.set_xlabel(fes.labels[0])
