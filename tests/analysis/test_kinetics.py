@@ -96,11 +96,16 @@ def test_first_passage_times_and_plot(double_well_trajectories, tmp_path):
 
 def test_kmeans_and_bad_input():
     rng = np.random.default_rng(0)
-    # Two clusters of angles around ±179°: on the circle they are one cluster.
-    ang = np.where(rng.random((50, 4)) < 0.5, 179.0, -179.0) + rng.normal(0, 1, (50, 4))
-    far = rng.normal(0, 1, (50, 4))
-    labels = kmeans_states(np.stack([ang, far], -1)[..., :1], 2, period=360.0)
-    assert labels.shape == (50, 4)
+    # Angles near ±179° (one basin across the periodic boundary) and near 0° (another).
+    ang = np.where(rng.random((60, 4)) < 0.5, np.where(rng.random((60, 4)) < 0.5, 179.0, -179.0), 0.0)
+    ang = ang + rng.normal(0, 1, ang.shape)
+    near_edge = np.abs(ang) > 90
+    labels = kmeans_states(ang, 2, period=360.0)
+    assert labels.shape == (60, 4)
+    assert len(set(labels[near_edge])) == 1 and set(labels[~near_edge]).isdisjoint(labels[near_edge])
+    # Named wrong answer: clustering the raw numbers splits the ±179° basin in two.
+    raw = kmeans_states(ang, 2)
+    assert len(set(raw[near_edge])) == 2
     with pytest.raises(ValueError, match="lagtimes must be positive integers"):
         implied_timescales(np.zeros((10, 3), dtype=int), [0])
     with pytest.raises(ValueError, match=r"walker 1 has unassigned frames \(-1\)"):
