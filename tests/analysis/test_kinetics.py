@@ -36,11 +36,11 @@ def smoluchowski_timescale(system, lo=-2.5, hi=2.5, n=2001):
 
 @pytest.fixture(scope="module")
 def double_well_trajectories():
-    """200 ULA walkers on a symmetric 3 kT double well, 40 000 steps of ε = 0.0025 (time 100,
+    """100 ULA walkers on a symmetric 3 kT double well, 40 000 steps of ε = 0.0025 (time 100,
     ~24 relaxation times each), binned into 30 cells along x."""
     system = DoubleWell(dim=1, barrier=BARRIER, kT=1.0)
     eps, every = 0.0025, 20
-    result = lmd.sample(system, ULA(step_size=eps), n_steps=40_000, n_walkers=200, record_every=every, seed=3)
+    result = lmd.sample(system, ULA(step_size=eps), n_steps=40_000, n_walkers=100, record_every=every, seed=3)
     x = result.positions[..., 0]
     edges = np.linspace(-1.6, 1.6, 31)
     cells = np.clip(np.digitize(x, edges) - 1, 0, 29)
