@@ -104,7 +104,7 @@ def _run(args):
     mbar = mbar_tempering(re)
     est = mbar.expectation((phi_re > 0).astype(np.float64), mbar.kT_states[0])
     print(f"  {'MBAR, all rungs':>17}: {est.mean[0]:.4f} +- {est.standard_error[0]:.4f}   "
-          f"({N_TEMPERATURES} rungs x {n_ladders} ladders, every {mbar.stride}-th frame; "
+          f"({N_TEMPERATURES} rungs x {n_ladders} ladders, frame stride {mbar.stride}; "
           "bootstrap over ladders)")
 
     summary = re.integrator_summary

@@ -87,7 +87,7 @@ def mbar_section(result, folder, unit: str = "", mbar=None) -> str:
     save_figure(fig, folder / "mbar_energy.png")
     how = ("bootstrap over ladders" if m.error == "bootstrap" else "pymbar's analytic estimate")
     lines = ["## Free energies across the ladder (MBAR)", "",
-             f"MBAR (pymbar) pools {m.n_samples} samples of all {m.kT_states.size} rungs (every "
+             f"MBAR (pymbar) pools {m.n_samples} samples of all {m.kT_states.size} rungs (frame stride "
              f"{m.stride}-th frame, the statistical inefficiency of U). Reduced free energies f_k − f_0 "
              f"(units of each rung's kT), errors by {how}. Any observable can be reweighted to any "
              "temperature in the ladder's range (`lmd.analysis.mbar_tempering(result).expectation`).", "",
