@@ -73,6 +73,12 @@ from .tempering import (
     temperature_round_trips,
     tempering_section,
 )
+# free energies and kinetics (pymbar, deeptime and matplotlib are imported only when called)
+from .mbar import Reweighted, TemperatureMBAR, mbar_runs, mbar_tempering, reduced_energies, temperature_mbar
+from .free_energy_surface import FreeEnergySurface, free_energy_surface, plot_free_energy_surface
+from .kinetics import (FirstPassageTimes, ImpliedTimescales, implied_timescales, kmeans_states,
+                       mean_first_passage_times, plot_implied_timescales, timescale_reading)
+from .free_energy_report import free_energy_sections, kinetics_section, mbar_section, surface_section
 
 __all__ = [
     "ShortChainWarning",
@@ -144,4 +150,28 @@ __all__ = [
     "plot_replica_traces",
     "plot_swap_acceptance",
     "tempering_section",
+    # MBAR over temperature ladders (pymbar)
+    "reduced_energies",
+    "TemperatureMBAR",
+    "Reweighted",
+    "temperature_mbar",
+    "mbar_tempering",
+    "mbar_runs",
+    # free-energy surfaces with bootstrap errors
+    "FreeEnergySurface",
+    "free_energy_surface",
+    "plot_free_energy_surface",
+    # Markov state models (deeptime)
+    "kmeans_states",
+    "ImpliedTimescales",
+    "implied_timescales",
+    "FirstPassageTimes",
+    "mean_first_passage_times",
+    "plot_implied_timescales",
+    "timescale_reading",
+    # report sections
+    "mbar_section",
+    "surface_section",
+    "kinetics_section",
+    "free_energy_sections",
 ]

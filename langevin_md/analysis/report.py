@@ -403,6 +403,7 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
     from . import plots
 
     tempering_md = None
+    full_result = result  # every rung, for the free-energy sections (MBAR) below
     if "temperature_index" in result.fields and result.integrator_summary:
         # A replica-exchange run mixes temperatures across walkers; every statistic below is
         # about the target (the coldest rung), so analyse that rung's samples, one chain per
@@ -490,6 +491,14 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
         rep.sections.append(tempering_md)
         rep.files["replica traces"] = str(out / "replica_traces.png")
         rep.files["swap acceptance"] = str(out / "swap_acceptance.png")
+    # Free energies (MBAR across rungs, φ/ψ surfaces) and kinetics (Markov models), when they
+    # apply: see analysis/free_energy_report.py.
+    from .free_energy_report import free_energy_sections
+
+    rep.sections.extend(free_energy_sections(full_result, out))
+    for name in ("mbar_energy", "free_energy_surface", "implied_timescales"):
+        if (out / f"{name}.png").exists():
+            rep.files[name.replace("_", " ")] = str(out / f"{name}.png")
     _write(rep, result, record_every, title)
     return rep
 

@@ -47,3 +47,6 @@ def test_alanine_prior(tmp_path):
 def test_tempering_alanine(tmp_path):
     out = run("tempering_alanine.py", "--output", str(tmp_path / "rex"), cwd=tmp_path)
     assert (tmp_path / "rex" / "swap_acceptance.png").stat().st_size > 0 and "R-hat" in out
+    assert "MBAR, all rungs" in out
+    for png in ("free_energy_surface.png", "implied_timescales.png"):
+        assert (tmp_path / "rex" / png).stat().st_size > 0
