@@ -43,7 +43,7 @@ class TorchForceField(System):
         Reference structure, the walkers' default starting point.
     constrained : bool
         Whether the source System had constraints. Ignored when ``constraints`` is given.
-    constraints : langevin_md.integrators.constraints.Constraints, optional
+    constraints : langevin_md.systems.constraints.Constraints, optional
         The source System's distance constraints (bonds to hydrogen, rigid water), read from
         the ``openmm.System`` so OpenMM and the torch executor enforce the same ones; BAOAB
         and OBABO enforce them with SHAKE/RATTLE.
@@ -77,7 +77,7 @@ class TorchForceField(System):
         self.topology = topology
         self.positions = None if positions is None else np.asarray(positions, dtype=np.float64).reshape(n, 3)
         if constraints is not None:
-            from langevin_md.integrators.constraints import Constraints
+            from langevin_md.systems.constraints import Constraints
 
             if not isinstance(constraints, Constraints):
                 raise TypeError(f"constraints must be a Constraints, got {type(constraints).__name__}")
@@ -116,7 +116,7 @@ class TorchForceField(System):
             from openmm import unit
 
             positions = positions.value_in_unit(unit.nanometer)
-        from langevin_md.integrators.constraints import Constraints
+        from langevin_md.systems.constraints import Constraints
 
         return cls(module, masses, strip(temperature, "kelvin"), topology, positions,
                    constraints=Constraints.from_openmm(openmm_system))
@@ -240,7 +240,7 @@ def load_forcefield(path: PathLike) -> TorchForceField:
     positions = tensors["positions"].numpy() if "positions" in tensors else None
     constraints = None
     if "constraints.atoms" in tensors:
-        from langevin_md.integrators.constraints import Constraints
+        from langevin_md.systems.constraints import Constraints
 
         constraints = Constraints(tensors["constraints.atoms"].numpy(), tensors["constraints.distances"].numpy())
     return TorchForceField(module, tensors["masses"].numpy(), header["temperature"], topology, positions,
