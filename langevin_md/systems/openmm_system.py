@@ -606,8 +606,14 @@ class OpenMMSystem(System):
         base = torch.from_numpy(self.positions)
         return base.unsqueeze(0).repeat(int(n_walkers), 1, 1)
 
-    def to_torch(self):
+    def to_torch(self, precision: str = "double"):
         """This force field compiled to a batched torch force field (no OpenMM at run time).
+
+        Parameters
+        ----------
+        precision : {"double", "mixed"}
+            ``"mixed"``: terms in float32, integrator state in float64 (like OpenMM's
+            "mixed"; see :class:`~langevin_md.forcefield.system.TorchForceField`).
 
         Returns
         -------
@@ -623,7 +629,8 @@ class OpenMMSystem(System):
         """
         from langevin_md.forcefield.system import TorchForceField
 
-        return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature)
+        return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature,
+                                           precision=precision)
 
     def __repr__(self) -> str:
         return (
