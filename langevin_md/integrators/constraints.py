@@ -119,6 +119,11 @@ class _Group:
         self.dist2 = tensor(d2[..., None])                                   # (b, n_c, 1)
         self.inv_dist2 = tensor(1.0 / d2[..., None])
         self.inv_dist = tensor(1.0 / np.sqrt(d2[..., None]))
+        if b == 3:
+            # cof[i, j] = m[i+1, j+1] m[i+2, j+2] − m[i+1, j+2] m[i+2, j+1] (indices mod 3)
+            r1, r2 = (np.arange(3) + 1) % 3, (np.arange(3) + 2) % 3
+            flat = [(ri[:, None] * 3 + cj[None, :]).reshape(-1) for ri, cj in ((r1, r1), (r2, r2), (r1, r2), (r2, r1))]
+            self.cofactor_index = tensor(np.concatenate(flat), torch.long)
 
     def bonds(self, rows: torch.Tensor) -> torch.Tensor:
         """Bond vectors x_i − x_j, ``(3, b, n_clusters, n)``, from coordinates as rows ``(3·n_atoms, n)``."""
@@ -142,16 +147,14 @@ class _Group:
             inv_det = 1.0 / (m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
             return torch.stack((m[1, 1] * r[0] - m[0, 1] * r[1], m[0, 0] * r[1] - m[1, 0] * r[0])) * inv_det
         if b == 3:
-            (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = m[0], m[1], m[2]
-            c00 = m11 * m22 - m12 * m21
-            c01 = m12 * m20 - m10 * m22
-            c02 = m10 * m21 - m11 * m20
-            inv_det = 1.0 / (m00 * c00 + m01 * c01 + m02 * c02)
-            r0, r1, r2 = r[0], r[1], r[2]
-            x0 = r0 * c00 + r1 * (m02 * m21 - m01 * m22) + r2 * (m01 * m12 - m02 * m11)
-            x1 = r0 * c01 + r1 * (m00 * m22 - m02 * m20) + r2 * (m02 * m10 - m00 * m12)
-            x2 = r0 * c02 + r1 * (m01 * m20 - m00 * m21) + r2 * (m00 * m11 - m01 * m10)
-            return torch.stack((x0, x1, x2)) * inv_det
+            # cofactors from one gather of the flattened 3×3 (few large operations rather
+            # than some forty small ones: at small N every operation's overhead counts)
+            tail = m.shape[2:]
+            g = m.reshape(9, *tail).index_select(0, self.cofactor_index).view(4, 9, *tail)
+            cof = (g[0] * g[1]).sub_(g[2] * g[3]).view(3, 3, *tail)          # cof[i, j]
+            det = (m[0] * cof[0]).sum(0)
+            # (m⁻¹)_ji = cof_ij / det, so μ_j = Σ_i cof_ij r_i / det
+            return (cof * r.unsqueeze(1)).sum(0).div_(det)
         out, _ = torch.linalg.solve_ex(m.permute(2, 3, 0, 1), r.permute(1, 2, 0).unsqueeze(-1))
         return out.squeeze(-1).permute(2, 0, 1).contiguous()
 
@@ -166,8 +169,8 @@ class _Group:
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a · b over the leading xyz axis: ``(3, ...) -> (...)`` (three contiguous slabs)."""
-    return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
+    """a · b over the leading xyz axis: ``(3, ...) -> (...)`` (a sum of three contiguous slabs)."""
+    return (a * b).sum(0)
 
 
 def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -178,10 +181,7 @@ def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _combine(coupling: torch.Tensor, step: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """ΔS_k = Σ_l c_kl Δλ_l R_l: ``(b, b, n_c, 1) × (b, n_c, n) × (3, b, n_c, n) -> (3, b, n_c, n)``."""
     w = coupling * step.unsqueeze(0)                                         # (b, b, n_c, n): c_kl Δλ_l
-    out = w[:, 0] * ref[:, 0:1]
-    for l in range(1, w.shape[1]):
-        out.addcmul_(w[:, l], ref[:, l:l + 1])
-    return out
+    return (w.unsqueeze(0) * ref.unsqueeze(1)).sum(2)
 
 
 class ConstraintSolver:
