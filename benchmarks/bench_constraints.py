@@ -8,7 +8,8 @@ Three settings, as a molecular-dynamics user would pick them:
   4 amu (:mod:`langevin_md.systems.hmr`), 4 fs.
 
 For each: the torch BAOAB step on the batched torch force field with N walkers (default 1024,
-float64, eager; the integrator's ``step`` called in a loop, so only the step is timed), and
+float64 and float32, eager; the integrator's ``step`` called in a loop, so only the step is
+timed), and
 OpenMM's ``LangevinMiddleIntegrator`` (the same scheme) on one Context of the same
 ``openmm.System`` on the platform :class:`OpenMMSystem` picks. Reported:
 
@@ -17,17 +18,19 @@ OpenMM's ``LangevinMiddleIntegrator`` (the same scheme) on one Context of the sa
 * simulated ns/day per walker (h · steps per day) and in aggregate (× N walkers; OpenMM runs
   walkers one Context after another, so its aggregate equals its per-walker figure per core).
 
-The machine is shared: windows are interleaved and repeated, the best of each is kept, and
-only ratios taken within one run mean much.
+The machine is shared: windows are interleaved (A/B alternated) and repeated, the best of each
+is kept, the load average is printed at start and end, and only ratios taken within one run
+mean much. The aim (issue 21) is a cost ratio of at most 1.3 for ``2fs-HBonds``.
 
 Run ``python benchmarks/bench_constraints.py`` (``--quick`` for N = 64 and short windows;
-``--walkers``, ``--threads``, ``--device cuda``, ``--json PATH``).
+``--walkers``, ``--dtype float64,float32``, ``--threads``, ``--device cuda``, ``--json PATH``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 SETTINGS = (("1fs", None, 0.001, None), ("2fs-HBonds", "HBonds", 0.002, None),
@@ -48,7 +51,15 @@ def build(constraints, hydrogen_mass):
     return bridge, bridge.to_torch()
 
 
-def torch_step_seconds(system, timestep, n_walkers, device, seconds):
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as text (``n/a`` where the OS has none)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def torch_step_seconds(system, timestep, n_walkers, device, seconds, dtype):
     """Best seconds per batched BAOAB step over a window of about ``seconds``."""
     import torch
 
@@ -57,7 +68,7 @@ def torch_step_seconds(system, timestep, n_walkers, device, seconds):
 
     integrator = lmd.integrators.BAOAB(timestep=timestep, friction=FRICTION)
     rng = WalkerRNG(0, torch.arange(n_walkers), device=device)
-    x = system.initial_positions(n_walkers).to(device)
+    x = system.initial_positions(n_walkers).to(device=device, dtype=dtype)
     state = integrator.init(system, x, rng)
     for _ in range(3):  # warm caches (per-device copies, solver setup)
         state, _ = integrator.step(system, state, rng)
@@ -102,6 +113,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--walkers", type=int, default=1024)
+    parser.add_argument("--dtype", default="float64,float32", help="comma-separated torch dtypes")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best is kept")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -111,35 +123,46 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.walkers, args.seconds, args.repeats = min(args.walkers, 64), 1.0, 1
+    dtypes = []
+    for name in args.dtype.split(","):
+        if name.strip() not in ("float64", "float32"):
+            parser.error(f"--dtype entries must be float64 or float32, got {name!r}")
+        dtypes.append(getattr(torch, name.strip()))
     torch.set_num_threads(args.threads)
+    print(f"load average at start: {load_average()}")
 
     systems = {name: build(c, hm) for name, c, _, hm in SETTINGS}
-    best = {(name, side): float("inf") for name, *_ in SETTINGS for side in ("torch", "openmm")}
+    best = {(name, side): float("inf") for name, *_ in SETTINGS for side in ["openmm"] + dtypes}
     for _ in range(args.repeats):
         for name, _, h, _ in SETTINGS:
             bridge, ff = systems[name]
-            best[name, "torch"] = min(best[name, "torch"],
-                                      torch_step_seconds(ff, h, args.walkers, args.device, args.seconds))
+            for dtype in dtypes:
+                best[name, dtype] = min(best[name, dtype],
+                                        torch_step_seconds(ff, h, args.walkers, args.device, args.seconds, dtype))
             best[name, "openmm"] = min(best[name, "openmm"], openmm_step_seconds(bridge, h, args.seconds / 2))
 
     rows = []
-    base = best["1fs", "torch"]
     print(f"alanine dipeptide (vacuum), BAOAB γ = {FRICTION}/ps, torch N = {args.walkers} on {args.device} "
           f"({args.threads} thread(s)); OpenMM LangevinMiddleIntegrator on "
           f"{systems['1fs'][0].platform_name}, one Context")
-    print(f"{'setting':<16}{'torch ms/step':>14}{'cost ratio':>11}{'torch ns/day/walker':>21}"
+    print(f"{'setting':<16}{'dtype':>8}{'torch ms/step':>14}{'cost ratio':>11}{'torch ns/day/walker':>21}"
           f"{'torch ns/day total':>20}{'OpenMM ns/day':>15}{'torch total/OpenMM':>20}")
-    for name, _, h, _ in SETTINGS:
-        t_torch, t_omm = best[name, "torch"], best[name, "openmm"]
-        per_walker = ns_per_day(h, t_torch)
-        row = {"setting": name, "timestep_ps": h, "n_walkers": args.walkers, "device": args.device,
-               "torch_ms_per_step": 1e3 * t_torch, "cost_ratio_vs_unconstrained": t_torch / base,
-               "torch_ns_per_day_per_walker": per_walker, "torch_ns_per_day_aggregate": per_walker * args.walkers,
-               "openmm_ns_per_day": ns_per_day(h, t_omm), "openmm_us_per_step": 1e6 * t_omm}
-        rows.append(row)
-        print(f"{name:<16}{row['torch_ms_per_step']:>14.2f}{row['cost_ratio_vs_unconstrained']:>11.2f}"
-              f"{per_walker:>21.3f}{row['torch_ns_per_day_aggregate']:>20.1f}{row['openmm_ns_per_day']:>15.1f}"
-              f"{row['torch_ns_per_day_aggregate'] / row['openmm_ns_per_day']:>20.2f}")
+    for dtype in dtypes:
+        base = best["1fs", dtype]
+        for name, _, h, _ in SETTINGS:
+            t_torch, t_omm = best[name, dtype], best[name, "openmm"]
+            per_walker = ns_per_day(h, t_torch)
+            row = {"setting": name, "dtype": str(dtype).replace("torch.", ""), "timestep_ps": h,
+                   "n_walkers": args.walkers, "device": args.device, "torch_ms_per_step": 1e3 * t_torch,
+                   "cost_ratio_vs_unconstrained": t_torch / base,
+                   "torch_ns_per_day_per_walker": per_walker, "torch_ns_per_day_aggregate": per_walker * args.walkers,
+                   "openmm_ns_per_day": ns_per_day(h, t_omm), "openmm_us_per_step": 1e6 * t_omm}
+            rows.append(row)
+            print(f"{name:<16}{row['dtype']:>8}{row['torch_ms_per_step']:>14.2f}"
+                  f"{row['cost_ratio_vs_unconstrained']:>11.2f}{per_walker:>21.3f}"
+                  f"{row['torch_ns_per_day_aggregate']:>20.1f}{row['openmm_ns_per_day']:>15.1f}"
+                  f"{row['torch_ns_per_day_aggregate'] / row['openmm_ns_per_day']:>20.2f}")
+    print(f"load average at end: {load_average()}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

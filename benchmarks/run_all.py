@@ -10,7 +10,7 @@ from pathlib import Path
 
 BENCHMARKS = ["bench_throughput.py", "bench_openmm_bridge.py", "bench_openmm_executor.py",
               "bench_analysis.py", "bench_distributed.py", "bench_forcefield.py",
-              "bench_tempering.py", "bench_preconditioned.py"]
+              "bench_tempering.py", "bench_preconditioned.py", "bench_constraints.py", "bench_vs_openmm.py"]
 
 
 def main() -> int:

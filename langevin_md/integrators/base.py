@@ -156,7 +156,7 @@ class Integrator:
     def check_system(self, system: System) -> None:
         """Refuse systems this scheme cannot sample, with an error that names the alternative."""
         if system.constrained and self.supports_constraints:
-            from .constraints import constraints_of
+            from ..systems.constraints import constraints_of
 
             constraints_of(system)  # raises, naming the fix, when there is no constraint list
         if system.constrained and not self.supports_constraints:

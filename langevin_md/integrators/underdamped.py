@@ -12,8 +12,8 @@ is the order in the name.
 
 Holonomic constraints (bonds to hydrogen, rigid water) follow the constrained splitting of
 Leimkuhler & Matthews ("Efficient molecular dynamics using geodesic integration and
-solvent–solute splitting", Proc. R. Soc. A 472, 20160138 (2016)), with one position step per
-drift (their K_r = 1, which is RATTLE):
+solvent–solute splitting", Proc. R. Soc. A 472, 20160138 (2016)) in the form OpenMM's
+``LangevinMiddleIntegrator`` implements, with one position constraint per step:
 
 * A: x̃ = x + τ v, then SHAKE x' = x̃ + M⁻¹G(x)ᵀλ with g(x') = 0, and v ← v + (x' − x̃)/τ;
 * B and O: the velocity update followed by the mass-weighted projection P(x) onto the tangent
@@ -25,7 +25,10 @@ same map: P is linear and idempotent, P(P u + w) = P(u + w); and a constrained d
 the normal part of v, since SHAKE's solution x' ∈ x̃ + M⁻¹G(x)ᵀℝᴷ is the same for any
 x̃ + M⁻¹G(x)ᵀμ and the new velocity is (x' − x)/τ. So only the velocity operator that ends
 the step projects (velocities at every step end satisfy G(x) v = 0); the ones before a
-drift need not. Bond lengths hold to the SHAKE tolerance
+drift need not. For the same reason BAOAB's A(h/2) O A(h/2) is constrained once, over the
+whole displacement from x (:func:`drift_ou_drift`): the positions are then exactly those of
+``LangevinMiddleIntegrator`` (which SHAKEs once per step too), and SHAKE costs half as much
+as with a SHAKE after each half drift. Bond lengths hold to the SHAKE tolerance
 (:mod:`langevin_md.integrators.constraints`).
 """
 
@@ -91,6 +94,24 @@ def ornstein_uhlenbeck(state: UnderdampedState, c: float, thermal_velocity: torc
     if project is not None:
         v = project.project_velocities(state.positions, v)
     return state if v is state.velocities else evolve(state, velocities=v)
+
+
+def drift_ou_drift(state: UnderdampedState, h: float, c: float, thermal_velocity: torch.Tensor, generator,
+                   constraints: ConstraintSolver) -> UnderdampedState:
+    """A(h/2) O A(h/2) on a constrained system, with one SHAKE over the whole displacement.
+
+    x̃ = x + (h/2) v + (h/2) v_O with v_O the O step's output (c v + sqrt(1 − c²) sqrt(kT/m) ξ,
+    noise unprojected), then x' = SHAKE_x(x̃) and v ← v_O + (x' − x̃)/h: the update of OpenMM's
+    ``LangevinMiddleIntegrator`` between its velocity constraint and its position
+    constraint. The normal components of v and of the noise at x are removed by SHAKE (its
+    solution does not depend on them); the step-end velocity projection removes them from v.
+    """
+    x0 = state.positions
+    x_half = (0.5 * h * state.velocities).add_(x0)
+    s = ornstein_uhlenbeck(state, c, thermal_velocity, generator)
+    x_free = (0.5 * h * s.velocities).add_(x_half)
+    x = constraints.shake(x0, x_free)
+    return evolve(s, positions=x, velocities=(x - x_free).div_(h).add_(s.velocities))
 
 
 def refresh_forces(system, state: UnderdampedState) -> UnderdampedState:
@@ -170,11 +191,12 @@ class BAOAB(_Splitting):
     is the same position sequence as OpenMM's ``LangevinMiddleIntegrator``. Velocities at the
     step end have ⟨v²⟩ = (kT/m)(1 − h²ω²/4).
 
-    With holonomic constraints (``system.constrained``; bonds to hydrogen, rigid water) each
-    drift is followed by SHAKE and the step-end velocities are projected onto the tangent
-    space (RATTLE), the constrained BAOAB of Leimkuhler & Matthews (Proc. R. Soc. A 472,
-    20160138 (2016)); see the module docstring. Its positions are those of OpenMM's
-    ``LangevinMiddleIntegrator`` on the same constrained System.
+    With holonomic constraints (``system.constrained``; bonds to hydrogen, rigid water) the
+    displacement of A O A is constrained by one SHAKE and the step-end velocities are
+    projected onto the tangent space (RATTLE), the constrained BAOAB of Leimkuhler & Matthews
+    (Proc. R. Soc. A 472, 20160138 (2016)) as OpenMM's ``LangevinMiddleIntegrator`` runs it
+    (see the module docstring): its positions are that integrator's on the same constrained
+    System.
 
     Parameters
     ----------
@@ -190,12 +212,15 @@ class BAOAB(_Splitting):
         h = self.timestep
         c = math.exp(-self.friction * h)
         con = constraint_solver(system, state.positions)
-        # with constraints, B and O before a drift need no projection (the drift's SHAKE
-        # ignores normal velocity components, see the module docstring): the last B projects
         s = kick(state, 0.5 * h, inv_m)
-        s = drift(s, 0.5 * h, con)
-        s = ornstein_uhlenbeck(s, c, v_th, generator)
-        s = drift(s, 0.5 * h, con)
+        if con is None:
+            s = drift(s, 0.5 * h)
+            s = ornstein_uhlenbeck(s, c, v_th, generator)
+            s = drift(s, 0.5 * h)
+        else:
+            # B and O before the drift need no projection (SHAKE ignores normal velocity
+            # components, see the module docstring), and A O A is constrained once
+            s = drift_ou_drift(s, h, c, v_th, generator, con)
         s = refresh_forces(system, s)
         s = kick(s, 0.5 * h, inv_m, con)
         return s, StepInfo()

@@ -18,6 +18,7 @@ from langevin_md.forcefield.build import unsupported_forces
 from langevin_md.systems.base import check_positive
 from langevin_md.systems.hmr import with_hydrogen_mass
 from langevin_md.systems.openmm_system import OpenMMSystem
+from langevin_md.systems.torch_forcefield import PRECISIONS
 
 # openmm is imported inside the builders that need it: it takes seconds to import, and
 # listing the catalogue (`langevin-md systems`) must not pay that.
@@ -65,6 +66,10 @@ def alanine_dipeptide(
         executors enforce them: OpenMM with its own algorithms, the torch executor's BAOAB
         and OBABO with SHAKE/RATTLE on the same constraint list; 2 fs steps become stable.
     precision : {None, "single", "mixed", "double"}
+        With ``engine="torch"``: the torch force field's precision, ``"double"`` (the
+        default) or ``"mixed"`` (terms in float32, integrator state in float64, like
+        OpenMM's "mixed"). Otherwise the OpenMM platform's precision property (which makes
+        ``engine="auto"`` choose OpenMM).
     device_index : int or None
     engine : {"auto", "torch", "openmm"}
         Who evaluates energies and forces (see :func:`choose_engine`): ``"torch"`` compiles
@@ -92,6 +97,11 @@ def alanine_dipeptide(
         raise ValueError(f"constraints must be None or 'HBonds' for alanine dipeptide, got {constraints!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    torch_precision = "double"
+    if engine == "torch" and precision is not None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} for engine='torch', got {precision!r}")
+        torch_precision, precision = precision, None
     system = OpenMMSystem.from_pdb(
         ALANINE_DIPEPTIDE_PDB,
         forcefield=_FORCEFIELDS[solvent],
@@ -106,7 +116,7 @@ def alanine_dipeptide(
     openmm_options = {"platform": platform != "auto", "precision": precision is not None,
                       "device_index": device_index is not None}
     if choose_engine(system, engine, [k for k, given in openmm_options.items() if given]) == "torch":
-        return system.to_torch()
+        return system.to_torch(precision=torch_precision)
     return system
 
 

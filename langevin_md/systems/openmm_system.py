@@ -607,8 +607,14 @@ class OpenMMSystem(System):
         base = torch.from_numpy(self.positions)
         return base.unsqueeze(0).repeat(int(n_walkers), 1, 1)
 
-    def to_torch(self):
+    def to_torch(self, precision: str = "double"):
         """This force field compiled to a batched torch force field (no OpenMM at run time).
+
+        Parameters
+        ----------
+        precision : {"double", "mixed"}
+            ``"mixed"``: terms in float32, integrator state in float64 (like OpenMM's
+            "mixed"; see :class:`~langevin_md.systems.TorchForceField`).
 
         Returns
         -------
@@ -622,7 +628,8 @@ class OpenMMSystem(System):
             When the System has a force or setting the torch force field does not support
             (e.g. PME, virtual sites); the message names it. Keep using this OpenMMSystem then.
         """
-        return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature)
+        return TorchForceField.from_openmm(self.openmm_system, self.topology, self.positions, self.temperature,
+                                           precision=precision)
 
     def __repr__(self) -> str:
         return (

@@ -25,12 +25,20 @@ from safetensors.torch import save_file
 from langevin_md.forcefield.build import compile_forcefield, load_term_kinds
 from langevin_md.forcefield.module import ForceFieldModule
 from langevin_md.systems.base import System
+from langevin_md.systems.constraints import Constraints
 from langevin_md.units import kT_from_temperature, strip
 
 PathLike = Union[str, os.PathLike]
 
 _FORMAT = "langevin_md.forcefield"
 _VERSION = 1
+
+#: Precisions of the torch force field (OpenMM's names). ``"double"``: terms evaluated in the
+#: dtype of the positions. ``"mixed"``: float64 positions are evaluated in float32 (every
+#: term's energy and forces, as OpenMM's "mixed" computes forces in single precision) and
+#: the results handed back in float64, so the integrator's positions, velocities, kinetic
+#: energy and constraint solve stay float64. Positions of another dtype are evaluated in it.
+PRECISIONS = ("double", "mixed")
 
 
 class TorchForceField(System):
@@ -51,10 +59,15 @@ class TorchForceField(System):
         Reference structure, the walkers' default starting point.
     constrained : bool
         Whether the source System had constraints. Ignored when ``constraints`` is given.
-    constraints : langevin_md.integrators.constraints.Constraints, optional
+    constraints : langevin_md.systems.constraints.Constraints, optional
         The source System's distance constraints (bonds to hydrogen, rigid water), read from
         the ``openmm.System`` so OpenMM and the torch executor enforce the same ones; BAOAB
         and OBABO enforce them with SHAKE/RATTLE.
+    precision : {"double", "mixed"}
+        ``"double"`` (default) evaluates the terms in the dtype of the positions (float64
+        exact to OpenMM Reference); ``"mixed"`` evaluates float64 positions in float32 and
+        returns float64 energies and forces (see :data:`PRECISIONS`), about the speed of
+        float32 with a float64 integrator state. Compare :meth:`with_precision`.
 
     Attributes
     ----------
@@ -66,7 +79,9 @@ class TorchForceField(System):
     units = "molecular"
 
     def __init__(self, module: ForceFieldModule, masses, temperature: float, topology=None, positions=None,
-                 constrained: bool = False, constraints=None):
+                 constrained: bool = False, constraints=None, precision: str = "double"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(module, ForceFieldModule):
             raise TypeError(f"module must be a ForceFieldModule, got {type(module).__name__}")
         n = module.n_atoms
@@ -87,8 +102,6 @@ class TorchForceField(System):
         self.topology = topology
         self.positions = None if positions is None else np.asarray(positions, dtype=np.float64).reshape(n, 3)
         if constraints is not None:
-            from langevin_md.integrators.constraints import Constraints
-
             if not isinstance(constraints, Constraints):
                 raise TypeError(f"constraints must be a Constraints, got {type(constraints).__name__}")
             if len(constraints) and int(constraints.atoms.max()) >= n:
@@ -99,10 +112,14 @@ class TorchForceField(System):
         # per (dtype, device) copies of the terms; the float64 CPU entry is there from the start
         # so that a torch.compile trace never sees the dict change (that would force a recompile)
         self._copies: dict = {(torch.float64, torch.device("cpu")): self._module}
+        self.precision = precision
+        if precision == "mixed":  # the copy mixed precision evaluates in, made now for the same reason
+            self._copies[torch.float32, torch.device("cpu")] = _copy_module(self._module).to(torch.float32)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_openmm(cls, openmm_system, topology=None, positions=None, temperature=300.0) -> "TorchForceField":
+    def from_openmm(cls, openmm_system, topology=None, positions=None, temperature=300.0,
+                    precision: str = "double") -> "TorchForceField":
         """Compile an ``openmm.System``.
 
         Parameters
@@ -111,6 +128,7 @@ class TorchForceField(System):
         topology : openmm.app.Topology or mdtraj.Topology, optional
         positions : array_like (n, 3) nm or openmm Quantity, optional
         temperature : float or openmm Quantity, K
+        precision : {"double", "mixed"}
         """
         module = compile_forcefield(openmm_system)
         n = openmm_system.getNumParticles()
@@ -123,10 +141,18 @@ class TorchForceField(System):
             from openmm import unit  # optional: only for a Quantity, which means OpenMM is loaded
 
             positions = positions.value_in_unit(unit.nanometer)
-        from langevin_md.integrators.constraints import Constraints
-
         return cls(module, masses, strip(temperature, "kelvin"), topology, positions,
-                   constraints=Constraints.from_openmm(openmm_system))
+                   constraints=Constraints.from_openmm(openmm_system), precision=precision)
+
+    def with_precision(self, precision: str) -> "TorchForceField":
+        """The same force field evaluated in another precision (terms shared, not copied).
+
+        Parameters
+        ----------
+        precision : {"double", "mixed"}
+        """
+        return TorchForceField(self._module, self.masses, self.temperature, self.topology, self.positions,
+                               self.constrained, self.constraints, precision)
 
     @property
     def module(self) -> ForceFieldModule:
@@ -143,11 +169,18 @@ class TorchForceField(System):
         return module
 
     def _energy_and_forces(self, x: torch.Tensor):
+        if self.precision == "mixed" and x.dtype == torch.float64:
+            x32 = x.to(torch.float32)
+            energy, forces = self._module_for(x32)(x32)
+            return energy.to(x.dtype), forces.to(x.dtype)
         return self._module_for(x)(x)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """U(x), shape ``(n_walkers,)``, without computing forces; differentiable by autograd."""
         self.check_positions(x)
+        if self.precision == "mixed" and x.dtype == torch.float64:
+            x32 = x.to(torch.float32)
+            return self._module_for(x32).energy(x32).to(x.dtype)
         return self._module_for(x).energy(x)
 
     def initial_positions(self, n_walkers: int, generator=None) -> torch.Tensor:
@@ -183,14 +216,16 @@ class TorchForceField(System):
         header = {
             "format": _FORMAT, "version": _VERSION, "n_atoms": self._module.n_atoms,
             "temperature": self.temperature, "constrained": self.constrained, "terms": terms,
+            "precision": self.precision,
             "topology": None if self.topology is None else topology_to_dict(self.topology),
         }
         save_file(tensors, os.fspath(path), metadata={_FORMAT: json.dumps(header)})
 
     def __repr__(self) -> str:
         kinds = ", ".join(t.kind for t in self._module.terms)
+        mixed = ", precision='mixed'" if self.precision == "mixed" else ""
         return (f"TorchForceField(n_atoms={self.event_shape[0]}, temperature={self.temperature:g} K, "
-                f"terms=[{kinds}])")
+                f"terms=[{kinds}]{mixed})")
 
 
 def _copy_module(module: ForceFieldModule) -> ForceFieldModule:
@@ -239,11 +274,9 @@ def load_forcefield(path: PathLike) -> TorchForceField:
     positions = tensors["positions"].numpy() if "positions" in tensors else None
     constraints = None
     if "constraints.atoms" in tensors:
-        from langevin_md.integrators.constraints import Constraints
-
         constraints = Constraints(tensors["constraints.atoms"].numpy(), tensors["constraints.distances"].numpy())
     return TorchForceField(module, tensors["masses"].numpy(), header["temperature"], topology, positions,
-                           header["constrained"], constraints)
+                           header["constrained"], constraints, header.get("precision", "double"))
 
 
 # --------------------------------------------------------------------------- topology as JSON

@@ -256,3 +256,106 @@ def test_water_blocks_of_two_and_three(pairs):
     v = torch.randn(x.shape, generator=g, dtype=torch.float64)
     np.testing.assert_allclose(s.project_velocities(y, v).numpy(), dense_projection(y.numpy(), v.numpy(), c, masses),
                                rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- clusters and the fast solver
+def test_hbonds_constraints_are_solved_as_clusters_by_size(solver):
+    # three single bonds (N–H, Cα–H) and three CH₃ stars, each size one batch
+    assert solver.cluster_sizes == {1: 3, 3: 3}
+
+
+def test_index_path_for_many_waters_matches_one_water_at_a_time():
+    # 120 rigid waters (360 atoms) exceed the dense-matrix limit, so bonds are gathered by
+    # index; every water must come out as the same water solved alone (dense path)
+    d = {(0, 1): 0.09572, (0, 2): 0.09572, (1, 2): 0.15139}
+    one = Constraints(np.array(list(d)), np.array(list(d.values())))
+    masses1 = np.array([15.999, 1.008, 1.008])
+    n_water = 120
+    pairs = np.concatenate([np.array(list(d)) + 3 * w for w in range(n_water)])
+    many = ConstraintSolver(Constraints(pairs, np.tile(list(d.values()), n_water)), np.tile(masses1, n_water))
+    assert many.cluster_sizes == {3: n_water}
+    assert not any(g.dense for g in many._groups)  # noqa: SLF001 - the path under test
+    g = torch.Generator().manual_seed(8)
+    x0 = torch.tensor([[0.0, 0.0, 0.0], [0.09572, 0.0, 0.0], [-0.024, 0.0927, 0.0]], dtype=torch.float64)
+    x = x0.repeat(n_water, 1) + 0.3 * torch.arange(n_water, dtype=torch.float64).repeat_interleave(3).unsqueeze(-1)
+    x = many.constrain_positions(x.expand(4, -1, -1) + 0.004 * torch.randn(4, 3 * n_water, 3, generator=g,
+                                                                             dtype=torch.float64))
+    x1 = x + 0.003 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    y, pv = many.shake(x, x1), many.project_velocities(x, v)
+    assert float(many.relative_violation(y).max()) < 1e-11
+    single = ConstraintSolver(one, masses1)
+    for w in (0, 57, n_water - 1):
+        sl = slice(3 * w, 3 * w + 3)
+        torch.testing.assert_close(y[:, sl], single.shake(x[:, sl].contiguous(), x1[:, sl].contiguous()),
+                                   rtol=0, atol=1e-14)
+        torch.testing.assert_close(pv[:, sl], single.project_velocities(x[:, sl].contiguous(), v[:, sl].contiguous()),
+                                   rtol=0, atol=1e-13)
+
+
+def test_clusters_of_four_use_the_general_solve():
+    # methane with its four C–H bonds constrained: one cluster of 4 (batched LU, not cofactors)
+    c = Constraints(np.array([[0, 1], [0, 2], [0, 3], [0, 4]]), np.full(4, 0.109))
+    masses = np.array([12.011, 1.008, 1.008, 1.008, 1.008])
+    s = ConstraintSolver(c, masses)
+    assert s.cluster_sizes == {4: 1}
+    tet = 0.109 / math.sqrt(3) * np.array([[0, 0, 0], [1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]])
+    g = torch.Generator().manual_seed(9)
+    x = s.constrain_positions(torch.as_tensor(tet).expand(8, -1, -1) + 0.003 * torch.randn(8, 5, 3, generator=g,
+                                                                                           dtype=torch.float64))
+    assert float(s.relative_violation(x).max()) < 1e-11
+    y = s.shake(x, x + 0.004 * torch.randn(x.shape, generator=g, dtype=torch.float64))
+    assert float(s.relative_violation(y).max()) < 1e-11
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(s.project_velocities(y, v).numpy(), dense_projection(y.numpy(), v.numpy(), c, masses),
+                               rtol=0, atol=1e-12)
+
+
+def test_constrained_baoab_positions_are_langevin_middle_positions(bridge):
+    """Frictionless, so no noise on either side: from the same start, ten constrained BAOAB
+    steps retrace OpenMM's LangevinMiddleIntegrator (Reference platform, float64) to SHAKE's
+    tolerance. LangevinMiddle's velocity is half a kick behind ours: v_ours = P(v + (h/2) F/m).
+    Known-wrong: two SHAKEs per step (one after each half drift) leave the trajectory by far
+    more than the tolerance."""
+    import openmm
+    from openmm import unit
+
+    h, n_steps = 0.002, 10
+    # the same System without its CMMotionRemover, which the torch executor does not have
+    omm = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(bridge.openmm_system))
+    for k in reversed(range(omm.getNumForces())):
+        if isinstance(omm.getForce(k), openmm.CMMotionRemover):
+            omm.removeForce(k)
+    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 0.0 / unit.picosecond, h * unit.picosecond)
+    integrator.setConstraintTolerance(1e-12)
+    context = openmm.Context(omm, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(bridge.positions)
+    context.applyConstraints(1e-12)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 3)
+    context.applyVelocityConstraints(1e-12)
+    st = context.getState(getPositions=True, getVelocities=True)
+    x0 = torch.as_tensor(st.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).unsqueeze(0)
+    v0 = torch.as_tensor(st.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)).unsqueeze(0)
+    integrator.step(n_steps)
+    expected = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+
+    ff = bridge.to_torch()
+    solver = constraint_solver(ff, x0)
+    energy, forces = ff.energy_and_forces(x0)
+    inv_m = 1.0 / torch.as_tensor(ff.masses).reshape(1, -1, 1)
+    state = UnderdampedState(x0, energy, forces, velocities=solver.project_velocities(x0, v0 + 0.5 * h * inv_m * forces))
+    baoab = lmd.integrators.BAOAB(timestep=h, friction=0.0)
+    rng = WalkerRNG(0, torch.arange(1))
+    for _ in range(n_steps):
+        state, _ = baoab.step(ff, state, rng)
+    gap = float((state.positions[0] - torch.as_tensor(expected)).abs().max())
+    assert gap < 1e-10, gap
+
+    # known-wrong: SHAKE after each half drift (the previous scheme) drifts away from OpenMM
+    from langevin_md.integrators.underdamped import drift, kick, refresh_forces
+
+    s = UnderdampedState(x0, energy, forces, velocities=solver.project_velocities(x0, v0 + 0.5 * h * inv_m * forces))
+    for _ in range(n_steps):
+        s = drift(drift(kick(s, 0.5 * h, inv_m), 0.5 * h, solver), 0.5 * h, solver)
+        s = kick(refresh_forces(ff, s), 0.5 * h, inv_m, solver)
+    assert float((s.positions[0] - torch.as_tensor(expected)).abs().max()) > 1e3 * gap + 1e-9
