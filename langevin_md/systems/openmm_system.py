@@ -31,6 +31,7 @@ import torch
 
 from langevin_md.systems.base import System
 from langevin_md.units import kT_from_temperature, strip
+from langevin_md.systems import xml_trust
 
 PathLike = Union[str, os.PathLike]
 
@@ -243,6 +244,8 @@ def _check_forcefield_files(files: Sequence[str], trusted: bool) -> list[str]:
         packaged = _is_packaged(path)
         root = _parse_untrusted_xml(path, data, trusted or packaged, "force-field file")
         scripts = _script_elements(root)
+        if not (trusted or packaged):
+            xml_trust.check_forcefield_xml(path, root)
         if scripts and not (trusted or packaged):
             raise ValueError(
                 f"force-field file {path!r} contains a <{scripts[0]}> element, which OpenMM "
@@ -536,7 +539,13 @@ class OpenMMSystem(System):
                 "Pass trusted=True only if you trust this file's author."
             )
         try:
-            system = openmm.XmlSerializer.deserialize(data.decode("utf-8"))
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"serialized System {str(path)!r} is not UTF-8 text: {exc}") from None
+        if not trusted:
+            xml_trust.check_serialized_xml(str(path), text, root)
+        try:
+            system = openmm.XmlSerializer.deserialize(text)
         except Exception as exc:
             raise ValueError(f"could not deserialize {str(path)!r} as an OpenMM System: {exc}") from None
         if not isinstance(system, openmm.System):
