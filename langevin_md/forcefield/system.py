@@ -206,22 +206,13 @@ def load_forcefield(path: PathLike) -> TorchForceField:
     TorchForceField
         The topology is rebuilt when mdtraj is installed, otherwise it is None.
     """
-    from safetensors import safe_open
-
+    from langevin_md.forcefield import saved_format
     from langevin_md.forcefield.build import load_term_kinds
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"force-field file {path!r} does not exist")
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-        if _FORMAT not in meta:
-            raise ValueError(f"{path!r} is not a langevin_md force field (no {_FORMAT!r} header)")
-        header = json.loads(meta[_FORMAT])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    if header.get("version") != _VERSION:
-        raise ValueError(f"{path!r} has force-field format version {header.get('version')!r}; "
-                         f"this langevin_md reads version {_VERSION}")
+    header, tensors = saved_format.read_checked(path, _FORMAT, _VERSION)  # schema before building
     kinds = load_term_kinds()
     terms = []
     for k, entry in enumerate(header["terms"]):
