@@ -8,8 +8,9 @@ Two kinds of XML reach OpenMM from user files:
   elements). Since OpenMM 8.3 the ``PythonForce`` proxy *unpickles* the element's ``function``
   attribute inside ``XmlSerializer.deserialize``, i.e. runs arbitrary code. An untrusted file
   is therefore accepted only when **every** ``type`` attribute anywhere in it names a class on
-  an allow-list of types known to carry data only (:data:`DATA_ONLY_TYPES`); a new OpenMM
-  type that might run code is refused until it is reviewed and added here.
+  an allow-list of types known to carry data only (:data:`DATA_ONLY_TYPES`) or is a plain
+  integer (an enum such as a ``CustomGBForce`` computation's type); a new OpenMM type that
+  might run code is refused until it is reviewed and added here.
 * force-field files (``openmm.app.ForceField``): besides ``<Script>`` and
   ``<InitializationScript>`` (checked in :mod:`langevin_md.systems.openmm_system`), the
   ``NonbondedForce`` and ``LennardJonesForce`` parsers ``eval()`` their
@@ -96,13 +97,14 @@ def check_serialized_xml(path: str, text: str, root, what: str = "serialized Sys
         for key, value in el.attrib.items():
             if _local(key) != "type":
                 continue
-            if value not in DATA_ONLY_TYPES:
+            # digits: an enum (e.g. a CustomGBForce computation's type), never a class name
+            if value not in DATA_ONLY_TYPES and not value.strip().isdigit():
                 where = _element_path(parents, f"{tag}[@type={value!r}]")
                 if value.strip() in CODE_RUNNING_TYPES:
                     reason = "OpenMM unpickles (runs as Python) its 'function' attribute while deserializing"
                 else:
                     reason = ("it is not on the list of OpenMM types known to carry data only "
-                              f"({', '.join(sorted(DATA_ONLY_TYPES))})")
+                              "(langevin_md.systems.xml_trust.DATA_ONLY_TYPES)")
                 raise ValueError(f"{what} {path!r} contains {where}; {reason}. Refusing to deserialize it. "
                                  + _TRUST_HINT)
         stack.extend((child, parents + [tag]) for child in reversed(list(el)))
