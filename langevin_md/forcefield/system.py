@@ -220,7 +220,10 @@ def load_forcefield(path: PathLike) -> TorchForceField:
         if cls is None:
             raise ValueError(f"{path!r} has a term of kind {entry['kind']!r}, which this langevin_md does not know")
         buffers = {name: tensors[f"terms.{k}.{name}"] for name in entry["buffers"]}
-        terms.append(cls.from_spec(entry["spec"], buffers))
+        try:
+            terms.append(cls.from_spec(entry["spec"], buffers))
+        except (ValueError, KeyError, TypeError) as exc:  # a spec the schema cannot know (expressions)
+            raise ValueError(f"saved force field {path!r}: header field terms[{k}] ({entry['kind']}): {exc}") from None
     module = ForceFieldModule(terms, header["n_atoms"])
     topology = None
     if header.get("topology") is not None:
