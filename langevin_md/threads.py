@@ -46,10 +46,10 @@ from typing import Optional
 #: Coordinates (walkers × event size) up to which a run uses one intra-op thread.
 SMALL_PROBLEM = 1 << 13
 
-#: The same bound for compiled runs. On torch 2.13 CPU a compiled custom-GB term running on
-#: two or more OpenMP threads corrupted memory at small walker counts (5 alanine-dipeptide
-#: walkers crashed, 64 did not; cause not found), so compiled runs keep one thread up to
-#: 2¹⁸ coordinates (about 4,000 alanine-dipeptide walkers), the regime where it was seen.
+#: The same bound for compiled runs: one thread up to 2¹⁸ coordinates (about 4,000
+#: alanine-dipeptide walkers). Introduced when a compiled custom-GB term corrupted memory on
+#: two threads; the cause was an inductor mis-compilation of (pairs, 3, walkers) index_add_
+#: scatters, which the force field no longer uses (tests/hostile/test_upstream_inductor_scatter.py).
 SMALL_COMPILED_PROBLEM = 1 << 18
 
 #: Snapshots of the runnable-task count taken per decision, a millisecond apart.

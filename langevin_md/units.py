@@ -143,6 +143,25 @@ def _tokens(text: str) -> list:
     return out
 
 
+#: Longest unit or quantity text read, and deepest parenthesis nesting: real units
+#: ("kilojoule/(mole*nanometer**2)") are far below both; the parser recurses per level.
+MAX_UNIT_TEXT = 1000
+MAX_UNIT_NESTING = 20
+
+
+def _check_unit_size(text: str) -> None:
+    """Refuse unit text longer than :data:`MAX_UNIT_TEXT` or nested deeper than :data:`MAX_UNIT_NESTING`."""
+    if len(text) > MAX_UNIT_TEXT:
+        raise ValueError(f"the unit text is {len(text)} characters long; at most {MAX_UNIT_TEXT} are read")
+    depth = deepest = 0
+    for c in text:
+        depth += (c == "(") - (c == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_UNIT_NESTING:
+        raise ValueError(f"the unit text nests parentheses {deepest} levels deep; at most {MAX_UNIT_NESTING} "
+                         "are allowed")
+
+
 def _named_unit(name: str):
     """The ``openmm.unit`` unit called ``name``, or whose symbol is ``name`` (``fs``, ``nm``, ``kJ``)."""
     from openmm import unit as u
@@ -179,6 +198,7 @@ def parse_unit(text: str):
     """
     from openmm import unit as u
 
+    _check_unit_size(text)
     tokens = _tokens(text)
     pos = 0
 
@@ -248,6 +268,8 @@ def parse_quantity(text: str):
 
     if not isinstance(text, str):
         raise ValueError(f"expected text such as \"2 fs\", got {text!r}")
+    if len(text) > MAX_UNIT_TEXT:
+        raise ValueError(f"the quantity text is {len(text)} characters long; at most {MAX_UNIT_TEXT} are read")
     m = _NUMBER.match(text)
     if m is None:
         raise ValueError(f"{text!r} does not start with a number; write \"<number> <unit>\", e.g. \"2 fs\"")

@@ -146,14 +146,33 @@ def _tokenize(text: str) -> list[tuple[int, str]]:
     return tokens
 
 
+#: Longest expression text parsed (characters). Real force fields stay in the thousands.
+MAX_EXPRESSION_LENGTH = 200_000
+#: Deepest nesting (parentheses, operator chains, unary minus, definitions substituted into
+#: each other) accepted. The parser and the symbolic derivative recurse once or twice per
+#: level, so this keeps both far from Python's recursion limit; real expressions (OpenMM's
+#: GB models included) nest a few tens of levels.
+MAX_EXPRESSION_DEPTH = 200
+
+
 class _Parser:
     def __init__(self, tokens, definitions: Mapping[str, Node], functions: Mapping[str, int]):
         self.tokens = tokens
         self.pos = 0
         self.definitions = definitions
         self.functions = functions
+        self.depth = 0
 
     def parse(self, precedence: int = 0) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_EXPRESSION_DEPTH:
+                raise ValueError(f"nested more than {MAX_EXPRESSION_DEPTH} levels deep")
+            return self._parse(precedence)
+        finally:
+            self.depth -= 1
+
+    def _parse(self, precedence: int) -> Node:
         if self.pos == len(self.tokens):
             raise ValueError("unexpected end of expression")
         kind, text = self.tokens[self.pos]
@@ -228,6 +247,9 @@ def parse(text: str, functions: Mapping[str, int] | None = None) -> "Expression"
     """
     if not isinstance(text, str):
         raise TypeError(f"expression must be a str, got {type(text).__name__}")
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ValueError(f"cannot parse expression {text[:80]!r}...: it is {len(text)} characters long; at most "
+                         f"{MAX_EXPRESSION_LENGTH} are read")
     functions = dict(functions or {})
     try:
         parts = text.split(";")
@@ -245,7 +267,8 @@ def parse(text: str, functions: Mapping[str, int] | None = None) -> "Expression"
             definitions[name] = _parse_one(body, definitions, functions)
         root = _parse_one(parts[0], definitions, functions)
     except ValueError as err:
-        raise ValueError(f"cannot parse expression {text!r}: {err}") from None
+        shown = repr(text) if len(text) <= 500 else f"{text[:240]!r}...{text[-240:]!r} ({len(text)} characters)"
+        raise ValueError(f"cannot parse expression {shown}: {err}") from None
     return Expression(text, root, functions)
 
 
@@ -255,7 +278,27 @@ def _parse_one(text: str, definitions, functions) -> Node:
     node = parser.parse(0)
     if parser.pos != len(tokens):
         raise ValueError(f"unexpected text {tokens[parser.pos][1]!r} after a complete expression")
+    # definitions substituted into each other deepen the tree without deepening the text
+    if _depth(node) > MAX_EXPRESSION_DEPTH:
+        raise ValueError(f"nested more than {MAX_EXPRESSION_DEPTH} levels deep (counting the definitions "
+                         "it uses)")
     return node
+
+
+def _depth(root: Node) -> int:
+    """Levels of the tree under ``root`` (iterative; shared nodes counted once)."""
+    depth: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in depth:
+            continue
+        if expanded or not node.args:
+            depth[id(node)] = 1 + max((depth[id(a)] for a in node.args), default=0)
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if id(a) not in depth)
+    return depth[id(root)]
 
 
 # ---------------------------------------------------------------------------------------------

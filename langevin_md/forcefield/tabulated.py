@@ -25,38 +25,85 @@ __all__ = [
 ]
 
 
+def _cyclic_tridiagonal_solve(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray,
+                              rhs: np.ndarray) -> np.ndarray:
+    """Solve a cyclic tridiagonal system in O(m) (Sherman-Morrison around a banded solve).
+
+    Row ``i`` reads ``lower[i] d[i-1] + diag[i] d[i] + upper[i] d[i+1] = rhs[i]`` with indices
+    modulo ``m``; ``rhs`` is ``(m,)`` or ``(m, k)`` (k systems with the same matrix).
+    """
+    from scipy.linalg import solve_banded
+
+    m = len(diag)
+    if m < 3:  # the corners coincide with the band: tiny, solve densely
+        a = np.zeros((m, m))
+        for i in range(m):
+            a[i, i] += diag[i]
+            a[i, (i - 1) % m] += lower[i]
+            a[i, (i + 1) % m] += upper[i]
+        return np.linalg.solve(a, rhs)
+    alpha, beta = lower[0], upper[m - 1]  # corners a[0, m-1] and a[m-1, 0]
+    gamma = -diag[0]
+    band = np.zeros((3, m))
+    band[0, 1:] = upper[:-1]
+    band[1] = diag
+    band[2, :-1] = lower[1:]
+    band[1, 0] = diag[0] - gamma
+    band[1, m - 1] = diag[m - 1] - alpha * beta / gamma
+    u = np.zeros(m)
+    u[0], u[m - 1] = gamma, beta
+    both = solve_banded((1, 1), band, np.column_stack([rhs.reshape(m, -1), u]))
+    y, z = both[:, :-1], both[:, -1]
+    v_y = y[0] + (alpha / gamma) * y[m - 1]
+    v_z = z[0] + (alpha / gamma) * z[m - 1]
+    out = y - np.outer(z, v_y / (1.0 + v_z))
+    return out.reshape(rhs.shape)
+
+
 def _natural_spline_second_derivatives(x: np.ndarray, y: np.ndarray, periodic: bool) -> np.ndarray:
     """Second derivatives at the knots of the cubic spline through ``(x, y)``.
 
     Natural: zero second derivative at both ends. Periodic: first and second derivatives match
-    across the ends (``y[0] == y[-1]``). Solved densely: tables are small.
+    across the ends (``y[0] == y[-1]``). The tridiagonal (natural) or cyclic tridiagonal
+    (periodic) system is solved in O(n) time and memory.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape ``(n,)``
+        Knots, increasing.
+    y : numpy.ndarray, shape ``(n,)`` or ``(n, k)``
+        Values at the knots; ``k`` columns are ``k`` splines on the same knots.
+
+    Returns
+    -------
+    numpy.ndarray, same shape as ``y``
     """
+    from scipy.linalg import solve_banded
+
     n = len(x)
+    h = np.diff(x)  # (n-1,)
+    col = (slice(None),) + (None,) * (y.ndim - 1)  # broadcast knot spacings over columns
+    slope = (y[1:] - y[:-1]) / h[col]  # (n-1, ...)
     if periodic:
         m = n - 1  # unknowns d[0..m-1]; d[m] = d[0]
-        a = np.zeros((m, m))
-        rhs = np.zeros(m)
-        for i in range(m):
-            prev_h = x[i] - x[i - 1] if i > 0 else x[n - 1] - x[n - 2]
-            next_h = x[i + 1] - x[i]
-            prev_y = y[i - 1] if i > 0 else y[n - 2]
-            a[i, i] = 2.0 * (prev_h + next_h)
-            a[i, (i - 1) % m] += prev_h
-            a[i, (i + 1) % m] += next_h
-            rhs[i] = 6.0 * ((y[i + 1] - y[i]) / next_h - (y[i] - prev_y) / prev_h)
-        d = np.linalg.solve(a, rhs)
-        return np.append(d, d[0])
+        prev_h = np.concatenate([[x[n - 1] - x[n - 2]], h[: m - 1]])
+        next_h = h[:m]
+        # knot 0 looks back across the end at y[n-2] (as OpenMM: y[0] stands for y[n-1])
+        wrap = (y[:1] - y[n - 2 : n - 1]) / (x[n - 1] - x[n - 2])
+        prev_slope = np.concatenate([wrap, slope[: m - 1]])
+        rhs = 6.0 * (slope[:m] - prev_slope)
+        d = _cyclic_tridiagonal_solve(prev_h, 2.0 * (prev_h + next_h), next_h, rhs)
+        return np.concatenate([d, d[:1]])
     if n == 2:
-        return np.zeros(2)
-    a = np.zeros((n, n))
-    rhs = np.zeros(n)
-    a[0, 0] = a[n - 1, n - 1] = 1.0
-    for i in range(1, n - 1):
-        a[i, i - 1] = x[i] - x[i - 1]
-        a[i, i] = 2.0 * (x[i + 1] - x[i - 1])
-        a[i, i + 1] = x[i + 1] - x[i]
-        rhs[i] = 6.0 * ((y[i + 1] - y[i]) / (x[i + 1] - x[i]) - (y[i] - y[i - 1]) / (x[i] - x[i - 1]))
-    return np.linalg.solve(a, rhs)
+        return np.zeros_like(y)
+    band = np.zeros((3, n))
+    band[1, 0] = band[1, n - 1] = 1.0
+    band[0, 2:] = h[1:]  # a[i, i+1] = x[i+1] - x[i], rows 1..n-2
+    band[1, 1:-1] = 2.0 * (x[2:] - x[:-2])
+    band[2, :-2] = h[:-1]  # a[i, i-1] = x[i] - x[i-1], rows 1..n-2
+    rhs = np.zeros(y.shape)
+    rhs[1:-1] = 6.0 * (slope[1:] - slope[:-1])
+    return solve_banded((1, 1), band, rhs)
 
 
 class Continuous1D(torch.nn.Module):
@@ -129,12 +176,16 @@ class Continuous1D(torch.nn.Module):
 
 
 def _knot_slopes(x: np.ndarray, y: np.ndarray, periodic: bool) -> np.ndarray:
-    """First derivatives at the knots of the cubic spline through ``(x, y)``."""
+    """First derivatives at the knots of the cubic spline through ``(x, y)``.
+
+    ``y`` is ``(n,)`` or ``(n, k)`` (k splines on the same knots); the result has its shape.
+    """
     d = _natural_spline_second_derivatives(x, y, periodic)
     h = np.diff(x)
-    slopes = np.empty(len(x))
+    col = (slice(None),) + (None,) * (y.ndim - 1)
+    slopes = np.empty(y.shape)
     # Knot j read from the interval that starts there (the last from the one that ends there).
-    slopes[:-1] = (y[1:] - y[:-1]) / h - (2.0 * d[:-1] + d[1:]) * h / 6.0
+    slopes[:-1] = (y[1:] - y[:-1]) / h[col] - (2.0 * d[:-1] + d[1:]) * h[col] / 6.0
     slopes[-1] = (y[-1] - y[-2]) / h[-1] + (d[-2] + 2.0 * d[-1]) * h[-1] / 6.0
     return slopes
 
@@ -187,22 +238,22 @@ class Continuous2D(torch.nn.Module):
         nx, ny = self.shape
         xmin, xmax, ymin, ymax = self.limits
         x, y = np.linspace(xmin, xmax, nx), np.linspace(ymin, ymax, ny)
-        fx = np.stack([_knot_slopes(x, f[:, j], self.periodic) for j in range(ny)], axis=1)
-        fy = np.stack([_knot_slopes(y, f[i, :], self.periodic) for i in range(nx)], axis=0)
-        fxy = np.stack([_knot_slopes(x, fy[:, j], self.periodic) for j in range(ny)], axis=1)
+        # every grid line at once: the spline solves take (n, k) right-hand sides
+        fx = _knot_slopes(x, f, self.periodic)
+        fy = _knot_slopes(y, f.T, self.periodic).T
+        fxy = _knot_slopes(x, fy, self.periodic)
         hx, hy = x[1] - x[0], y[1] - y[0]
-        c = np.empty((nx - 1, ny - 1, 4, 4))
-        for i in range(nx - 1):
-            for j in range(ny - 1):
-                # Corner data in Hermite order: rows (value at a=0, a=1, slope a=0, a=1), same
-                # for columns in b; slopes scaled to the unit cell.
-                g = np.empty((4, 4))
-                g[:2, :2] = f[i : i + 2, j : j + 2]
-                g[2:, :2] = fx[i : i + 2, j : j + 2] * hx
-                g[:2, 2:] = fy[i : i + 2, j : j + 2] * hy
-                g[2:, 2:] = fxy[i : i + 2, j : j + 2] * hx * hy
-                c[i, j] = _HERMITE @ g @ _HERMITE.T
-        return c
+        # Corner data of every cell in Hermite order: rows (value at a=0, a=1, slope a=0, a=1),
+        # same for columns in b; slopes scaled to the unit cell. g: (nx-1, ny-1, 4, 4).
+        g = np.empty((nx - 1, ny - 1, 4, 4))
+        for di in (0, 1):
+            for dj in (0, 1):
+                cell = (slice(di, nx - 1 + di), slice(dj, ny - 1 + dj))
+                g[:, :, di, dj] = f[cell]
+                g[:, :, 2 + di, dj] = fx[cell] * hx
+                g[:, :, di, 2 + dj] = fy[cell] * hy
+                g[:, :, 2 + di, 2 + dj] = fxy[cell] * hx * hy
+        return _HERMITE @ g @ _HERMITE.T
 
     def _locate(self, u, v):
         nx, ny = self.shape

@@ -36,6 +36,7 @@ import torch
 
 from langevin_md.systems import solvent
 from langevin_md.systems.base import System
+from langevin_md.systems import xml_trust
 from langevin_md.systems.platforms import resolve_platform
 from langevin_md.systems.torch_forcefield import TorchForceField
 from langevin_md.units import bond_pairs, check_not_angstrom, kT_from_temperature, strip
@@ -246,6 +247,8 @@ def _check_forcefield_files(files: Sequence[str], trusted: bool) -> list[str]:
         packaged = _is_packaged(path)
         root = _parse_untrusted_xml(path, data, trusted or packaged, "force-field file")
         scripts = _script_elements(root)
+        if not (trusted or packaged):
+            xml_trust.check_forcefield_xml(path, root)
         if scripts and not (trusted or packaged):
             raise ValueError(
                 f"force-field file {path!r} contains a <{scripts[0]}> element, which OpenMM "
@@ -537,7 +540,13 @@ class OpenMMSystem(System):
                 "Pass trusted=True only if you trust this file's author."
             )
         try:
-            system = openmm.XmlSerializer.deserialize(data.decode("utf-8"))
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"serialized System {str(path)!r} is not UTF-8 text: {exc}") from None
+        if not trusted:
+            xml_trust.check_serialized_xml(str(path), text, root)
+        try:
+            system = openmm.XmlSerializer.deserialize(text)
         except Exception as exc:
             raise ValueError(f"could not deserialize {str(path)!r} as an OpenMM System: {exc}") from None
         if not isinstance(system, openmm.System):

@@ -19,9 +19,9 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
+from langevin_md.forcefield import saved_format
 from langevin_md.forcefield.build import compile_forcefield, load_term_kinds
 from langevin_md.forcefield.module import ForceFieldModule
 from langevin_md.systems.base import System
@@ -247,15 +247,7 @@ def load_forcefield(path: PathLike) -> TorchForceField:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"force-field file {path!r} does not exist")
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-        if _FORMAT not in meta:
-            raise ValueError(f"{path!r} is not a langevin_md force field (no {_FORMAT!r} header)")
-        header = json.loads(meta[_FORMAT])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    if header.get("version") != _VERSION:
-        raise ValueError(f"{path!r} has force-field format version {header.get('version')!r}; "
-                         f"this langevin_md reads version {_VERSION}")
+    header, tensors = saved_format.read_checked(path, _FORMAT, _VERSION)  # schema before building
     kinds = load_term_kinds()
     terms = []
     for k, entry in enumerate(header["terms"]):
@@ -263,7 +255,10 @@ def load_forcefield(path: PathLike) -> TorchForceField:
         if cls is None:
             raise ValueError(f"{path!r} has a term of kind {entry['kind']!r}, which this langevin_md does not know")
         buffers = {name: tensors[f"terms.{k}.{name}"] for name in entry["buffers"]}
-        terms.append(cls.from_spec(entry["spec"], buffers))
+        try:
+            terms.append(cls.from_spec(entry["spec"], buffers))
+        except (ValueError, KeyError, TypeError) as exc:  # a spec the schema cannot know (expressions)
+            raise ValueError(f"saved force field {path!r}: header field terms[{k}] ({entry['kind']}): {exc}") from None
     module = ForceFieldModule(terms, header["n_atoms"])
     topology = None
     if header.get("topology") is not None:

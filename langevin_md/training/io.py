@@ -22,6 +22,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .arch_check import check_architecture, parse_architecture
 from .models import build_model
 
 PathLike = Union[str, os.PathLike]
@@ -74,20 +75,30 @@ def save_model(model: nn.Module, path: PathLike, architecture: Optional[dict] = 
     return path
 
 
-def _build(architecture, stored: str, state: dict, path: str) -> nn.Module:
+def _resolve_architecture(architecture, stored: str, shapes: dict, path: str):
+    """The module or architecture dict to load into, checked against the stored shapes.
+
+    Nothing is allocated before the check (see :mod:`langevin_md.training.arch_check`).
+    """
     if isinstance(architecture, nn.Module):
-        model = architecture
-    elif isinstance(architecture, dict):
-        model = build_model(architecture)
-    elif architecture is None and stored:
-        model = build_model(json.loads(stored))
-    elif architecture is None:
+        return architecture
+    if isinstance(architecture, dict):
+        check_architecture(architecture, shapes, path, "architecture=")
+        return architecture
+    if architecture is None and stored:
+        arch = parse_architecture(stored, path, _META_KEY)
+        check_architecture(arch, shapes, path, f"header field {_META_KEY!r}")
+        return arch
+    if architecture is None:
         raise ValueError(
             f"{path!r} holds weights without a declared architecture; pass architecture= (a "
             "module to load them into, or a dict {'class': ..., 'kwargs': {...}})"
         )
-    else:
-        raise TypeError(f"architecture must be a torch.nn.Module or a dict, got {type(architecture).__name__}")
+    raise TypeError(f"architecture must be a torch.nn.Module or a dict, got {type(architecture).__name__}")
+
+
+def _build(architecture, state: dict, path: str) -> nn.Module:
+    model = architecture if isinstance(architecture, nn.Module) else build_model(architecture)
     # A freshly built model is float32; load_state_dict would round float64 weights into it.
     dtypes = {t.dtype for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()}
     if len(dtypes) == 1:
@@ -124,9 +135,14 @@ def load_model(path: PathLike, architecture=None, trust_pickle: bool = False, ma
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(path, framework="pt") as f:
-            stored = (f.metadata() or {}).get(_META_KEY, "")
-        model = _build(architecture, stored, load_file(path, device=str(map_location)), path)
+        try:
+            with safe_open(path, framework="pt") as f:
+                stored = (f.metadata() or {}).get(_META_KEY, "")
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types for a bad header
+            raise ValueError(f"model file {path!r} is not a readable safetensors file: {exc}") from None
+        architecture = _resolve_architecture(architecture, stored, shapes, path)
+        model = _build(architecture, load_file(path, device=str(map_location)), path)
         return model.eval()
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
@@ -142,10 +158,14 @@ def load_model(path: PathLike, architecture=None, trust_pickle: bool = False, ma
         if not isinstance(obj, nn.Module):
             raise TypeError(f"{path!r} unpickled to a {type(obj).__name__}, not a torch.nn.Module") from None
         return obj.eval()
-    if isinstance(obj, dict) and "state_dict" in obj:
-        model = _build(architecture, obj.get("architecture") or "", obj["state_dict"], path)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        state, stored = obj["state_dict"], obj.get("architecture") or ""
     elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        model = _build(architecture, "", obj, path)
+        state, stored = obj, ""
     else:
         raise ValueError(f"{path!r} holds a {type(obj).__name__} that is neither a model file nor a state dict")
+    if not isinstance(stored, str):
+        raise ValueError(f"model file {path!r}: field 'architecture' must be JSON text, got {type(stored).__name__}")
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    model = _build(_resolve_architecture(architecture, stored, shapes, path), state, path)
     return model.eval()

@@ -254,6 +254,14 @@ def pair_geometry(xt: torch.Tensor, first: torch.Tensor, second: torch.Tensor):
 def add_pair_forces(ft: torch.Tensor, first, second, d, r, de_dr) -> None:
     """Forces of an energy with derivative ``de_dr`` ``(k, n)`` in the pair distances."""
     f = (de_dr / r).unsqueeze(1) * d  # dE/dx_second; the force on `first` is +f
+    if ft.is_contiguous():
+        # The same sums as rows of 3 * n_walkers numbers: compiled with 2+ OpenMP threads, torch
+        # 2.13 inductor mis-indexes the (k, 3, n) scatter below (a tiled atomic add writes past
+        # the buffer: heap corruption, wrong forces; tests/hostile/test_upstream_inductor_scatter.py)
+        rows, flat = f.reshape(f.shape[0], -1), ft.view(ft.shape[0], -1)
+        flat.index_add_(0, first, rows)
+        flat.index_add_(0, second, -rows)
+        return
     ft.index_add_(0, first, f)
     ft.index_add_(0, second, -f)
 
