@@ -100,12 +100,16 @@ class OpenMMSampler:
     def __init__(self, system, integrator, n_walkers: int = 1, seed: int = 0, device=None, dtype=None,
                  initial_positions=None, walker_indices: Optional[Sequence[int]] = None,
                  first_walker: int = 0):
+        from ...forcefield.system import TorchForceField
         from ...systems.openmm_system import OpenMMSystem
 
         if not isinstance(system, OpenMMSystem):
+            hint = ("; build the molecule with engine='openmm' (e.g. alanine_dipeptide(..., engine='openmm'))"
+                    " for backend='openmm', or use backend='torch'" if isinstance(system, TorchForceField) else
+                    "; use backend='torch' for other systems")
             raise TypeError(
                 "backend='openmm' needs an OpenMMSystem (an openmm.System with its topology), got "
-                f"{type(system).__name__}; use backend='torch' for other systems")
+                f"{type(system).__name__}{hint}")
         check_supported(integrator)
         if device is not None:
             raise ValueError(
