@@ -23,7 +23,8 @@ A config has three tables, and every key maps onto a Python argument::
 Two optional tables change how the run starts and moves::
 
     [minimize]               # minimise every walker before burn-in (langevin_md.minimize)
-    tolerance = 10.0         # RMS force: kJ/mol/nm (molecular) or reduced units (analytic)
+    tolerance = 10.0         # OpenMM's force criterion for both methods (langevin_md.minimize):
+                             # kJ/mol/nm (molecular) or reduced units (analytic)
     max_iterations = 1000
 
     [tempering]              # replica exchange around [integrator] (ReplicaExchange)
