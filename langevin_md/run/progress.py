@@ -5,7 +5,7 @@ so a batch script needs another sign that the run is alive. :class:`ProgressRepo
 executor :class:`~langevin_md.executors.reporting.Reporter` that, every ``every`` seconds of
 wall time, logs one line::
 
-    progress: step 12000/100000 (12.0%), 410 steps/s (3280 walker-steps/s), 0.71 ns/day, ETA 3 min 34 s
+    progress: step 12000/100000 (12.0%), 410 steps/s (3280 walker-steps/s), 70.8 ns/day, ETA 3 min 35 s
 
 and, every ``status_every`` seconds, hands a dict of the same facts to a callback (the run
 session rewrites ``summary.json`` with it).

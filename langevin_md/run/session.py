@@ -380,6 +380,8 @@ def _finish_summary(run_dir: Path, summary: dict, sampler, integrator, writer, r
     if acc is not None:
         summary["acceptance_rate_mean"] = float(acc.mean())
     summary["finished"] = now() if summary["status"] == "completed" else None
+    if summary["status"] == "completed" and isinstance(summary.get("progress"), dict):
+        summary["progress"]["eta_s"] = 0.0
 
 
 class _RowsAfterHeader:
