@@ -36,11 +36,14 @@ __all__ = ["ProgressReporter", "parse_seconds", "format_duration", "DEFAULT_PROG
 DEFAULT_PROGRESS_EVERY_S = 30.0
 #: Seconds between status (``summary.json``) updates at most.
 STATUS_EVERY_S = 60.0
+#: Seconds between status updates at least: each one is an fsynced file, which must not slow
+#: a run down however small ``every`` is.
+MIN_STATUS_S = 1.0
 
 
 def parse_seconds(name: str, value) -> float:
     """A positive duration in seconds from a number (seconds) or text with a unit (``"30 s"``,
-    ``"2 min"``, ``"1 h"``).
+    ``"2 min"``, ``"1 hour"``; openmm.unit names or symbols).
 
     Raises
     ------
@@ -90,8 +93,8 @@ class ProgressReporter(Reporter):
     every : float
         Seconds between progress lines.
     status : callable, optional
-        ``status(info)`` every ``status_every`` seconds and at each progress line; ``info`` is
-        :meth:`info`'s dict.
+        ``status(info)`` every ``min(every, status_every)`` seconds, but never more often
+        than every :data:`MIN_STATUS_S`; ``info`` is :meth:`info`'s dict.
     status_every : float
         Seconds between status callbacks at most.
     timestep_ps : float, optional
@@ -109,7 +112,7 @@ class ProgressReporter(Reporter):
                  clock: Callable[[], float] = time.monotonic):
         self.end_step = int(end_step)
         self.every = parse_seconds("progress_every", every)
-        self.status_every = parse_seconds("status_every", status_every)
+        self.status_every = max(MIN_STATUS_S, min(self.every, parse_seconds("status_every", status_every)))
         self._log = log
         self._status = status
         self.timestep_ps = timestep_ps
@@ -146,9 +149,10 @@ class ProgressReporter(Reporter):
         if now - self._last_line >= self.every:
             self._last_line = now
             self._log(self.line(info))
-        self._last_status = now
-        if self._status is not None:
-            self._status(info)
+        if now - self._last_status >= self.status_every:
+            self._last_status = now
+            if self._status is not None:
+                self._status(info)
 
     # ------------------------------------------------------------------ facts
     def info(self, step: int, now: Optional[float] = None) -> dict:

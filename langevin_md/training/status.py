@@ -6,7 +6,8 @@ until it ended. :class:`TrainingStatus` is handed to :func:`~langevin_md.trainin
 to stderr (only when no bar is drawn) and rewrites ``status.json`` in the output folder
 atomically (a temporary file renamed over it, never written through a link) with the epoch,
 the losses, the best epoch, seconds per epoch and the ETA; at least every
-:data:`~langevin_md.run.progress.STATUS_EVERY_S` seconds whatever ``every`` says.
+:data:`~langevin_md.run.progress.STATUS_EVERY_S` seconds whatever ``every`` says, and at most
+every :data:`~langevin_md.run.progress.MIN_STATUS_S`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Callable, Optional, TextIO
 
 from ..io.checkpoint import atomic_write_bytes
-from ..run.progress import STATUS_EVERY_S, format_duration, parse_seconds
+from ..run.progress import MIN_STATUS_S, STATUS_EVERY_S, format_duration, parse_seconds
 
 __all__ = ["TrainingStatus", "STATUS_FILE"]
 
@@ -52,7 +53,8 @@ class TrainingStatus:
         self.stream = stream
         self._clock = clock
         self._t0 = clock()
-        self._last = None  # time of the last line / status write
+        self._last = None  # time of the last line
+        self._last_write = None  # time of the last status.json write
         self.status = {"status": "running", "epoch": 0, "epochs": self.epochs, "started": _now()}
 
     def __call__(self, epoch: int, train_loss: float, validation_loss: float, best_epoch: int,
@@ -64,11 +66,14 @@ class TrainingStatus:
                            best_epoch=best_epoch + 1, best_validation_loss=best_validation_loss,
                            seconds_per_epoch=per_epoch, eta_s=per_epoch * (self.epochs - epoch - 1),
                            updated=_now())
-        if self._last is not None and now - self._last < min(self.every, STATUS_EVERY_S):
-            return
+        # status.json after the first epoch, then every min(every, a minute), at most once a
+        # second (each write is fsynced); a line after the first epoch and every `every`.
+        if self._last_write is None or now - self._last_write >= max(MIN_STATUS_S, min(self.every, STATUS_EVERY_S)):
+            self._last_write = now
+            self.write()
         line_due = self._last is None or now - self._last >= self.every
-        self._last = now
-        self.write()
+        if line_due:
+            self._last = now
         if line_due and self.stream is not None:
             print(f"train: epoch {epoch + 1}/{self.epochs}, train loss {train_loss:.5g}, validation loss "
                   f"{validation_loss:.5g} (best {best_validation_loss:.5g} at epoch {best_epoch + 1}), "

@@ -114,3 +114,37 @@ def test_a_reporter_that_may_pause_asks_for_about_one_interval_of_steps():
     assert status[-1]["step"] == 200 and status[-1]["ns_per_day"] == pytest.approx(100 * 0.002 * 86.4)
     assert lines[-1].endswith("17.3 ns/day, ETA 1 min 38 s")
     assert format_duration(7500) == "2 h 05 min"
+
+
+def _run_folder(tmp_path: Path, config: Path, name: str) -> Path:
+    from langevin_md.run.folder import create_run
+    from langevin_md.run.session import execute_run
+
+    run_dir = tmp_path / name
+    create_run(load_config(config), run_dir)
+    execute_run(run_dir, progress=False, handle_signals=False)
+    return run_dir
+
+
+@pytest.mark.parametrize("backend", ["torch", "openmm"])
+def test_progress_reports_never_change_a_frame(tmp_path, backend):
+    # Torch: pausing on the clock is free (chains do not depend on pauses). OpenMM: the reporter
+    # only rides on other stops, since a segment boundary changes which numbers a walker draws.
+    from tests.io.helpers import assert_same_trajectory
+
+    if backend == "torch":
+        text = write_config(tmp_path, n_steps=1500, n_walkers=4, record_every=7, checkpoint_every=500).read_text()
+    else:
+        pytest.importorskip("openmm")
+        from tests.openmm.run_configs import write_alanine_config
+
+        text = write_alanine_config(tmp_path, n_steps=400, n_walkers=2, record_every=10,
+                                    checkpoint_every=200).read_text()
+    quiet, busy = tmp_path / "quiet.toml", tmp_path / "busy.toml"
+    quiet.write_text(text + '\n[output]\nprogress_every = "1 hour"\n')
+    busy.write_text(text + "\n[output]\nprogress_every = 1e-6\n")  # due at every chance
+    a, b = _run_folder(tmp_path, quiet, "quiet"), _run_folder(tmp_path, busy, "busy")
+    assert_same_trajectory(a, b)
+    assert "progress: step " in (b / "run.log").read_text()
+    summary = _summary(b)
+    assert summary["status"] == "completed" and summary.get("progress", {}).get("eta_s", 0.0) == 0.0
