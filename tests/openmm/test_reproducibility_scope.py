@@ -49,3 +49,17 @@ def test_cpu_platform_runs_with_the_same_seed_agree_in_law():
     # Known wrong: the same statistic tells a 600 K run apart.
     mh, sh = mean_and_se(_run("CPU", temperature=600.0, **kw))
     assert abs((mh - ma) / np.hypot(sa, sh)) > 5, (ma, mh)
+
+
+def test_the_readme_states_these_scopes_and_no_unconditional_bitwise_resume():
+    # Before issue 24 the README promised a bit-for-bit resume with no condition, which the
+    # OpenMM executor cannot keep (its random state cannot be saved).
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]]
+            for line in readme.splitlines() if line.startswith("| torch (") or line.startswith("| OpenMM, ")}
+    assert rows == {"torch (`backend=\"torch\"`, any device)": ["bitwise", "bitwise the uninterrupted run"],
+                    "OpenMM, `Reference` platform": ["bitwise (for the same walkers and schedule)", "in law"],
+                    "OpenMM, `CPU`, `OpenCL`, `CUDA` platforms": ["in law", "in law"]}
+    assert "Runs are\n  deterministic, so the resumed trajectory equals" not in readme
