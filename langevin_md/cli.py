@@ -368,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "resume", help="continue a stopped or crashed run from its newest checkpoint",
         description="Continue RUN_DIR from its newest checkpoint. Frames written after that "
-                    "checkpoint are dropped and computed again, so the trajectory equals that of "
-                    "an uninterrupted run bit for bit. You may raise [sampler] n_steps in "
+                    "checkpoint are dropped and computed again, so no frame is duplicated or missing; "
+                    "under the torch executor the trajectory equals that of an uninterrupted run bit "
+                    "for bit (the OpenMM executor continues in law). You may raise [sampler] n_steps in "
                     "RUN_DIR/config.toml first to extend a finished run.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("run_dir", metavar="RUN_DIR")

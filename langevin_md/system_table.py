@@ -47,6 +47,8 @@ class SystemEntry(NamedTuple):
 _RUNTIME = (("platform", "auto"), ("precision", None), ("device_index", None))
 _ALANINE = (("temperature", 300.0), ("platform", "auto"), ("constraints", None), ("precision", None),
             ("device_index", None), ("engine", "auto"), ("hydrogen_mass", None))
+#: The engine keys of the builders that default to OpenMM (files, the argon fluid).
+_ENGINE = (("engine", "openmm"), ("hydrogen_mass", None))
 _SOLVENT = (("temperature", 300.0), ("strip", None), ("nonbonded_method", None), ("nonbonded_cutoff", 1.0),
             ("constraints", None))
 
@@ -83,33 +85,33 @@ SYSTEMS: dict[str, SystemEntry] = {
         "molecular", "ACE-ALA-NME, 22 atoms, Amber ff14SB + OBC2 implicit water (OpenMM)", _ALANINE),
     "lj_fluid": SystemEntry(
         "molecular", "liquid argon, 125 Lennard-Jones atoms, periodic box, 120 K default (OpenMM)",
-        (("n_per_side", 5), ("reduced_density", 0.8), ("temperature", 120.0)) + _RUNTIME),
+        (("n_per_side", 5), ("reduced_density", 0.8), ("temperature", 120.0)) + _RUNTIME + _ENGINE),
     "openmm_pdb": SystemEntry(
         "molecular",
-        "any PDB/PDBx structure with OpenMM force-field XML files (OpenMMSystem.from_pdb); waters, "
+        "any PDB/PDBx structure with OpenMM force-field XML files (systems.inputs.from_pdb); waters, "
         "ions or a box need strip or nonbonded_method; set trusted = true to allow <Script> blocks in "
         "user XML",
         (("pdb_path", REQUIRED), ("forcefield", ("amber14-all.xml", "implicit/obc2.xml")),
          ("temperature", 300.0), ("constraints", None)) + _RUNTIME
-        + (("trusted", False), ("strip", None), ("nonbonded_method", None))),
+        + (("trusted", False), ("strip", None), ("nonbonded_method", None)) + _ENGINE),
     "openmm_xml": SystemEntry(
         "molecular",
-        "a serialized openmm.System plus a PDB structure (OpenMMSystem.from_xml); set trusted = true "
+        "a serialized openmm.System plus a PDB structure (systems.inputs.from_xml); set trusted = true "
         "to allow <Script> blocks",
         (("system_xml_path", REQUIRED), ("pdb_path_or_topology", REQUIRED), ("temperature", 300.0))
-        + _RUNTIME + (("trusted", False),)),
+        + _RUNTIME + (("trusted", False),) + _ENGINE),
     "amber": SystemEntry(
         "molecular",
         "Amber prmtop + inpcrd/rst7 (systems.inputs.from_amber); waters or a box need strip or "
         "nonbonded_method",
-        (("prmtop", REQUIRED), ("inpcrd", REQUIRED)) + _SOLVENT + (("implicit_solvent", None),) + _RUNTIME),
+        (("prmtop", REQUIRED), ("inpcrd", REQUIRED)) + _SOLVENT + (("implicit_solvent", None),) + _RUNTIME + _ENGINE),
     "gromacs": SystemEntry(
         "molecular",
         "GROMACS top + gro (systems.inputs.from_gromacs); every .gro has a box, so give strip or "
         "nonbonded_method",
-        (("top", REQUIRED), ("gro", REQUIRED)) + _SOLVENT + (("include_dir", None),) + _RUNTIME),
+        (("top", REQUIRED), ("gro", REQUIRED)) + _SOLVENT + (("include_dir", None),) + _RUNTIME + _ENGINE),
     "charmm": SystemEntry(
         "molecular", "CHARMM psf + parameter files + pdb/crd coordinates (systems.inputs.from_charmm)",
         (("psf", REQUIRED), ("parameter_files", REQUIRED), ("coordinates", REQUIRED)) + _SOLVENT
-        + (("box", None),) + _RUNTIME),
+        + (("box", None),) + _RUNTIME + _ENGINE),
 }

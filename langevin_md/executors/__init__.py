@@ -22,9 +22,13 @@ imported only when it is used.
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Optional, Union
 
+import numpy as np
+
 from .. import checks
+from ..memory import check_kept_frames
 from ..result import SampleResult
 from .reporting import FrameSink, Reporter
 from .torch_executor import Sampler
@@ -57,12 +61,19 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
         Production steps per walker (after ``burn_in``).
     n_walkers : int
     record_every : int
-        Record a frame every this many production steps.
+        Record a frame every this many production steps. Every frame is kept in memory
+        (``n_steps // record_every`` frames of positions and energies): before the run a
+        RuntimeWarning says how much when that exceeds 1 GiB, and a run whose frames would
+        not fit in the available memory is refused (:func:`langevin_md.memory.check_kept_frames`).
+        The default of 1 suits short runs; for long ones pass ``record_every`` (about
+        ``n_steps // 1000``), or run from a config file, which streams frames to disk.
     burn_in : int
         Steps discarded first; adaptive step sizes are tuned here and frozen after.
     seed : int
-        The same seed gives the same result (bitwise for the torch executor; for OpenMM on
-        the Reference platform).
+        The same seed gives the same result: bitwise for the torch executor and for the
+        OpenMM executor on the Reference platform; on OpenMM's other platforms (CPU, OpenCL,
+        CUDA) only in law, because their multithreaded or GPU force sums may add terms in a
+        different order from run to run.
     device : str or torch.device, optional
         Torch executor only (the OpenMM executor runs on the system's platform).
     dtype : 'float32' or 'float64', optional
@@ -94,6 +105,8 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     ------
     NonFiniteStateError
         When a walker's state becomes NaN/inf; its ``result`` keeps the frames before it.
+    MemoryError
+        Before the run, when the kept frames would not fit in memory (naming their size).
     """
     cls = executor_class(backend)
     if backend == "torch":
@@ -110,6 +123,10 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
                              "executor's engine chooses its own threads")
         sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
                       initial_positions=initial_positions)
+    # The frames are kept in memory: say what they will take before the run, not after.
+    check_kept_frames(checks.non_negative_int("n_steps", n_steps), checks.positive_int("record_every", record_every),
+                      sampler.n_walkers,
+                      math.prod(system.event_shape), np.dtype(sampler.numpy_dtype).itemsize)
     result = sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)
     from .health import warn_if_stuck
 

@@ -26,9 +26,20 @@ __all__ = ["build_system", "build_integrator", "minimized_start", "build_sampler
 
 
 def build_system(config: RunConfig):
-    """The :class:`~langevin_md.systems.base.System` that ``[system]`` describes."""
+    """The :class:`~langevin_md.systems.base.System` that ``[system]`` describes.
+
+    ``backend = "openmm"`` runs inside OpenMM, so a molecule whose ``engine`` is not pinned
+    (``"auto"``, the resolved default of the catalogue's molecules) is built with
+    ``engine = "openmm"``; ``engine = "torch"`` with that backend is refused by name.
+    """
     choice = system_choices()[config.system["name"]]
     kwargs = {k: v for k, v in config.system.items() if k != "name"}
+    if config.sampler.get("backend", "torch") == "openmm" and "engine" in kwargs:
+        if kwargs["engine"] == "torch":
+            raise ConfigError('[system] engine = "torch" cannot run with [sampler] backend = "openmm", which '
+                              'steps the OpenMM System itself; set engine = "openmm" (or leave it out), or '
+                              'backend = "torch"')
+        kwargs["engine"] = "openmm"
     return call_choice("[system]", choice, kwargs)
 
 

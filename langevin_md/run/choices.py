@@ -19,7 +19,6 @@ from ..executors import Sampler, sample
 from ..integrators.base import Integrator
 from ..io.checkpoint import CheckpointReporter
 from ..systems import inputs, molecules
-from ..systems.openmm_system import OpenMMSystem
 
 __all__ = ["Choice", "system_choices", "integrator_choices", "sampler_targets", "call_choice"]
 
@@ -86,26 +85,15 @@ def _molecular_systems() -> dict[str, Choice]:
     for name, entry in molecules.CATALOGUE.items():
         out[name] = Choice(name, entry.factory, "molecular", entry.description)
 
-    def from_pdb(*args, **kwargs):
-        return OpenMMSystem.from_pdb(*args, **kwargs)
-
-    def from_xml(*args, **kwargs):
-        return OpenMMSystem.from_xml(*args, **kwargs)
-
-    # Keep the real signatures (and so the real defaults) on the wrappers.
-    from_pdb.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_pdb))
-    from_xml.__signature__ = _drop_first(inspect.signature(OpenMMSystem.from_xml))
-    from_xml.__signature__ = from_xml.__signature__.replace(parameters=[
-        p for p in from_xml.__signature__.parameters.values() if p.name != "positions"])
     out["openmm_pdb"] = Choice(
-        "openmm_pdb", from_pdb, "molecular",
-        "any PDB/PDBx structure with OpenMM force-field XML files (OpenMMSystem.from_pdb); waters, "
+        "openmm_pdb", inputs.from_pdb, "molecular",
+        "any PDB/PDBx structure with OpenMM force-field XML files (systems.inputs.from_pdb); waters, "
         "ions or a box need strip or nonbonded_method; "
         "set trusted = true to allow <Script> blocks in user XML",
         path_keys=("pdb_path", "forcefield"))
     out["openmm_xml"] = Choice(
-        "openmm_xml", from_xml, "molecular",
-        "a serialized openmm.System plus a PDB structure (OpenMMSystem.from_xml); "
+        "openmm_xml", inputs.from_xml, "molecular",
+        "a serialized openmm.System plus a PDB structure (systems.inputs.from_xml); "
         "set trusted = true to allow <Script> blocks",
         path_keys=("system_xml_path", "pdb_path_or_topology"))
     out["amber"] = Choice(
@@ -121,13 +109,6 @@ def _molecular_systems() -> dict[str, Choice]:
         "CHARMM psf + parameter files + pdb/crd coordinates (systems.inputs.from_charmm)",
         path_keys=("psf", "parameter_files", "coordinates"))
     return out
-
-
-def _drop_first(sig: inspect.Signature) -> inspect.Signature:
-    params = list(sig.parameters.values())
-    if params and params[0].name in ("cls", "self"):
-        params = params[1:]
-    return sig.replace(parameters=params)
 
 
 def system_choices() -> dict[str, Choice]:

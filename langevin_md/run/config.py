@@ -23,7 +23,8 @@ A config has three tables, and every key maps onto a Python argument::
 Two optional tables change how the run starts and moves::
 
     [minimize]               # minimise every walker before burn-in (langevin_md.minimize)
-    tolerance = 10.0         # RMS force: kJ/mol/nm (molecular) or reduced units (analytic)
+    tolerance = 10.0         # OpenMM's force criterion for both methods (langevin_md.minimize):
+                             # kJ/mol/nm (molecular) or reduced units (analytic)
     max_iterations = 1000
 
     [tempering]              # replica exchange around [integrator] (ReplicaExchange)
@@ -37,6 +38,9 @@ Two optional tables change how the run starts and moves::
     [output]                 # extra files in the run folder (not part of the trajectory)
     state_every = 100        # state.csv: a row of walker-averaged energies etc. every N steps
     state_terminal = false   # also print those rows on the terminal
+    progress_every = "30 s"  # a progress line (step, rate, ETA) in run.log, and on stderr when
+                             # no progress bar is shown; summary.json is rewritten at least
+                             # every minute and at each checkpoint whatever this says
 
 Temperatures are in the system's own units: kelvin for molecular systems (their
 ``temperature``), kT for analytic ones (their ``kT``); the ladder passed to
@@ -85,6 +89,7 @@ from ..executors import BACKENDS
 from ..integrators.tempering import ReplicaExchange
 from ..minimize import minimize
 from ..units import parse_quantity
+from .progress import DEFAULT_PROGRESS_EVERY_S, parse_seconds
 from .choices import Choice, integrator_choices, sampler_targets, system_choices
 
 SECTIONS = ("system", "integrator", "sampler")
@@ -482,18 +487,28 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
     return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering, output=output)
 
 
-#: [output] keys: (default, type) — see :class:`langevin_md.run.state_reporter.StateReporter`.
-_OUTPUT_KEYS = {"state_every": (None, "Optional[int]"), "state_terminal": (False, "bool")}
+#: [output] keys: (default, type) — see :class:`langevin_md.run.state_reporter.StateReporter`
+#: and :class:`langevin_md.run.progress.ProgressReporter` (``progress_every``: seconds, or text
+#: such as "30 s"; resolved to seconds).
+_OUTPUT_KEYS = {"state_every": (None, "Optional[int]"), "state_terminal": (False, "bool"),
+                "progress_every": (DEFAULT_PROGRESS_EVERY_S, None)}
 
 
 def _resolve_output(table: dict) -> dict:
-    """The [output] table: ``state_every`` (steps between state.csv rows) and ``state_terminal``."""
+    """The [output] table: ``state_every`` (steps between state.csv rows), ``state_terminal``
+    and ``progress_every`` (seconds between progress lines in run.log)."""
     out = {}
     for key, value in table.items():
         if key not in _OUTPUT_KEYS:
             raise ConfigError("[output] " + _unknown("key", key, _OUTPUT_KEYS))
         default, annotation = _OUTPUT_KEYS[key]
-        _check_type("[output]", key, value, Param(key, default, annotation))
+        if key == "progress_every":
+            try:
+                value = parse_seconds("[output] progress_every", value)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        else:
+            _check_type("[output]", key, value, Param(key, default, annotation))
         out[key] = value
     if out.get("state_every") is not None and out["state_every"] < 1:
         raise ConfigError(f"[output] state_every = {out['state_every']}: expected a positive number of steps")

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import NonFiniteStateError
-from ..executors.results import acceptance_rate, metadata
+from ..executors.results import acceptance_rate, integrator_timestep, metadata
 from ..io.checkpoint import CheckpointReporter, RunInterrupted, atomic_write_bytes, latest_checkpoint
 from ..io.trajectory import TrajectoryError, TrajectoryWriter, system_units
 from .build import build_integrator, build_sampler, build_system, minimized_start
@@ -27,13 +27,28 @@ from .config import load_config
 from .folder import (CHECKPOINTS, CONFIG, LOG, STATE, TRAJECTORY, RunFailed, RunFolderError, check_run_folder,
                      locked, now, open_nofollow, read_summary, storage_error, versions, write_integrator_summary,
                      write_summary)
+from .progress import DEFAULT_PROGRESS_EVERY_S, ProgressReporter
 from .state_reporter import StateReporter
 
 __all__ = ["execute_run"]
 
 
+#: ``extra`` of a progress line's log record: stderr shows it only when no progress bar does.
+PROGRESS_RECORD = {"progress_line": True}
+
+
+def _bar_shown(progress: Optional[bool]) -> bool:
+    """Whether tqdm draws a bar (``progress=None``: only when stderr is a terminal)."""
+    if progress is not None:
+        return bool(progress)
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def _run_logger(run_dir: Path, echo: bool):
+def _run_logger(run_dir: Path, echo: bool, progress: Optional[bool] = None):
     logger = logging.getLogger(f"langevin_md.run.{id(run_dir)}.{time.monotonic_ns()}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -44,6 +59,8 @@ def _run_logger(run_dir: Path, echo: bool):
     if echo:
         stream = logging.StreamHandler()
         stream.addFilter(lambda record: record.levelno < logging.ERROR)  # the caller reports errors
+        if _bar_shown(progress):  # the bar already shows progress on the terminal
+            stream.addFilter(lambda record: not getattr(record, "progress_line", False))
         handlers.append(stream)
     for h in handlers:
         h.setFormatter(fmt)
@@ -119,7 +136,7 @@ def execute_run(run_dir, progress: Optional[bool] = None, handle_signals: bool =
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(locked(run_dir))
-            log = stack.enter_context(_run_logger(run_dir, echo))
+            log = stack.enter_context(_run_logger(run_dir, echo, progress))
         except OSError as exc:
             raise storage_error(exc, f"opening run folder {run_dir}", "Nothing was run.") from None
         cfg = load_config(run_dir / CONFIG)
@@ -134,8 +151,8 @@ def _run_and_record(run_dir: Path, cfg, log, progress, handle_signals) -> dict:
     start_step = sampler.step
     summary = _session_summary(run_dir, cfg, system, integrator, sampler, writer, found, ck_path, prev)
     write_summary(run_dir, summary, log)
-    reporter = _checkpoint_reporter(run_dir, cfg, sampler, writer, ck_path, log)
-    reporters = [reporter]
+    reporter = _checkpoint_reporter(run_dir, cfg, sampler, writer, ck_path, log, summary)
+    reporters = [reporter, _progress_reporter(run_dir, cfg, sampler, integrator, writer, reporter, summary, log)]
     state_file = _state_file(run_dir, cfg, sampler, writer, found)
     if state_file is not None:
         output = cfg.output
@@ -252,11 +269,15 @@ def _session_summary(run_dir: Path, cfg, system, integrator, sampler, writer, fo
     }
 
 
-def _checkpoint_reporter(run_dir: Path, cfg, sampler, writer, ck_path, log) -> CheckpointReporter:
-    """Checkpoints every ``checkpoint_every`` steps and at the end, committing the frames."""
+def _checkpoint_reporter(run_dir: Path, cfg, sampler, writer, ck_path, log, summary: dict) -> CheckpointReporter:
+    """Checkpoints every ``checkpoint_every`` steps and at the end, committing the frames;
+    ``summary.json`` is rewritten after each."""
 
     def on_checkpoint(path, step):
         log.info("checkpoint %s (step %d, %d frames)", path.name, step, writer.n_frames)
+        summary.update(step=int(step), n_frames=writer.n_frames, last_checkpoint=str(path.relative_to(run_dir)),
+                       committed_step=max(int(summary["committed_step"]), int(step)), updated=now())
+        write_summary(run_dir, summary, log)
 
     reporter = CheckpointReporter(run_dir / CHECKPOINTS, every=cfg.sampler["checkpoint_every"], end=cfg.end_step,
                                   commit=writer.commit, extra={"config": cfg.fingerprint()},
@@ -264,6 +285,27 @@ def _checkpoint_reporter(run_dir: Path, cfg, sampler, writer, ck_path, log) -> C
     reporter.last_step = sampler.step
     reporter.last_path = ck_path
     return reporter
+
+
+def _progress_reporter(run_dir: Path, cfg, sampler, integrator, writer, checkpoints, summary: dict,
+                       log) -> ProgressReporter:
+    """A progress line in ``run.log`` every ``[output] progress_every`` seconds and
+    ``summary.json`` rewritten at least every minute while the run goes on."""
+
+    def status(info: dict) -> None:
+        summary.update(step=info["step"], n_frames=writer.n_frames, updated=now(),
+                       progress={k: info[k] for k in ("steps_per_second", "walker_steps_per_second",
+                                                      "ns_per_day", "eta_s")})
+        if checkpoints.last_path is not None:
+            summary["last_checkpoint"] = str(checkpoints.last_path.relative_to(run_dir))
+        write_summary(run_dir, summary, log)
+
+    every = (cfg.output or {}).get("progress_every") or DEFAULT_PROGRESS_EVERY_S
+    timestep = integrator_timestep(integrator) if sampler.system.units == "molecular" else None
+    # Pausing the OpenMM executor would change its walkers' random numbers (progress.py).
+    return ProgressReporter(cfg.end_step, lambda line: log.info("%s", line, extra=PROGRESS_RECORD), every=every,
+                            status=status, timestep_ps=timestep,
+                            may_pause=cfg.sampler.get("backend", "torch") != "openmm")
 
 
 def _state_file(run_dir: Path, cfg, sampler, writer, found):
@@ -338,6 +380,8 @@ def _finish_summary(run_dir: Path, summary: dict, sampler, integrator, writer, r
     if acc is not None:
         summary["acceptance_rate_mean"] = float(acc.mean())
     summary["finished"] = now() if summary["status"] == "completed" else None
+    if summary["status"] == "completed" and isinstance(summary.get("progress"), dict):
+        summary["progress"]["eta_s"] = 0.0
 
 
 class _RowsAfterHeader:

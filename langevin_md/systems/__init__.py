@@ -13,7 +13,7 @@ from .mixture import GaussianMixture
 from .molecules import CATALOGUE, CatalogueEntry, alanine_dipeptide, lennard_jones_fluid, list_systems
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
-from .inputs import from_amber, from_charmm, from_gromacs
+from .inputs import from_amber, from_charmm, from_gromacs, from_pdb, from_xml
 from .torch_models import BayesianPosterior, FeaturePrior, MinibatchSystem, ScoreModel, TorchEnergy
 from . import features
 from .platforms import available_platforms
@@ -22,7 +22,7 @@ from .torch_forcefield import TorchForceField, load_forcefield
 __all__ = [
     "System", "SumSystem",
     "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
-    "LennardJonesCluster", "OpenMMSystem", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
+    "LennardJonesCluster", "OpenMMSystem", "from_pdb", "from_xml", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
     "TorchForceField", "load_forcefield",
     "TorchEnergy", "FeaturePrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",

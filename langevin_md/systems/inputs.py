@@ -38,11 +38,12 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from langevin_md.systems.engines import check_engine, finish_molecule, openmm_options
 from langevin_md.systems.solvent import (ION_RESIDUES, WATER_RESIDUES, has_box, require_solvent_choice,
                                           solvent_residues)
 from langevin_md.units import strip as strip_units
 
-__all__ = ["from_amber", "from_gromacs", "from_charmm", "WATER_RESIDUES", "ION_RESIDUES", "NONBONDED_METHODS",
+__all__ = ["from_pdb", "from_xml", "from_amber", "from_gromacs", "from_charmm", "WATER_RESIDUES", "ION_RESIDUES", "NONBONDED_METHODS",
            "solvent_residues", "require_solvent_choice"]
 
 PathLike = Union[str, os.PathLike]
@@ -223,8 +224,9 @@ def _strip(system, topology, positions, names: set):
 
 # --------------------------------------------------------------------------- shared tail
 def _finish(create, topology, positions, box, strip, nonbonded_method, nonbonded_cutoff, temperature, platform,
-            precision, device_index, source):
-    """Decide solvent, create the System through the reader's ``create(method, cutoff)``, wrap it."""
+            precision, device_index, source, engine, hydrogen_mass):
+    """Decide solvent, create the System through the reader's ``create(method, cutoff)``, wrap
+    it, and finish it as ``engine`` and ``hydrogen_mass`` say."""
     from openmm import unit
 
     from langevin_md.systems.openmm_system import OpenMMSystem
@@ -245,7 +247,8 @@ def _finish(create, topology, positions, box, strip, nonbonded_method, nonbonded
         system, topology, positions = _strip(full, topology, positions, names)
     else:
         system = create(_method(nonbonded_method), cutoff * unit.nanometer)
-    return OpenMMSystem(system, topology, positions, temperature, platform, precision, device_index)
+    built = OpenMMSystem(system, topology, positions, temperature, platform, precision, device_index)
+    return finish_molecule(built, engine, hydrogen_mass, openmm_options(platform, precision, device_index))
 
 
 def _constraint(name):
@@ -255,10 +258,53 @@ def _constraint(name):
 
 
 # --------------------------------------------------------------------------- readers
+def from_pdb(pdb_path: PathLike, forcefield: Sequence[str] = ("amber14-all.xml", "implicit/obc2.xml"),
+             temperature=300.0, constraints: Optional[str] = None, platform: str = "auto",
+             precision: Optional[str] = None, device_index: Optional[int] = None, trusted: bool = False,
+             strip=None, nonbonded_method: Optional[str] = None, engine: str = "openmm", hydrogen_mass=None):
+    """A molecule from a PDB/PDBx file and OpenMM force-field XML files (config name ``openmm_pdb``).
+
+    :meth:`OpenMMSystem.from_pdb <langevin_md.systems.openmm_system.OpenMMSystem.from_pdb>`
+    (every argument but the last two, with the same meaning), then ``engine`` and
+    ``hydrogen_mass`` as in :func:`from_amber`.
+
+    Returns
+    -------
+    OpenMMSystem or TorchForceField
+    """
+    from langevin_md.systems.openmm_system import OpenMMSystem
+
+    check_engine(engine)
+    built = OpenMMSystem.from_pdb(pdb_path, forcefield, temperature, constraints, platform, precision, device_index,
+                                  trusted, strip, nonbonded_method)
+    return finish_molecule(built, engine, hydrogen_mass, openmm_options(platform, precision, device_index))
+
+
+def from_xml(system_xml_path: PathLike, pdb_path_or_topology, temperature=300.0, platform: str = "auto",
+             precision: Optional[str] = None, device_index: Optional[int] = None, trusted: bool = False,
+             engine: str = "openmm", hydrogen_mass=None):
+    """A molecule from a serialized ``openmm.System`` and a structure file (config name ``openmm_xml``).
+
+    :meth:`OpenMMSystem.from_xml <langevin_md.systems.openmm_system.OpenMMSystem.from_xml>`
+    with the structure's own positions, then ``engine`` and ``hydrogen_mass`` as in
+    :func:`from_amber`.
+
+    Returns
+    -------
+    OpenMMSystem or TorchForceField
+    """
+    from langevin_md.systems.openmm_system import OpenMMSystem
+
+    check_engine(engine)
+    built = OpenMMSystem.from_xml(system_xml_path, pdb_path_or_topology, None, temperature, platform, precision,
+                                  device_index, trusted)
+    return finish_molecule(built, engine, hydrogen_mass, openmm_options(platform, precision, device_index))
+
+
 def from_amber(prmtop: PathLike, inpcrd: PathLike, temperature=300.0, strip=None,
                nonbonded_method: Optional[str] = None, nonbonded_cutoff=1.0, constraints: Optional[str] = None,
                implicit_solvent: Optional[str] = None, platform: str = "auto", precision: Optional[str] = None,
-               device_index: Optional[int] = None):
+               device_index: Optional[int] = None, engine: str = "openmm", hydrogen_mass=None):
     """An :class:`OpenMMSystem` from Amber ``prmtop`` and ``inpcrd``/``rst7`` files.
 
     Parameters
@@ -279,13 +325,20 @@ def from_amber(prmtop: PathLike, inpcrd: PathLike, temperature=300.0, strip=None
         Amber generalized-Born model.
     platform, precision, device_index
         See :class:`~langevin_md.systems.openmm_system.OpenMMSystem`.
+    engine : {"openmm", "auto", "torch"}
+        Who evaluates energies and forces (:func:`~langevin_md.systems.engines.choose_engine`).
+        The input builders default to ``"openmm"`` (any force OpenMM reads); ``"auto"`` and
+        ``"torch"`` give the batched torch force field where it has every force.
+    hydrogen_mass : float or openmm Quantity, optional
+        amu: repartition hydrogen masses (:mod:`langevin_md.systems.hmr`).
 
     Returns
     -------
-    OpenMMSystem
+    OpenMMSystem or TorchForceField
     """
     from openmm import app
 
+    check_engine(engine)
     strip = _check_common(nonbonded_method, constraints, strip)
     if implicit_solvent not in _IMPLICIT:
         raise ValueError(f"implicit_solvent must be one of {_IMPLICIT}, got {implicit_solvent!r}")
@@ -304,12 +357,14 @@ def from_amber(prmtop: PathLike, inpcrd: PathLike, temperature=300.0, strip=None
                                 implicitSolvent=None if implicit_solvent is None else getattr(app, implicit_solvent))
 
     return _finish(create, topology, crd.positions, box, strip, nonbonded_method, nonbonded_cutoff, temperature,
-                   platform, precision, device_index, f"{os.fspath(prmtop)}/{os.fspath(inpcrd)}")
+                   platform, precision, device_index, f"{os.fspath(prmtop)}/{os.fspath(inpcrd)}", engine,
+                   hydrogen_mass)
 
 
 def from_gromacs(top: PathLike, gro: PathLike, temperature=300.0, strip=None, nonbonded_method: Optional[str] = None,
                  nonbonded_cutoff=1.0, constraints: Optional[str] = None, include_dir: Optional[PathLike] = None,
-                 platform: str = "auto", precision: Optional[str] = None, device_index: Optional[int] = None):
+                 platform: str = "auto", precision: Optional[str] = None, device_index: Optional[int] = None,
+                 engine: str = "openmm", hydrogen_mass=None):
     """An :class:`OpenMMSystem` from GROMACS ``top`` and ``gro`` files.
 
     Every ``.gro`` file ends with a box line, so a molecule in vacuum needs
@@ -321,11 +376,12 @@ def from_gromacs(top: PathLike, gro: PathLike, temperature=300.0, strip=None, no
     include_dir : str or PathLike, optional
         Where ``#include`` files (force fields) are found; OpenMM's default is
         ``/usr/local/gromacs/share/gromacs/top``. Self-contained topologies need none.
-    temperature, strip, nonbonded_method, nonbonded_cutoff, constraints, platform, precision, device_index
+    temperature, strip, nonbonded_method, nonbonded_cutoff, constraints, platform, precision, device_index, engine, hydrogen_mass
         As in :func:`from_amber`.
     """
     from openmm import app
 
+    check_engine(engine)
     strip = _check_common(nonbonded_method, constraints, strip)
     gro_file = app.GromacsGroFile(_existing(gro, "gro"))
     box = gro_file.getPeriodicBoxVectors()
@@ -347,13 +403,13 @@ def from_gromacs(top: PathLike, gro: PathLike, temperature=300.0, strip=None, no
                                      constraints=_constraint(constraints), rigidWater=constraints is not None)
 
     return _finish(create, topology, gro_file.positions, box, strip, nonbonded_method, nonbonded_cutoff, temperature,
-                   platform, precision, device_index, f"{os.fspath(top)}/{os.fspath(gro)}")
+                   platform, precision, device_index, f"{os.fspath(top)}/{os.fspath(gro)}", engine, hydrogen_mass)
 
 
 def from_charmm(psf: PathLike, parameter_files: Sequence[PathLike], coordinates: PathLike, temperature=300.0,
                 strip=None, nonbonded_method: Optional[str] = None, nonbonded_cutoff=1.0,
                 constraints: Optional[str] = None, box=None, platform: str = "auto", precision: Optional[str] = None,
-                device_index: Optional[int] = None):
+                device_index: Optional[int] = None, engine: str = "openmm", hydrogen_mass=None):
     """An :class:`OpenMMSystem` from a CHARMM ``psf``, parameter files and coordinates.
 
     Parameters
@@ -366,11 +422,12 @@ def from_charmm(psf: PathLike, parameter_files: Sequence[PathLike], coordinates:
         A CHARMM ``.crd`` or a ``.pdb`` file with the psf's atoms in order.
     box : sequence of 3 floats or Quantities, optional
         Rectangular box lengths a, b, c (nm); a psf has no box of its own.
-    temperature, strip, nonbonded_method, nonbonded_cutoff, constraints, platform, precision, device_index
+    temperature, strip, nonbonded_method, nonbonded_cutoff, constraints, platform, precision, device_index, engine, hydrogen_mass
         As in :func:`from_amber`.
     """
     from openmm import Vec3, app, unit
 
+    check_engine(engine)
     strip = _check_common(nonbonded_method, constraints, strip)
     if isinstance(parameter_files, (str, os.PathLike)):
         parameter_files = [parameter_files]
@@ -400,4 +457,4 @@ def from_charmm(psf: PathLike, parameter_files: Sequence[PathLike], coordinates:
                                      constraints=_constraint(constraints), rigidWater=constraints is not None)
 
     return _finish(create, topology, positions, box_vectors, strip, nonbonded_method, nonbonded_cutoff, temperature,
-                   platform, precision, device_index, f"{os.fspath(psf)}")
+                   platform, precision, device_index, f"{os.fspath(psf)}", engine, hydrogen_mass)

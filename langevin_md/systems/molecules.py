@@ -14,9 +14,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from langevin_md.forcefield.build import unsupported_forces
 from langevin_md.systems.base import check_positive
-from langevin_md.systems.hmr import with_hydrogen_mass
+from langevin_md.systems.engines import (ENGINES, check_engine, choose_engine,  # noqa: F401 (re-exported)
+                                         finish_molecule, openmm_options)
 from langevin_md.systems.openmm_system import OpenMMSystem
 from langevin_md.systems.torch_forcefield import PRECISIONS
 
@@ -95,8 +95,7 @@ def alanine_dipeptide(
         raise ValueError(f"solvent must be one of {SOLVENTS}, got {solvent!r}")
     if constraints not in (None, "HBonds"):
         raise ValueError(f"constraints must be None or 'HBonds' for alanine dipeptide, got {constraints!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    check_engine(engine)
     torch_precision = "double"
     if engine == "torch" and precision is not None:
         if precision not in PRECISIONS:
@@ -111,48 +110,8 @@ def alanine_dipeptide(
         precision=precision,
         device_index=device_index,
     )
-    if hydrogen_mass is not None:
-        system = with_hydrogen_mass(system, hydrogen_mass)
-    openmm_options = {"platform": platform != "auto", "precision": precision is not None,
-                      "device_index": device_index is not None}
-    if choose_engine(system, engine, [k for k, given in openmm_options.items() if given]) == "torch":
-        return system.to_torch(precision=torch_precision)
-    return system
-
-
-#: Engines of the molecule builders.
-ENGINES = ("auto", "torch", "openmm")
-
-
-def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
-    """``"torch"`` or ``"openmm"``: who evaluates ``system`` (an OpenMMSystem).
-
-    The rule for ``"auto"``: torch, unless an OpenMM-only option was given (``openmm_options``
-    names them: platform, precision, device index) or the torch force field lacks
-    one of the System's forces (e.g. PME, or custom forces when
-    :mod:`langevin_md.forcefield.custom` is absent).
-
-    Measured with ``benchmarks/bench_forcefield.py`` (alanine dipeptide, BAOAB, one CPU thread
-    on a shared 2-core machine; ratios are walker-steps/s of torch over the bridge in the same
-    run): in implicit solvent (OBC2) torch is 3–8× the bridge eager and 14–57× compiled for
-    N = 64–1024 walkers; in vacuum float32 or compiled torch is 1.2–8× the bridge for N ≥ 64,
-    while eager float64 is 0.5–1.1× (on par); for a single walker the bridge is ~4× faster
-    eager. Torch is also the only engine that batches walkers on a GPU and fuses with learned
-    priors in one graph, so it is the default; pass ``engine="openmm"`` for few walkers or
-    for ``backend="openmm"``.
-
-    ``engine="torch"`` with an unsupported force raises the torch compiler's ValueError
-    (naming the force); ``"openmm"`` always keeps the bridge.
-    """
-    if engine == "openmm":
-        return "openmm"
-    if engine == "torch":
-        return "torch"
-    if engine != "auto":
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if openmm_options:
-        return "openmm"
-    return "openmm" if unsupported_forces(system.openmm_system) else "torch"
+    return finish_molecule(system, engine, hydrogen_mass, openmm_options(platform, precision, device_index),
+                           torch_precision=torch_precision)
 
 
 #: Argon Lennard-Jones parameters (Rowley, Nicholson & Parsonage, J. Comput. Phys. 17, 401
@@ -172,6 +131,8 @@ def lennard_jones_fluid(
     platform: str = "auto",
     precision: Optional[str] = None,
     device_index: Optional[int] = None,
+    engine: str = "openmm",
+    hydrogen_mass=None,
 ):
     """Liquid argon: n_per_side³ Lennard-Jones atoms in a periodic cubic box.
 
@@ -187,14 +148,22 @@ def lennard_jones_fluid(
         ρσ³ (0.8 is a dense liquid near the triple point at T* ≈ 1).
     temperature : float or Quantity
         Kelvin (120 K is T* = kT/ε ≈ 1.0).
+    platform, precision, device_index
+        See :class:`~langevin_md.systems.openmm_system.OpenMMSystem`.
+    engine : {"openmm", "auto", "torch"}
+        As in :func:`alanine_dipeptide`; the default keeps OpenMM (the periodic cutoff
+        ``NonbondedForce`` is what it was validated with).
+    hydrogen_mass : float or openmm Quantity, optional
+        As in :func:`alanine_dipeptide` (argon has no hydrogens: the masses stay as they are).
 
     Returns
     -------
-    OpenMMSystem
+    OpenMMSystem or TorchForceField
     """
     import openmm
     from openmm import app
 
+    check_engine(engine)
     if isinstance(n_per_side, bool) or not isinstance(n_per_side, int) or n_per_side < 2:
         raise ValueError(f"n_per_side must be an int >= 2, got {n_per_side!r}")
     rho = check_positive("reduced_density", reduced_density)
@@ -223,7 +192,8 @@ def lennard_jones_fluid(
     topology.setPeriodicBoxVectors(system.getDefaultPeriodicBoxVectors())
     grid = (np.arange(n_per_side) + 0.5) * (box / n_per_side)
     positions = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
-    return OpenMMSystem(system, topology, positions, temperature, platform, precision, device_index)
+    fluid = OpenMMSystem(system, topology, positions, temperature, platform, precision, device_index)
+    return finish_molecule(fluid, engine, hydrogen_mass, openmm_options(platform, precision, device_index))
 
 
 @dataclass(frozen=True)

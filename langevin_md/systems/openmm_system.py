@@ -289,8 +289,8 @@ def _create_system(forcefield, topology, files, constraints, nonbonded_method):
         return forcefield.createSystem(
             topology,
             constraints=getattr(app, constraints) if constraints is not None else None,
-            # flexible water unless constraints were asked for: the torch executor does not
-            # enforce constraints, so none may appear behind the user's back
+            # flexible water unless constraints were asked for: a constraint changes the
+            # sampled law and which schemes may run, so none may appear behind the user's back
             rigidWater=constraints is not None,
             **kwargs,
         )
@@ -347,7 +347,10 @@ class OpenMMSystem(System):
     positions : numpy.ndarray, shape ``(n_particles, 3)``
         nm, the reference structure.
     constrained : bool
-        True when the System has constraints (the torch executor does not enforce them).
+        True when the System has constraints. Both executors enforce them: the OpenMM
+        executor with OpenMM's own algorithms, the torch executor's BAOAB and OBABO with
+        batched SHAKE/RATTLE on this System's constraint list (its other schemes refuse a
+        constrained system by name).
     platform_name : str
     platform_properties : dict of str to str
         As passed to ``openmm.Context``; :meth:`make_context` reuses them.

@@ -31,6 +31,9 @@ Example configuration (paths are relative to the configuration file)::
     [output]
     dir = "model"              # gets model.safetensors (or model.pt) and training.json
     format = "safetensors"     # or "pt" (weights-only torch file)
+    progress_every = "30 s"    # a progress line on stderr (when no bar is drawn) after the
+                               # first epoch and then every so often; status.json in dir is
+                               # rewritten then too (at least every minute)
 
 Samples of shape ``(n_samples, *event_shape)``; a ``(n_frames, n_walkers, ...)`` trajectory
 must be reshaped first (which axes are samples is the user's choice).
@@ -49,6 +52,9 @@ import tomllib
 
 import numpy as np
 
+from ..run.progress import DEFAULT_PROGRESS_EVERY_S, parse_seconds
+from .status import TrainingStatus
+
 _SCHEMA = {
     "data": {"samples": str, "key": str},
     "model": {"type": str, "hidden": int, "layers": int, "periodic": bool, "kT": (int, float)},
@@ -56,7 +62,7 @@ _SCHEMA = {
     "training": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
                  "learning_rate_schedule": str, "validation_fraction": (int, float), "patience": int,
                  "seed": int, "progress": bool},
-    "output": {"dir": str, "format": str},
+    "output": {"dir": str, "format": str, "progress_every": (int, float, str)},
 }
 _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
 
@@ -203,7 +209,19 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     os.makedirs(out_dir, exist_ok=True)
     checkpoint = os.path.join(out_dir, f"model.{fmt}")
     fit_args = _arguments(fit, _TRAINING_KEYS, train)
-    result = fit(model, samples, sigmas, checkpoint=checkpoint, **fit_args)
+    every = out.get("progress_every", DEFAULT_PROGRESS_EVERY_S)
+    try:
+        parse_seconds("[output] progress_every", every)
+    except ValueError as exc:
+        raise ValueError(f"{config_path}: {exc}") from None
+    status = TrainingStatus(out_dir, fit_args["epochs"], every,
+                            stream=None if _bar_shown(fit_args["progress"]) else sys.stderr)
+    try:
+        result = fit(model, samples, sigmas, checkpoint=checkpoint, on_epoch=status, **fit_args)
+    except BaseException:
+        status.finish("failed")
+        raise
+    status.finish("completed")
     summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
                "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                "stopped_early": result.stopped_early, "sigmas": sigmas.tolist(), "model": checkpoint,
@@ -217,6 +235,11 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     print(f"model (best epoch {result.best_epoch + 1}) saved to {checkpoint}\nlosses and settings in {report}",
           file=sys.stderr)
     return result
+
+
+def _bar_shown(progress) -> bool:
+    """Whether ``fit`` draws its tqdm bar (``progress=None``: only when stderr is a terminal)."""
+    return bool(progress) if progress is not None else sys.stderr.isatty()
 
 
 def loss_table(result, max_rows: int = 20) -> str:

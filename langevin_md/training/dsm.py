@@ -17,7 +17,7 @@ import copy
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,8 @@ def _draw(gen: torch.Generator, n: int, shape, n_sigmas: int):
 def fit(model: nn.Module, samples, sigmas: Sequence[float], epochs: int = 100, batch_size: int = 256,
         learning_rate: float = 1e-3, validation_fraction: float = 0.1, patience: int = 10,
         checkpoint: Optional[str] = None, seed: int = 0, progress: Optional[bool] = None,
-        learning_rate_schedule: str = "constant") -> TrainResult:
+        learning_rate_schedule: str = "constant",
+        on_epoch: Optional[Callable[[int, float, float, int, float], None]] = None) -> TrainResult:
     """Fit an energy or score model to samples by denoising score matching.
 
     Parameters
@@ -139,6 +140,11 @@ def fit(model: nn.Module, samples, sigmas: Sequence[float], epochs: int = 100, b
         2-D three-mode mixture of ``examples/learned_energy_mixture.py`` (200 epochs) it
         roughly halves the total variation of the learned density; on short fits (tens of
         epochs) it decays too early and does worse than a constant step.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, train_loss, validation_loss, best_epoch, best_validation_loss)``
+        after each epoch (0-based epochs): progress reports off a terminal, e.g.
+        :class:`~langevin_md.training.status.TrainingStatus`. Not a config key: it changes
+        nothing in the fit.
 
     Returns
     -------
@@ -241,9 +247,11 @@ def fit(model: nn.Module, samples, sigmas: Sequence[float], epochs: int = 100, b
                 save_model(model, checkpoint)
         else:
             since_best += 1
-            if since_best >= patience:
-                result.stopped_early = True
-                break
+        if on_epoch is not None:
+            on_epoch(epoch, total / count, v, result.best_epoch, result.best_validation_loss)
+        if since_best >= patience:
+            result.stopped_early = True
+            break
     bar.close()
     model.load_state_dict(best_state)
     return result

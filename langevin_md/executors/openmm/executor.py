@@ -56,6 +56,7 @@ from ...errors import NonFiniteStateError, nonfinite_error, nonfinite_start_mess
 from ...integrators.base import State, UnderdampedState
 from ...result import SampleResult
 from ...systems.openmm_system import OpenMMSystem
+from ...systems.torch_forcefield import TorchForceField
 from ..base import Executor, walker_range
 from ..recorder import FrameRecorder
 from ..results import acceptance_rate, build_result, metadata
@@ -107,9 +108,12 @@ class OpenMMSampler(Executor):
                  initial_positions=None, walker_indices: Optional[Sequence[int]] = None,
                  first_walker: int = 0):
         if not isinstance(system, OpenMMSystem):
+            hint = ("; build the molecule with engine='openmm' (e.g. alanine_dipeptide(..., engine='openmm'))"
+                    " for backend='openmm', or use backend='torch'" if isinstance(system, TorchForceField) else
+                    "; use backend='torch' for other systems")
             raise TypeError(
                 "backend='openmm' needs an OpenMMSystem (an openmm.System with its topology), got "
-                f"{type(system).__name__}; use backend='torch' for other systems")
+                f"{type(system).__name__}{hint}")
         check_supported(integrator)
         if device is not None:
             raise ValueError(
