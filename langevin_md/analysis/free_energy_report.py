@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from .free_energy_surface import free_energy_surface, plot_free_energy_surface
+from .kinetics import implied_timescales, mean_first_passage_times, plot_implied_timescales, timescale_reading
+from .mbar import mbar_tempering
+from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi, transition_counts
+from .plots import new_figure, save_figure
 
 __all__ = ["mbar_section", "surface_section", "kinetics_section", "free_energy_sections"]
 
@@ -29,7 +34,6 @@ def _angles(result) -> Optional[tuple]:
     """(φ, ψ) in radians, ``(n_frames, n_walkers)`` each, or None when not a molecule."""
     if len(result.event_shape) != 2:
         return None
-    from .molecular import phi_psi
 
     try:
         return phi_psi(result)
@@ -64,8 +68,6 @@ def mbar_section(result, folder, unit: str = "", mbar=None) -> str:
     str
         Markdown.
     """
-    from .mbar import mbar_tempering
-    from .plots import new_figure, save_figure
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,8 +125,6 @@ def surface_section(result, folder, unit: str = "kJ/mol", mbar=None, bins: int =
     str
         Markdown.
     """
-    from .free_energy_surface import free_energy_surface, plot_free_energy_surface
-    from .molecular import assign_states
 
     angles = _angles(result)
     if angles is None:
@@ -135,7 +135,6 @@ def surface_section(result, folder, unit: str = "kJ/mol", mbar=None, bins: int =
     kw = dict(bins=bins, extent=[(-180, 180), (-180, 180)], periodic=True, labels=("φ [deg]", "ψ [deg]"))
     alpha_l = (assign_states(*angles, cores=False) == 2).astype(float)
     if _is_tempering(result):
-        from .mbar import mbar_tempering
 
         m = mbar_tempering(result) if mbar is None else mbar
         kT = float(m.kT_states[0])
@@ -183,8 +182,6 @@ def kinetics_section(result, folder, n_lags: int = 6) -> str:
     str
         Markdown.
     """
-    from .kinetics import implied_timescales, mean_first_passage_times, plot_implied_timescales, timescale_reading
-    from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, transition_counts
 
     if _is_tempering(result):
         raise ValueError("replica-exchange walkers change temperature along their paths: they have no "
@@ -245,7 +242,6 @@ def free_energy_sections(result, folder, unit: str = "") -> list[str]:
     builders = []
     mbar = None
     if _is_tempering(result):
-        from .mbar import mbar_tempering
 
         try:
             mbar = mbar_tempering(result)

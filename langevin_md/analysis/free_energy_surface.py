@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from .plots import new_figure, save_figure
 
 __all__ = ["FreeEnergySurface", "free_energy_surface", "plot_free_energy_surface"]
 
@@ -172,7 +173,6 @@ def plot_free_energy_surface(fes: FreeEnergySurface, path, title: str = "Free-en
     standard error on the same grid (right), both masked where F exceeds ``max_free_energy``
     (default: 25 kT-equivalents or the largest F) or the bin is empty.
     """
-    from .plots import new_figure, save_figure
 
     f, se = fes.free_energy, fes.standard_error
     if fes.free_energy.ndim == 1:

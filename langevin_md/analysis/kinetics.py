@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from .plots import new_figure, save_figure
 
 __all__ = ["ImpliedTimescales", "FirstPassageTimes", "kmeans_states", "implied_timescales",
            "mean_first_passage_times", "plot_implied_timescales", "timescale_reading"]
@@ -335,7 +336,6 @@ def plot_implied_timescales(its: ImpliedTimescales, path, title: str = "Implied 
 
     The grey region below the line t = τ is where a timescale cannot be resolved at that lag.
     """
-    from .plots import new_figure, save_figure
 
     fig, (ax,) = new_figure(1, panel=(6.0, 4.0))
     x = its.lagtimes

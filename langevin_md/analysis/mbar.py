@@ -36,6 +36,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import logsumexp
+from .autocorrelation import integrated_autocorrelation_time
+from .tempering import at_temperature
 
 __all__ = ["TemperatureMBAR", "Reweighted", "reduced_energies", "temperature_mbar", "mbar_tempering",
            "mbar_runs"]
@@ -317,7 +319,6 @@ def temperature_mbar(energies, sample_kT, chain, kT_states=None, stride: int = 1
 
 def _stride(energies: np.ndarray) -> int:
     """Statistical inefficiency of U along each walker (frames), pooled, rounded up."""
-    from .autocorrelation import integrated_autocorrelation_time
 
     if energies.shape[0] < 8:
         return 1
@@ -363,7 +364,6 @@ def mbar_tempering(result, error: str = "bootstrap", n_bootstrap: int = 100, see
     n_T = int(np.asarray(fields["temperature_index"])[0].max()) + 1
     F, W = energies.shape
     if stride is None:
-        from .tempering import at_temperature
 
         # U at a fixed rung is stationary (along a walker it follows the walker's temperature,
         # whose slow wandering would inflate τ): the largest inefficiency over the rungs.

@@ -27,7 +27,7 @@ import numpy as np
 
 from .plots import Observable
 
-__all__ = ["report", "Report", "ObservableRow", "Check", "main"]
+__all__ = ["report", "Report", "ObservableRow", "Check"]
 
 #: R-hat above this means the walkers have not converged to one law (Vehtari et al. 2021).
 RHAT_WARN = 1.01
