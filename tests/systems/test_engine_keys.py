@@ -12,7 +12,7 @@ import pytest
 
 from langevin_md.errors import ConfigError
 from langevin_md.executors.openmm import OpenMMSampler
-from langevin_md.forcefield.system import TorchForceField
+from langevin_md.systems.torch_forcefield import TorchForceField
 from langevin_md.run import build
 from langevin_md.run.config import parse_config
 from langevin_md.systems import inputs
