@@ -6,11 +6,14 @@
 * :func:`save_model` / :func:`load_model` write and read weights without pickle.
 * :func:`fit_forces` fits an energy to (mapped) forces by force matching; :class:`CGMap`
   maps atoms to beads with the mapped-force rule of Noid et al. (2008).
+* :func:`boltzmann_inversion` fits the prior terms of a CG model
+  (:class:`langevin_md.systems.CGModel`) to a mapped trajectory.
 * :class:`ProgressLog` / :func:`plot_loss_curve`: progress lines and loss-curve PNGs.
 * :func:`main` is ``langevin-md train CONFIG.toml``.
 """
 
 from .cg_map import CGMap
+from .cg_priors import boltzmann_inversion
 from .config import main
 from .force_matching import fit_forces, force_matching_loss
 from .progress import ProgressLog, plot_loss_curve
@@ -20,4 +23,4 @@ from .models import EnergyMLP, ScoreMLP, build_model
 
 __all__ = ["fit", "dsm_loss", "model_score", "geometric_sigmas", "TrainResult", "EnergyMLP", "ScoreMLP",
            "build_model", "save_model", "load_model", "main", "CGMap", "fit_forces", "force_matching_loss",
-           "ProgressLog", "plot_loss_curve"]
+           "ProgressLog", "plot_loss_curve", "boltzmann_inversion"]
