@@ -26,10 +26,12 @@ Example configuration (paths are relative to the configuration file)::
     validation_fraction = 0.1
     patience = 20              # stop after this many epochs without a better validation loss
     seed = 0
-    progress = true            # epoch bar with the losses (default: only on a terminal)
+    progress = true            # a bar on a terminal, else a line every progress_interval s
+    progress_interval = 2.0
+    threads = 1                # torch threads (default: chosen for the batch and the load)
 
     [output]
-    dir = "model"              # gets model.safetensors (or model.pt) and training.json
+    dir = "model"              # gets model.safetensors (or model.pt), training.json, loss_curve.png
     format = "safetensors"     # or "pt" (weights-only torch file)
 
 Samples of shape ``(n_samples, *event_shape)``; a ``(n_frames, n_walkers, ...)`` trajectory
@@ -55,7 +57,7 @@ _SCHEMA = {
     "schedule": {"sigma_max": (int, float), "sigma_min": (int, float), "n_sigmas": int},
     "training": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
                  "learning_rate_schedule": str, "validation_fraction": (int, float), "patience": int,
-                 "seed": int, "progress": bool},
+                 "seed": int, "progress": bool, "threads": int, "progress_interval": (int, float)},
     "output": {"dir": str, "format": str},
 }
 _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
@@ -64,7 +66,8 @@ _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma
 _MODEL_KEYS = {"hidden": "hidden", "layers": "n_layers", "periodic": "periodic", "kT": "kT"}
 #: [training] keys and the :func:`~langevin_md.training.fit` parameter each one sets.
 _TRAINING_KEYS = {k: k for k in ("epochs", "batch_size", "learning_rate", "learning_rate_schedule",
-                                  "validation_fraction", "patience", "seed", "progress")}
+                                  "validation_fraction", "patience", "seed", "progress", "threads",
+                                  "progress_interval")}
 #: Noise levels when [schedule] n_sigmas is not given (geometric_sigmas has no default of its own).
 DEFAULT_N_SIGMAS = 10
 
@@ -203,13 +206,15 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     os.makedirs(out_dir, exist_ok=True)
     checkpoint = os.path.join(out_dir, f"model.{fmt}")
     fit_args = _arguments(fit, _TRAINING_KEYS, train)
-    result = fit(model, samples, sigmas, checkpoint=checkpoint, **fit_args)
+    result = fit(model, samples, sigmas, checkpoint=checkpoint, loss_curve=os.path.join(out_dir, "loss_curve.png"),
+                 **fit_args)
     summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
                "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                "stopped_early": result.stopped_early, "sigmas": sigmas.tolist(), "model": checkpoint,
                "config": cfg, "settings": {"model": model_args,
-                                           # progress only changes the display, not the model
-                                           "training": {k: v for k, v in fit_args.items() if k != "progress"}}}
+                                           # these only change the display and the speed, not the model
+                                           "training": {k: v for k, v in fit_args.items()
+                                                        if k not in ("progress", "progress_interval", "threads")}}}
     report = os.path.join(out_dir, "training.json")
     with open(report, "w") as f:
         json.dump(summary, f, indent=2)

@@ -135,3 +135,20 @@ def test_loss_and_fit_validate_inputs(tmp_path):
     png = tmp_path / "curve.png"
     fit_forces(model, cg.map_positions(x), cg.map_forces(F), epochs=5, progress=False, loss_curve=png)
     assert png.stat().st_size > 1000
+
+
+def test_dsm_fit_writes_progress_lines_and_a_loss_curve_off_a_terminal(tmp_path):
+    from langevin_md.training import fit, geometric_sigmas
+
+    torch.manual_seed(0)
+    model = EnergyMLP((2,), hidden=8, n_layers=1)
+    data = np.random.default_rng(0).normal(size=(400, 2))
+    log = io.StringIO()  # not a terminal
+    res = fit(model, data, geometric_sigmas(1.0, 0.1, 3), epochs=4, batch_size=128, stream=log,
+              progress_interval=0.0, loss_curve=tmp_path / "dsm.png", threads=1)
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("DSM: epoch 1/4  train ") and lines[-1].endswith("(done)")
+    assert len(res.validation_loss) == 4 and (tmp_path / "dsm.png").stat().st_size > 1000
+    quiet = io.StringIO()
+    fit(model, data, [1.0, 0.1], epochs=2, stream=quiet, progress=False)
+    assert quiet.getvalue() == ""
