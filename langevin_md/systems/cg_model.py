@@ -122,7 +122,7 @@ class CGModel(TorchEnergy):
             raise ValueError(f"reference_positions must be finite with shape ({n}, 3), got shape {ref.shape}")
         if topology is not None and getattr(topology, "n_atoms", None) != n:
             raise ValueError(f"topology must have one atom per bead ({n}), got {getattr(topology, 'n_atoms', topology)!r}")
-        self.reference_positions = ref
+        self.reference_positions = np.ascontiguousarray(ref)
         self.topology = topology
 
     def initial_positions(self, n_walkers: int, generator) -> torch.Tensor:
@@ -150,8 +150,8 @@ class CGModel(TorchEnergy):
                 "counts": {k: len(getattr(e.prior, k)) for k in ("bonds", "angles", "dihedrals", "repulsion")},
                 "topology": _topology_rows(self.topology)}
         state = {f"energy.{k}": v.detach().cpu().contiguous() for k, v in e.state_dict().items()}
-        state["masses"] = torch.as_tensor(np.asarray(self.masses, dtype=np.float64))
-        state["reference_positions"] = torch.as_tensor(self.reference_positions)
+        state["masses"] = torch.as_tensor(np.ascontiguousarray(self.masses, dtype=np.float64))
+        state["reference_positions"] = torch.as_tensor(np.ascontiguousarray(self.reference_positions))
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = path + ".tmp"
         save_file(state, tmp, metadata={_META_KEY: json.dumps(meta)})

@@ -47,3 +47,11 @@ def test_alanine_prior(tmp_path):
 def test_tempering_alanine(tmp_path):
     out = run("tempering_alanine.py", "--output", str(tmp_path / "rex"), cwd=tmp_path)
     assert (tmp_path / "rex" / "swap_acceptance.png").stat().st_size > 0 and "R-hat" in out
+
+
+def test_cg_alanine(tmp_path):
+    pytest.importorskip("openmm")
+    out = run("cg_alanine.py", "--output", str(tmp_path / "cg"), cwd=tmp_path)
+    assert "JS divergence" in out and "walker-steps/s" in out and "αR" in out
+    assert (tmp_path / "cg" / "fes_cg_vs_all_atom.png").stat().st_size > 0
+    assert (tmp_path / "cg" / "cg_alanine.safetensors").stat().st_size > 0
