@@ -25,6 +25,7 @@ Example configuration (paths are relative to the configuration file)::
     learning_rate_schedule = "constant"   # or "cosine": decays to 0 over the epochs
     validation_fraction = 0.1
     patience = 20              # stop after this many epochs without a better validation loss
+    validation_samples = 16384 # (sample, noise draw) pairs per validation
     seed = 0
     progress = true            # a bar on a terminal, else a line every progress_interval s
     progress_interval = 2.0
@@ -57,7 +58,7 @@ _SCHEMA = {
     "schedule": {"sigma_max": (int, float), "sigma_min": (int, float), "n_sigmas": int},
     "training": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
                  "learning_rate_schedule": str, "validation_fraction": (int, float), "patience": int,
-                 "seed": int, "progress": bool, "threads": int, "progress_interval": (int, float)},
+                 "seed": int, "progress": bool, "threads": int, "validation_samples": int, "progress_interval": (int, float)},
     "output": {"dir": str, "format": str},
 }
 _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
@@ -67,7 +68,7 @@ _MODEL_KEYS = {"hidden": "hidden", "layers": "n_layers", "periodic": "periodic",
 #: [training] keys and the :func:`~langevin_md.training.fit` parameter each one sets.
 _TRAINING_KEYS = {k: k for k in ("epochs", "batch_size", "learning_rate", "learning_rate_schedule",
                                   "validation_fraction", "patience", "seed", "progress", "threads",
-                                  "progress_interval")}
+                                  "progress_interval", "validation_samples")}
 #: Noise levels when [schedule] n_sigmas is not given (geometric_sigmas has no default of its own).
 DEFAULT_N_SIGMAS = 10
 
