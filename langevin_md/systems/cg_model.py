@@ -132,7 +132,7 @@ class CGModel(TorchEnergy):
     def energy_components(self, x: torch.Tensor) -> dict:
         """``{"prior": U_prior, "network": U_net}``, each ``(n_walkers,)`` kJ/mol (sum = U)."""
         self.check_positions(x)
-        xin = x.to(next(iter(self.module.buffers())))
+        xin = x.to(self.module.feature_mean)  # the model's dtype and device
         with torch.no_grad():
             return {"prior": self.module.prior(xin).to(x), "network": self.module.network_energy(xin).to(x)}
 
