@@ -31,7 +31,7 @@ atomistic and coarse-grained models", J. Chem. Phys. 128, 244114 (2008).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
