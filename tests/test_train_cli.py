@@ -46,8 +46,10 @@ def test_every_fit_option_is_a_config_key():
     from langevin_md.training.config import config_keys
 
     # The data, the model, the noise levels and the file are given by [data], [model],
-    # [schedule] and [output]; everything else fit takes is a [training] key.
-    options = set(inspect.signature(fit).parameters) - {"model", "samples", "sigmas", "checkpoint", "on_epoch"}
+    # [schedule] and [output] (the loss curve goes to the output folder); progress lines go to
+    # stderr; everything else fit takes is a [training] key.
+    options = set(inspect.signature(fit).parameters) - {"model", "samples", "sigmas", "checkpoint", "loss_curve",
+                                                        "stream", "on_epoch"}
     assert options == set(config_keys("training"))
 
 

@@ -45,6 +45,7 @@ from .molecular import (
     to_trajectory,
     transition_counts,
 )
+from .prior_verdict import DistributionComparison, compare_distributions, jensen_shannon
 from .report import Report, report
 from .thermo import KineticTemperatureCheck, degrees_of_freedom, kinetic_energy_law, kinetic_temperature_check
 from .protein import (
@@ -118,6 +119,10 @@ __all__ = [
     "round_trip_times",
     "Populations",
     "state_populations",
+    # a verdict on a prior: two runs' feature laws compared (matplotlib only for the PNG)
+    "compare_distributions",
+    "DistributionComparison",
+    "jensen_shannon",
     # reports (matplotlib is imported only when a report is written)
     "report",
     "Report",

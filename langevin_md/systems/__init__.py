@@ -11,6 +11,8 @@ from .harmonic import FreeParticle, Harmonic
 from .lennard_jones import LennardJonesCluster
 from .mixture import GaussianMixture
 from .molecules import CATALOGUE, CatalogueEntry, alanine_dipeptide, lennard_jones_fluid, list_systems
+from .cg_model import CGEnergy, CGModel
+from .cg_terms import CGPrior
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
 from .inputs import from_amber, from_charmm, from_gromacs, from_pdb, from_xml
@@ -25,5 +27,5 @@ __all__ = [
     "LennardJonesCluster", "OpenMMSystem", "from_pdb", "from_xml", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
     "TorchForceField", "load_forcefield",
-    "TorchEnergy", "FeaturePrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
+    "TorchEnergy", "FeaturePrior", "CGModel", "CGEnergy", "CGPrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
 ]

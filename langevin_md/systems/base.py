@@ -351,6 +351,15 @@ class SumSystem(System):
             forces = w * f if forces is None else forces + w * f
         return energy, forces
 
+    def energy_components(self, x: torch.Tensor) -> list:
+        """Each term's own energy, unweighted: a list of ``(weight, system, energy)``.
+
+        ``energy`` has shape ``(n_walkers,)``; Σ weight · energy is U(x). Use it to report a
+        force field's energy apart from a prior's (whose additive constant is arbitrary).
+        """
+        self.check_positions(x)
+        return [(w, s, s._energy_and_forces(x)[0]) for w, s in self.terms]
+
     def initial_positions(self, n_walkers, generator):
         """The first term's default start."""
         return self.terms[0][1].initial_positions(n_walkers, generator)

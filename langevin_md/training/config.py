@@ -25,11 +25,14 @@ Example configuration (paths are relative to the configuration file)::
     learning_rate_schedule = "constant"   # or "cosine": decays to 0 over the epochs
     validation_fraction = 0.1
     patience = 20              # stop after this many epochs without a better validation loss
+    validation_samples = 16384 # (sample, noise draw) pairs per validation
     seed = 0
-    progress = true            # epoch bar with the losses (default: only on a terminal)
+    progress = true            # a bar on a terminal, else a line every progress_interval s
+    progress_interval = 2.0
+    threads = 1                # torch threads (default: chosen for the batch and the load)
 
     [output]
-    dir = "model"              # gets model.safetensors (or model.pt) and training.json
+    dir = "model"              # gets model.safetensors (or model.pt), training.json, loss_curve.png
     format = "safetensors"     # or "pt" (weights-only torch file)
     progress_every = "30 s"    # a progress line on stderr (when no bar is drawn) after the
                                # first epoch and then every so often; status.json in dir is
@@ -61,7 +64,8 @@ _SCHEMA = {
     "schedule": {"sigma_max": (int, float), "sigma_min": (int, float), "n_sigmas": int},
     "training": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
                  "learning_rate_schedule": str, "validation_fraction": (int, float), "patience": int,
-                 "seed": int, "progress": bool},
+                 "seed": int, "progress": bool, "threads": int, "validation_samples": int,
+                 "progress_interval": (int, float)},
     "output": {"dir": str, "format": str, "progress_every": (int, float, str)},
 }
 _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
@@ -70,7 +74,8 @@ _REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma
 _MODEL_KEYS = {"hidden": "hidden", "layers": "n_layers", "periodic": "periodic", "kT": "kT"}
 #: [training] keys and the :func:`~langevin_md.training.fit` parameter each one sets.
 _TRAINING_KEYS = {k: k for k in ("epochs", "batch_size", "learning_rate", "learning_rate_schedule",
-                                  "validation_fraction", "patience", "seed", "progress")}
+                                  "validation_fraction", "patience", "seed", "progress", "threads",
+                                  "progress_interval", "validation_samples")}
 #: Noise levels when [schedule] n_sigmas is not given (geometric_sigmas has no default of its own).
 DEFAULT_N_SIGMAS = 10
 
@@ -214,10 +219,15 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
         parse_seconds("[output] progress_every", every)
     except ValueError as exc:
         raise ValueError(f"{config_path}: {exc}") from None
-    status = TrainingStatus(out_dir, fit_args["epochs"], every,
-                            stream=None if _bar_shown(fit_args["progress"]) else sys.stderr)
+    # Off a terminal the lines (and status.json) come from TrainingStatus on the [output]
+    # progress_every schedule, so fit's own lines are switched off; on a terminal fit draws its bar.
+    lines = fit_args["progress"] is not False and not sys.stderr.isatty()
+    status = TrainingStatus(out_dir, fit_args["epochs"], every, stream=sys.stderr if lines else None)
+    if lines:
+        fit_args["progress"] = False
     try:
-        result = fit(model, samples, sigmas, checkpoint=checkpoint, on_epoch=status, **fit_args)
+        result = fit(model, samples, sigmas, checkpoint=checkpoint, on_epoch=status,
+                     loss_curve=os.path.join(out_dir, "loss_curve.png"), **fit_args)
     except BaseException:
         status.finish("failed")
         raise
@@ -226,8 +236,9 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
                "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                "stopped_early": result.stopped_early, "sigmas": sigmas.tolist(), "model": checkpoint,
                "config": cfg, "settings": {"model": model_args,
-                                           # progress only changes the display, not the model
-                                           "training": {k: v for k, v in fit_args.items() if k != "progress"}}}
+                                           # these only change the display and the speed, not the model
+                                           "training": {k: v for k, v in fit_args.items()
+                                                        if k not in ("progress", "progress_interval", "threads")}}}
     report = os.path.join(out_dir, "training.json")
     with open(report, "w") as f:
         json.dump(summary, f, indent=2)
@@ -235,11 +246,6 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     print(f"model (best epoch {result.best_epoch + 1}) saved to {checkpoint}\nlosses and settings in {report}",
           file=sys.stderr)
     return result
-
-
-def _bar_shown(progress) -> bool:
-    """Whether ``fit`` draws its tqdm bar (``progress=None``: only when stderr is a terminal)."""
-    return bool(progress) if progress is not None else sys.stderr.isatty()
 
 
 def loss_table(result, max_rows: int = 20) -> str:

@@ -50,3 +50,11 @@ def test_tempering_alanine(tmp_path):
     assert "MBAR, all rungs" in out
     for png in ("free_energy_surface.png", "implied_timescales.png"):
         assert (tmp_path / "rex" / png).stat().st_size > 0
+
+
+def test_cg_alanine(tmp_path):
+    pytest.importorskip("openmm")
+    out = run("cg_alanine.py", "--output", str(tmp_path / "cg"), cwd=tmp_path)
+    assert "JS divergence" in out and "walker-steps/s" in out and "αR" in out
+    assert (tmp_path / "cg" / "fes_cg_vs_all_atom.png").stat().st_size > 0
+    assert (tmp_path / "cg" / "cg_alanine.safetensors").stat().st_size > 0

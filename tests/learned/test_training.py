@@ -100,7 +100,8 @@ def test_main_reads_a_toml_config(tmp_path):
     assert summary["settings"]["training"] == {
         "epochs": 3, "batch_size": 64, "patience": 5, "learning_rate": fit_defaults["learning_rate"].default,
         "validation_fraction": fit_defaults["validation_fraction"].default, "seed": fit_defaults["seed"].default,
-        "learning_rate_schedule": fit_defaults["learning_rate_schedule"].default}
+        "learning_rate_schedule": fit_defaults["learning_rate_schedule"].default,
+        "validation_samples": fit_defaults["validation_samples"].default}
     assert summary["settings"]["model"] == {"hidden": 16, "n_layers": 2,
                                             "periodic": inspect.signature(ScoreMLP).parameters["periodic"].default}
     (tmp_path / "bad.toml").write_text('[data]\nsamples = "samples.npy"\nbogus = 1\n')
