@@ -169,9 +169,12 @@ def _histogram_panel(ax, sweep, rows, system) -> None:
     picks = []
     if live:
         picks.append(("too small", live[0]))
-        good = [r for r in live if r.verdict == "ok"] or live
-        best = max(good, key=lambda r: r.ess_per_1000_evaluations if np.isfinite(r.ess_per_1000_evaluations) else -1)
-        picks.append(("about right", best))
+        good = [r for r in live if r.verdict == "ok"]
+        # With no unbiased step the most efficient one is not "about right": say so, and
+        # prefer one that did not collapse.
+        pool = good or [r for r in live if r.verdict != "collapsed"] or live
+        best = max(pool, key=lambda r: r.ess_per_1000_evaluations if np.isfinite(r.ess_per_1000_evaluations) else -1)
+        picks.append(("about right" if good else "most efficient (none ok)", best))
     picks.append(("too large", rows[-1]))
     # The x range follows the runs that sampled something like the law: a collapsed or
     # exploding run's samples (e.g. 1e100) would squash the others into one bin.
@@ -201,7 +204,7 @@ def _histogram_panel(ax, sweep, rows, system) -> None:
                 text += ", mostly off scale"
             counts, _, _ = ax.hist(r.samples, bins=edges, density=False, weights=np.full(r.samples.size, 1.0 / (
                 r.samples.size * (edges[1] - edges[0]))), histtype="step", lw=1.8, color=c, label=text)
-            if label == "about right":
+            if label == "about right" or (label.startswith("most efficient") and peak == 0):
                 peak = max(peak, float(np.max(counts)))
         else:
             ax.plot([], [], color=c, label=text)
