@@ -28,8 +28,22 @@ opencl:
 demo: $(STAMP) opencl
 	$(BIN)/langevin-md demo
 
+# Two passes (tests/conftest.py says which tests are `serial` and why): first every other test
+# on $(TEST_WORKERS) pytest-xdist workers, one test file per worker so that a module's
+# fixtures are built once; then the serial ones (thread counts from idle CPUs, wall-clock
+# bounds, SIGKILL timing, a Dask cluster, OpenCL) with nothing beside them. Both passes always
+# run and print pytest's summary; the target fails if either failed (exit 5, "no tests
+# collected", counts as passing: a subset in TESTS may hold no serial test). TEST_WORKERS=1
+# runs the first pass without xdist too.
+TESTS        ?= tests
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) opencl
-	$(BIN)/python -m pytest -q tests
+	@$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not serial" $(TESTS); parallel=$$?; \
+	$(BIN)/python -m pytest -q -p no:xdist -m serial $(TESTS); serial=$$?; \
+	echo "make test: parallel pass exit $$parallel, serial pass exit $$serial (0: passed, 5: none collected)"; \
+	{ test $$parallel -eq 0 || test $$parallel -eq 5; } && { test $$serial -eq 0 || test $$serial -eq 5; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -98,34 +98,69 @@ def alanine_section(out: Path, seconds: float = 6.0, n_walkers: int = 128):
                    burn_in=100, seed=1, dtype="float32", compile=False)
     phi_r, psi_r = phi_psi(r)
     pops = state_populations(assign_states(phi_r, psi_r), n_states=len(ALANINE_DIPEPTIDE_STATES))
-    shares = ", ".join(f"{s.name} {p:.0%}" for s, p in zip(ALANINE_DIPEPTIDE_STATES, pops.populations))
     ps_each = n_steps * h
     print(f"alanine dipeptide (Amber ff14SB + OBC2, 300 K, batched torch force field): "
           f"{n_walkers} walkers x {n_steps} steps of {h * 1e3:g} fs = {ps_each:.1f} ps each, "
           f"<U> = {r.energies.mean():.1f} kJ/mol, {r.walker_steps_per_second:,.0f} walker-steps/s; "
-          f"populations {shares}")
-    phi, psi = np.degrees(phi_r).ravel(), np.degrees(psi_r).ravel()
+          + population_line(pops.populations, ps_each))
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    ax.scatter(phi, psi, s=2, alpha=0.3, color="tab:blue", rasterized=True)
-    for state in ALANINE_DIPEPTIDE_STATES[:2]:
-        # label each basin at the middle of its core (cores given as (lo, hi) in degrees, ψ may wrap)
-        lo, hi = state.psi
-        psi_mid = (lo + hi) / 2 if lo < hi else ((lo + hi + 360) / 2 + 180) % 360 - 180
-        ax.annotate(state.name, (sum(state.phi) / 2, psi_mid), fontsize=10, weight="bold")
-    ax.set_xlim(-180, 180)
-    ax.set_ylim(-180, 180)
-    ax.set_xticks(range(-180, 181, 60))
-    ax.set_yticks(range(-180, 181, 60))
-    ax.set_xlabel("φ (degrees)")
-    ax.set_ylabel("ψ (degrees)")
-    ax.set_title(f"Alanine dipeptide (OBC2), {n_walkers} walkers x {ps_each:.1f} ps")
-    ax.grid(alpha=0.3)
+    draw_ramachandran_scatter(ax, np.degrees(phi_r).ravel(), np.degrees(psi_r).ravel())
+    ax.set_title(f"Alanine dipeptide (OBC2), {n_walkers} walkers x {ps_each:.1f} ps\n"
+                 "(all started in C7eq: not equilibrium populations)", fontsize=10)
     fig.tight_layout()
     path = out / "alanine_ramachandran.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
     return r
+
+
+def population_line(populations, ps_each: float) -> str:
+    """The demo's population shares, said to be what they are: where walkers that all started
+    in C7eq are after ``ps_each`` ps, not the equilibrium populations (the αR ⇄ C7eq/β
+    exchange takes tens of ps; run longer, or replica exchange, for those)."""
+    shares = ", ".join(f"{s.name} {p:.0%}" for s, p in zip(ALANINE_DIPEPTIDE_STATES, populations))
+    return (f"populations after {ps_each:.2g} ps from C7eq {shares} (not equilibrium populations: "
+            "the walkers have not had time to forget their start)")
+
+
+def draw_ramachandran_scatter(ax, phi, psi) -> dict:
+    """Scatter φ, ψ (degrees, any shape) on ``ax`` and label the C7eq/β and αR clouds.
+
+    Each label sits at the median of the points in its state's core (the cloud the eye sees),
+    not at the middle of the core's box, which lies away from the cloud (αR's box spans
+    φ from −180° to −45°, its cloud sits near φ = −70°). A state no point reached is not
+    labelled.
+
+    Returns
+    -------
+    dict
+        State name -> the label's ``matplotlib.text.Text``.
+    """
+    phi, psi = np.ravel(phi), np.ravel(psi)
+    ax.scatter(phi, psi, s=2, alpha=0.3, color="tab:blue", rasterized=True)
+    labels = {}
+    for state in ALANINE_DIPEPTIDE_STATES[:2]:
+        inside = state.contains(phi, psi)
+        if not inside.any():
+            continue
+        # Median on the circle: rotate so that the core's own middle is at 0, then back
+        # (C7eq/β's ψ core wraps through ±180°).
+        centre = {}
+        for name, values, (lo, hi) in (("phi", phi, state.phi), ("psi", psi, state.psi)):
+            mid = (lo + hi) / 2 if lo <= hi else (lo + hi + 360) / 2
+            centre[name] = (np.median((values[inside] - mid + 180) % 360 - 180) + mid + 180) % 360 - 180
+        labels[state.name] = ax.text(centre["phi"], centre["psi"], state.name, fontsize=10, weight="bold",
+                                     ha="center", va="center", color="white",
+                                     bbox={"facecolor": "black", "alpha": 0.55, "edgecolor": "none", "pad": 1.5})
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-180, 180)
+    ax.set_xticks(range(-180, 181, 60))
+    ax.set_yticks(range(-180, 181, 60))
+    ax.set_xlabel("φ (degrees)")
+    ax.set_ylabel("ψ (degrees)")
+    ax.grid(alpha=0.3)
+    return labels
 
 
 def main(output_dir: str | Path = "demo_output") -> Path:

@@ -98,7 +98,7 @@ def at_temperature(source, rung: int, values=None) -> np.ndarray:
     return values[np.arange(F)[:, None], walker]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SwapAcceptance:
     """Swap acceptance per neighbour pair.
 
@@ -117,6 +117,20 @@ class SwapAcceptance:
     mean: np.ndarray
     standard_error: np.ndarray
     pair_kT: np.ndarray
+
+    def __str__(self) -> str:
+        """A table: one line per neighbour pair, acceptance as a probability per swap attempt."""
+        n_ladders, n_pairs = self.per_ladder.shape
+        lines = [f"swap acceptance (probability per swap attempt, mean ± standard error over {n_ladders} "
+                 f"ladder{'s' if n_ladders != 1 else ''} of {n_pairs + 1} temperatures)",
+                 f"  {'pair':>5}  {'kT of pair':>10}  acceptance"]
+        for k, (t, a, e) in enumerate(zip(self.pair_kT, self.mean, self.standard_error)):
+            err = "n/a (one ladder)" if not np.isfinite(e) else f"{e:.3f}"
+            lines.append(f"  {f'{k}-{k + 1}':>5}  {t:>10.4g}  {a:.3f} ± {err}")
+        lines.append(f"communication barrier Λ̂ = Σ(1 − acceptance) = {communication_barrier(self.mean):.3f}")
+        return "\n".join(lines)
+
+    __repr__ = __str__  # what an interactive session shows: the table, not the raw arrays
 
 
 def swap_acceptance(summary: dict) -> SwapAcceptance:
@@ -161,7 +175,7 @@ def communication_barrier(acceptance) -> np.ndarray:
     return (1.0 - acc).sum(-1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TemperatureRoundTrips:
     """Round trips coldest → hottest → coldest, per ladder.
 
@@ -170,15 +184,29 @@ class TemperatureRoundTrips:
     per_ladder : numpy.ndarray of int, shape ``(n_ladders,)``
         Completed trips of all the ladder's walkers.
     rate : numpy.ndarray, shape ``(n_ladders,)``
-        Trips per step (per frame when no steps are known).
+        Trips per ladder per step (per frame when no steps are known): see ``rate_unit``.
     mean_rate, standard_error : float
-        Mean rate over ladders and its standard error.
+        Mean rate over ladders and its standard error, in ``rate_unit``.
+    rate_unit : str
+        "trips per step" or "trips per frame".
     """
 
     per_ladder: np.ndarray
     rate: np.ndarray
     mean_rate: float
     standard_error: float
+    rate_unit: str = "trips per step"
+
+    def __str__(self) -> str:
+        """Trips per ladder and the rate with its unit."""
+        L = self.per_ladder.size
+        err = "n/a (one ladder)" if not np.isfinite(self.standard_error) else f"{self.standard_error:.2g}"
+        return (f"temperature round trips (coldest → hottest → coldest, counted at recorded frames: a lower "
+                f"bound): {int(self.per_ladder.sum())} in {L} ladder{'s' if L != 1 else ''}, "
+                f"{self.per_ladder.mean():.3g} per ladder (from {int(self.per_ladder.min())} to "
+                f"{int(self.per_ladder.max())}); rate {self.mean_rate:.3g} ± {err} {self.rate_unit} per ladder")
+
+    __repr__ = __str__  # what an interactive session shows: the numbers with their unit
 
 
 def temperature_round_trips(source, steps=None) -> TemperatureRoundTrips:
@@ -207,10 +235,12 @@ def temperature_round_trips(source, steps=None) -> TemperatureRoundTrips:
         trips += cold & (phase == 2)
         phase = np.where(cold, 1, np.where(hot & (phase == 1), 2, phase))
     per_ladder = trips.reshape(L, n_T).sum(1)
-    span = float(steps[-1] - steps[0]) if steps is not None and len(steps) > 1 else float(idx.shape[0])
+    per_step = steps is not None and len(steps) > 1
+    span = float(steps[-1] - steps[0]) if per_step else float(idx.shape[0])
     rate = per_ladder / max(span, 1.0)
     se = float(rate.std(ddof=1) / np.sqrt(L)) if L > 1 else float("nan")
-    return TemperatureRoundTrips(per_ladder, rate, float(rate.mean()), se)
+    return TemperatureRoundTrips(per_ladder, rate, float(rate.mean()), se,
+                                 "trips per step" if per_step else "trips per frame")
 
 
 # --------------------------------------------------------------------------- plots
@@ -315,7 +345,7 @@ def tempering_section(result, folder, unit: str = "") -> str:
              f"step, {per_round.mean():.3g} per swap round, against 1/(2 + 2Λ̂) = "
              f"{1 / (2 + 2 * lam.mean()):.3g} for the non-reversible scheme with perfect mixing "
              "at each rung between swaps (Syed et al. 2022).", "",
-             "| pair | kT (pair) | acceptance |", "|---|---|---|"]
+             "| pair | kT (pair) | acceptance (probability per swap attempt) |", "|---|---|---|"]
     for k, (t, a, e) in enumerate(zip(acc.pair_kT, acc.mean, acc.standard_error)):
         lines.append(f"| {k}–{k + 1} | {t:.4g} | {a:.3f} ± {e:.3f} |")
     lines += ["", "![replica-index traces](replica_traces.png)", "",

@@ -63,3 +63,53 @@ def test_report_of_a_molecule_has_ramachandran_and_states(tmp_path):
     assert "φ (circular)" in md and "ψ (circular)" in md and "C7eq/β" in md
     assert rep.states["names"][0] == "C7eq/β"
     assert any("kinetic temperature" in c.name for c in rep.checks)
+
+
+def test_tau_has_one_unit_steps_in_table_and_warnings(tmp_path):
+    # 60 frames of a slow MALA chain, recorded every 5 steps: τ is long against the chain.
+    system = lmd.systems.Harmonic(dim=1, kT=1.0)
+    r = lmd.sample(system, lmd.integrators.MALA(step_size=0.02), n_steps=300, n_walkers=4,
+                   record_every=5, seed=0)
+    rep = report(r, tmp_path / "short", exact=None)
+    (short,) = [w for w in rep.warnings if w.startswith("chain shorter") and "x[0]" in w]
+    tau = rep.row("x[0]").tau_steps
+    assert f"τ = {tau:.3g} steps" in short, short  # the table's τ, in the table's unit
+    assert "60 frames per walker = 300 steps" in short
+    assert "frames;" not in short and "τ (steps)" in (tmp_path / "short" / "report.md").read_text()
+
+
+def test_exact_check_verdict_states_its_rule(tmp_path):
+    system = lmd.systems.Harmonic(dim=1, kT=1.0)
+    r = lmd.sample(system, lmd.integrators.MALA(step_size=1.0), n_steps=1500, n_walkers=8,
+                   record_every=2, burn_in=100, seed=3)
+    rep = report(r, tmp_path / "rep")
+    (tv,) = [c for c in rep.checks if "total variation" in c.name]
+    # A distance is one-sided: z far below 0 is closer to exact than noise predicts, a pass,
+    # and the row must say so rather than print "z = −8.6 … pass" alone.
+    assert tv.passed and tv.rule == "z ≤ 5, one-sided"
+    assert "z < 0: closer to exact than sampling noise predicts" in tv.note
+    md = (tmp_path / "rep" / "report.md").read_text()
+    line = next(ln for ln in md.splitlines() if "total variation" in ln)
+    assert "| pass (z ≤ 5, one-sided) |" in line, line
+    conf = next(ln for ln in md.splitlines() if ln.startswith("| configurational temperature"))
+    assert "pass (\\|z\\| ≤ 5)" in conf  # the Markdown table escapes the bars
+    assert "result (rule)" in md
+
+
+def test_kinetic_temperature_warning_points_to_a_row_that_is_there(tmp_path):
+    # BAOAB on a harmonic well: positions exact at any stable step, step-end velocities hot by
+    # 1/(1 − h²ω²/4) = 2.3 at h = 1.5 (Leimkuhler & Matthews 2013): the kinetic check fails.
+    system = lmd.systems.Harmonic(dim=2, kT=1.0)
+    r = lmd.sample(system, lmd.integrators.BAOAB(timestep=1.5, friction=1.0), n_steps=600, n_walkers=8,
+                   record_every=2, burn_in=100, seed=0)
+    rep = report(r, tmp_path / "with")
+    (kin,) = [w for w in rep.warnings if w.startswith("kinetic temperature")]
+    conf = [c for c in rep.checks if c.name.startswith("configurational temperature")]
+    assert conf and conf[0].passed
+    assert "configurational temperature row of the exact checks" in kin and conf[0].measured in kin
+    # Without exact checks there is no such row, and the warning must not send the reader to it.
+    rep = report(r, tmp_path / "without", exact=None)
+    (kin,) = [w for w in rep.warnings if w.startswith("kinetic temperature")]
+    assert not any(c.name.startswith("configurational") for c in rep.checks)
+    assert "row" not in kin and "did not compute it" in kin
+    assert "configurational_temperature(system, positions)" in kin

@@ -73,3 +73,18 @@ def test_plots_and_report_section(result, tmp_path):
     assert (tmp_path / "report" / "replica_traces.png").stat().st_size > 0
     with pytest.raises(ValueError, match="not a replica-exchange run"):
         at_temperature(lmd.sample(Harmonic(dim=1), BAOAB(), n_steps=5), 0)
+
+
+def test_swap_and_round_trip_summaries_read_with_units(result):
+    acc = swap_acceptance(result.integrator_summary)
+    for text in (str(acc), repr(acc)):
+        assert "array(" not in text and "SwapAcceptance(" not in text
+        assert "probability per swap attempt" in text and "6 ladders of 4 temperatures" in text
+        assert "0-1" in text and "2-3" in text and f"{acc.mean[0]:.3f} ± {acc.standard_error[0]:.3f}" in text
+        assert "communication barrier" in text
+    trips = temperature_round_trips(result)
+    for text in (str(trips), repr(trips)):
+        assert "array(" not in text and f"{trips.mean_rate:.3g}" in text
+        assert "trips per step per ladder" in text
+    per_frame = temperature_round_trips(result.fields["temperature_index"])
+    assert per_frame.rate_unit == "trips per frame" and "trips per frame per ladder" in str(per_frame)
