@@ -41,6 +41,11 @@ SERIAL = {
     "tests/run/test_distributed.py": "a Dask LocalCluster of worker processes; a worker killed mid-shard",
     "tests/analysis/test_statistics.py::test_detect_equilibration_on_a_million_points":
         "a 60 s timeout mark",
+    "tests/run/test_progress.py::test_a_polled_summary_advances_while_a_cli_run_goes_on":
+        "polls a running CLI subprocess and stops it once the status has advanced",
+    "tests/test_train_cli.py::test_a_train_subprocess_off_a_terminal_prints_progress_before_it_ends":
+        "polls a running train subprocess and stops it once progress lines have come",
+    "tests/hostile/test_upstream_inductor_scatter.py": "compiles and runs with two OpenMP threads on purpose",
 }
 
 ROOT = Path(__file__).resolve().parent.parent
