@@ -42,7 +42,6 @@ PYTEST_PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS
 test: $(STAMP) opencl
 	@$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not serial" $(TESTS); parallel=$$?; \
 	$(BIN)/python -m pytest -q -p no:xdist -m serial $(TESTS); serial=$$?; \
-	echo "make test: parallel pass exit $$parallel, serial pass exit $$serial (0: passed, 5: none collected)"; \
 	{ test $$parallel -eq 0 || test $$parallel -eq 5; } && { test $$serial -eq 0 || test $$serial -eq 5; }
 
 bench: $(STAMP)
