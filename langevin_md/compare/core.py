@@ -46,6 +46,7 @@ import numpy as np
 from .. import integrators
 from ..analysis import ShortChainWarning, effective_sample_size, integrated_autocorrelation_time, rhat
 from ..errors import NonFiniteStateError
+from ..safe_paths import open_for_write
 from ..executors import sample
 from ..integrators import Integrator
 from ..units import parse_quantity
@@ -210,12 +211,12 @@ class Comparison:
         """Write the rows as CSV (``.csv``) or the text table (any other suffix); return the path."""
         path = os.fspath(path)
         if path.endswith(".csv"):
-            with open(path, "w", newline="", encoding="utf-8") as f:
+            with open_for_write(path, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(COLUMNS))
                 w.writeheader()
                 w.writerows(self.records())
         else:
-            with open(path, "w", encoding="utf-8") as f:
+            with open_for_write(path, "w") as f:
                 f.write(self.table() + "\n")
         return path
 

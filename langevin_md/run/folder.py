@@ -57,6 +57,7 @@ from ..executors.results import acceptance_rate
 from ..io.checkpoint import atomic_write_bytes, latest_checkpoint, list_checkpoints
 from ..io.trajectory import TrajectoryError, read_trajectory, topology_from_json
 from ..result import SampleResult
+from ..safe_paths import UnsafePathError, check_target, make_dirs
 
 CONFIG = "config.toml"
 LOG = "run.log"
@@ -74,7 +75,8 @@ _HEADER = "# Resolved by langevin-md"
 
 #: Entries a run folder is made of (what ``--force`` may delete, besides the patterns below).
 _OWN_FILES = {CONFIG, LOG, TRAJECTORY, SUMMARY, INTEGRATOR_SUMMARY, STATE, MARKER, _LOCK,
-              "attempts.jsonl"}  # a shard's attempt log (langevin_md.run.distributed)
+              "attempts.jsonl",  # a shard's attempt log (langevin_md.run.distributed)
+              "shards.json"}  # a distributed run's shard layout (langevin_md.run.distributed)
 #: Folders a run folder is made of: checkpoints, the merged run's shard folders, the report
 #: `langevin-md analyze` writes.
 _OWN_DIRS = {CHECKPOINTS, "shards", "report"}
@@ -144,6 +146,8 @@ def check_run_folder(run_dir) -> Path:
         Naming the missing marker, the unsupported version or the symlinked entry.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_dir():  # FIFOs first: reading the marker or config of a FIFO would block
+        _refuse_special_files(run_dir)
     marker = _read_marker(run_dir)
     if marker is None:
         legacy = ""
@@ -165,12 +169,27 @@ def check_run_folder(run_dir) -> Path:
     return run_dir
 
 
+def _refuse_special_files(run_dir: Path) -> None:
+    """A FIFO, socket or device among the entries (opening a FIFO blocks until a writer comes)."""
+    for folder in (run_dir, run_dir / CHECKPOINTS):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if not (entry.is_symlink() or entry.is_file() or entry.is_dir()):
+                try:
+                    check_target(entry)
+                except UnsafePathError as exc:
+                    raise RunFolderError(f"{exc}. A run folder's entries must be regular files and "
+                                         "folders") from None
+
+
 def _refuse_symlinks(run_dir: Path) -> None:
     for entry in sorted(run_dir.iterdir()):
         if entry.is_symlink():
             raise RunFolderError(f"{entry} is a symbolic link (to {os.readlink(entry)!r}); a run folder's "
                                  "entries must be real files and folders, so nothing outside it is "
                                  "written or deleted. Replace it with the real file or remove it")
+
     ck = run_dir / CHECKPOINTS
     if ck.is_dir():
         for entry in sorted(ck.iterdir()):
@@ -361,7 +380,7 @@ def create_run(config, run_dir, force: bool = False) -> Path:
         # The marker first: a creation stopped half-way leaves a folder --force may replace.
         marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "created": now()}
         atomic_write_bytes(run_dir / MARKER, (json.dumps(marker) + "\n").encode())
-        (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
+        make_dirs(run_dir / CHECKPOINTS, inside=run_dir)
         atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + now() + "\n" + config.to_toml()).encode())
     except OSError as exc:
         raise storage_error(exc, f"creating run folder {run_dir}", "Nothing was run.") from None

@@ -49,6 +49,8 @@ import tomllib
 
 import numpy as np
 
+from ..safe_paths import check_target, make_dirs, open_for_write
+
 _SCHEMA = {
     "data": {"samples": str, "key": str},
     "model": {"type": str, "hidden": int, "layers": int, "periodic": bool, "kT": (int, float)},
@@ -200,8 +202,10 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     if fmt not in ("safetensors", "pt"):
         raise ValueError(f"{config_path}: [output] format must be 'safetensors' or 'pt', got {fmt!r}")
     out_dir = os.path.join(base, out["dir"])
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
     checkpoint = os.path.join(out_dir, f"model.{fmt}")
+    for target in (checkpoint, os.path.join(out_dir, "training.json")):
+        check_target(target)  # a link or FIFO is refused before training, not after
     fit_args = _arguments(fit, _TRAINING_KEYS, train)
     result = fit(model, samples, sigmas, checkpoint=checkpoint, **fit_args)
     summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
@@ -211,7 +215,7 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
                                            # progress only changes the display, not the model
                                            "training": {k: v for k, v in fit_args.items() if k != "progress"}}}
     report = os.path.join(out_dir, "training.json")
-    with open(report, "w") as f:
+    with open_for_write(report, "w") as f:
         json.dump(summary, f, indent=2)
     print(loss_table(result), file=sys.stderr)
     print(f"model (best epoch {result.best_epoch + 1}) saved to {checkpoint}\nlosses and settings in {report}",
