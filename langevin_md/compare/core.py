@@ -449,6 +449,13 @@ def build_samplers(spec: Mapping) -> dict:
             known = sorted(n for n in integrators.__all__ if isinstance(getattr(integrators, n), type)
                            and issubclass(getattr(integrators, n), integrators.Integrator) and n != "Integrator")
             raise ValueError(f"sampler {name!r}: unknown type {kind!r}; known integrators are {known}")
+        if cls is integrators.ReplicaExchange:
+            # It wraps another integrator (its `inner`), which a flat TOML table cannot hold.
+            raise ValueError(
+                f"sampler {name!r}: type = \"ReplicaExchange\" wraps another sampler and cannot be a "
+                "[samplers] table of its own. Compare the scheme it would wrap here (e.g. type = \"MALA\"), "
+                "and run replica exchange with `langevin-md run` and a [tempering] table in the run "
+                "config (n_temperatures, max_temperature, swap_every)")
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in settings.items() if k != "type"}
         unknown = sorted(set(kwargs) - fields)
