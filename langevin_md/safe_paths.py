@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["UnsafePathError", "check_target", "open_for_write", "atomic_write", "write_via_temp",
+__all__ = ["UnsafePathError", "check_target", "open_fd", "open_for_write", "atomic_write", "write_via_temp",
            "make_dirs", "fsync_dir"]
 
 
@@ -76,6 +76,43 @@ def check_target(path) -> None:
                               "it. Remove it or choose another output path")
 
 
+def open_fd(path, flags: int) -> int:
+    """``os.open(path, flags)`` for a regular file only: never through a symbolic link, never
+    blocking on a FIFO, never truncating anything but a regular file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    flags : int
+        ``os.O_*`` flags (``O_CREAT``, ``O_TRUNC``, ``O_APPEND``, ``O_RDWR`` ...).
+
+    Returns
+    -------
+    int
+        A blocking file descriptor.
+    """
+    path = Path(path)
+    check_target(path)
+    truncate = bool(flags & os.O_TRUNC)
+    try:
+        fd = os.open(path, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a link or FIFO planted since the check
+            check_target(path)
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(f"{path} is {_kind(st.st_mode)}, not a regular file; refusing to write to it")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if truncate:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def open_for_write(path, mode: str = "w", encoding: Optional[str] = "utf-8", newline: Optional[str] = None):
     """Open a regular file for writing (``"w"``, ``"wb"``, ``"a"``, ``"ab"``), never through a
     symbolic link and never a FIFO or device.
@@ -89,27 +126,7 @@ def open_for_write(path, mode: str = "w", encoding: Optional[str] = "utf-8", new
     """
     if mode not in ("w", "wb", "a", "ab"):
         raise ValueError(f"mode must be 'w', 'wb', 'a' or 'ab', got {mode!r}")
-    path = Path(path)
-    check_target(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-    if mode.startswith("a"):
-        flags |= os.O_APPEND
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a link or FIFO planted since the check
-            check_target(path)
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"{path} is {_kind(st.st_mode)}, not a regular file; refusing to write to it")
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        if mode.startswith("w"):
-            os.ftruncate(fd, 0)
-    except BaseException:
-        os.close(fd)
-        raise
+    fd = open_fd(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC))
     if "b" in mode:
         return os.fdopen(fd, mode)
     return os.fdopen(fd, mode, encoding=encoding, newline=newline)

@@ -57,7 +57,7 @@ from ..executors.results import acceptance_rate
 from ..io.checkpoint import atomic_write_bytes, latest_checkpoint, list_checkpoints
 from ..io.trajectory import TrajectoryError, read_trajectory, topology_from_json
 from ..result import SampleResult
-from ..safe_paths import UnsafePathError, check_target, make_dirs
+from ..safe_paths import UnsafePathError, check_target, make_dirs, open_fd
 
 CONFIG = "config.toml"
 LOG = "run.log"
@@ -228,13 +228,8 @@ def _foreign_entries(run_dir: Path) -> list[str]:
 
 
 def append_text(path, text: str) -> None:
-    """Append ``text`` to a file inside a run folder, never through a symbolic link."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RunFolderError(f"{path} is a symbolic link; refusing to append to it") from None
-        raise
+    """Append ``text`` to a file inside a run folder, never through a symbolic link or into a FIFO."""
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -242,14 +237,12 @@ def append_text(path, text: str) -> None:
 
 
 def open_nofollow(path: Path, flags: int) -> int:
-    """``os.open`` that refuses a symbolic link at ``path`` with an error naming it."""
+    """``os.open`` of a regular file (:func:`langevin_md.safe_paths.open_fd`): a symbolic link,
+    FIFO or device at ``path`` is a :class:`RunFolderError` naming it."""
     try:
-        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RunFolderError(f"{path} is a symbolic link (to {os.readlink(path)!r}); refusing to "
-                                 "write through it. Remove it") from None
-        raise
+        return open_fd(path, flags)
+    except UnsafePathError as exc:
+        raise RunFolderError(str(exc)) from None
 
 
 def storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
@@ -353,6 +346,9 @@ def create_run(config, run_dir, force: bool = False) -> Path:
         The folder cannot be created or written.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_symlink():  # e.g. planted at the default runs/NAME: the run would land elsewhere
+        raise RunFolderError(f"{run_dir} is a symbolic link (to {os.readlink(run_dir)!r}); a new run folder "
+                             "is never created through one. Give the real folder's path as --output")
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} exists and is not a folder")
     if run_dir.is_dir() and any(p.name != _LOCK for p in run_dir.iterdir()):

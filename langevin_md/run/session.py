@@ -28,7 +28,6 @@ from .folder import (CHECKPOINTS, CONFIG, LOG, STATE, TRAJECTORY, RunFailed, Run
                      locked, now, open_nofollow, read_summary, storage_error, versions, write_integrator_summary,
                      write_summary)
 from .state_reporter import StateReporter
-from ..safe_paths import UnsafePathError, open_for_write
 
 __all__ = ["execute_run"]
 
@@ -39,10 +38,9 @@ def _run_logger(run_dir: Path, echo: bool):
     logger.setLevel(logging.INFO)
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    try:  # never through a link, never blocking on a FIFO planted at run.log
-        log_file = open_for_write(run_dir / LOG, "a")
-    except UnsafePathError as exc:
-        raise RunFolderError(str(exc)) from None
+    # never through a link, never blocking on a FIFO planted at run.log
+    log_file = os.fdopen(open_nofollow(run_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
+                         encoding="utf-8")
     handlers = [logging.StreamHandler(log_file)]
     if echo:
         stream = logging.StreamHandler()

@@ -123,8 +123,8 @@ def test_export_refuses_a_link_at_the_pdb_written_beside_a_dcd(tmp_path, molecul
 
 def test_export_refuses_a_fifo_at_its_output_without_waiting(tmp_path, molecular):
     run_dir = copy_run(molecular, tmp_path / "run")
-    os.mkfifo(run_dir / "walker_0.h5")
-    proc = run_cli("export", run_dir, "--format", "h5")  # a hang would end in TimeoutExpired
+    os.mkfifo(run_dir / "walker_0.extxyz")
+    proc = run_cli("export", run_dir, "--format", "extxyz")  # a hang would end in TimeoutExpired
     assert proc.returncode == 1 and "FIFO" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -200,6 +200,20 @@ def test_resume_refuses_a_fifo_at_summary_json_without_waiting(tmp_path, templat
     os.mkfifo(run_dir / "summary.json")
     proc = run_cli("resume", run_dir, "--no-progress")
     assert proc.returncode == 1 and "summary.json" in proc.stderr and "FIFO" in proc.stderr, proc.stderr
+
+
+def test_run_refuses_a_link_planted_at_its_default_output_folder(tmp_path):
+    from tests.io.helpers import write_config
+
+    outside = tmp_path / "outside"
+    sums = outside_files(outside)
+    cfg = write_config(tmp_path, name="mb.toml", n_steps=20, n_walkers=2, record_every=10, checkpoint_every=10)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mb").symlink_to(outside)  # where `langevin-md run mb.toml` writes by default
+    proc = subprocess.run(cli_command() + ["run", str(cfg), "--no-progress"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "runs/mb" in proc.stderr and "symbolic link" in proc.stderr, proc.stderr
+    assert unchanged(outside, sums)
 
 
 def test_a_run_with_state_csv_refuses_a_link_planted_at_it(tmp_path):
@@ -288,6 +302,6 @@ def test_save_model_never_writes_through_a_planted_temporary_name(tmp_path):
     outside = tmp_path / "outside"
     sums = outside_files(outside)
     model = EnergyMLP((2,), hidden=4)
-    (tmp_path / "m.safetensors.tmp").symlink_to(outside / "precious.h5")  # the old fixed name
-    save_model(model, tmp_path / "m.safetensors")
-    assert unchanged(outside, sums) and (tmp_path / "m.safetensors").is_file()
+    (tmp_path / "m.pt.tmp").symlink_to(outside / "precious.h5")  # the old fixed temporary name
+    save_model(model, tmp_path / "m.pt")
+    assert unchanged(outside, sums) and (tmp_path / "m.pt").is_file() and not (tmp_path / "m.pt").is_symlink()
