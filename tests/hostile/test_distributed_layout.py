@@ -17,10 +17,12 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from langevin_md.io.trajectory import read_trajectory  # noqa: E402
-from langevin_md.run.distributed import LAYOUT, run_distributed  # noqa: E402
+from langevin_md.run.distributed import run_distributed  # noqa: E402
 from langevin_md.run.folder import RunFolderError, load_run  # noqa: E402
 from tests.hostile.support import outside_files, run_cli, unchanged  # noqa: E402
 from tests.io.helpers import write_config  # noqa: E402
+
+LAYOUT = "shards.json"  # where the layout is recorded (langevin_md.run.distributed.LAYOUT)
 
 
 @pytest.fixture(scope="module")
