@@ -421,6 +421,8 @@ def load_run(run_dir):
     """
 
     run_dir = Path(run_dir)
+    if run_dir.is_dir():  # reading a FIFO planted at summary.json or trajectory.h5 would block
+        _refuse_special_files(run_dir)
     if not is_run_folder(run_dir):
         raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {MARKER} marker file "
                              "written by `langevin-md run`)")

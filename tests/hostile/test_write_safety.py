@@ -128,6 +128,16 @@ def test_export_refuses_a_fifo_at_its_output_without_waiting(tmp_path, molecular
     assert proc.returncode == 1 and "FIFO" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("entry", ["summary.json", "trajectory.h5"])
+def test_export_and_analyze_refuse_a_fifo_in_the_run_folder_without_waiting(tmp_path, template, entry):
+    run_dir = copy_run(template, tmp_path / "run")
+    (run_dir / entry).unlink()
+    os.mkfifo(run_dir / entry)
+    for command in ("export", "analyze"):
+        proc = run_cli(command, run_dir)  # reading the FIFO would block: TimeoutExpired
+        assert proc.returncode in (1, 2) and entry in proc.stderr and "FIFO" in proc.stderr, proc.stderr
+
+
 # --------------------------------------------------------------------------- analyze
 def test_analyze_refuses_a_linked_report_folder(tmp_path, template, capsys):
     run_dir = copy_run(template, tmp_path / "run")
