@@ -141,11 +141,12 @@ def fsync_dir(path) -> None:
         os.close(fd)
 
 
-def write_via_temp(path, write: Callable[[str], object], durable: bool = False) -> Path:
+def write_via_temp(path, write: Callable[[str], object]) -> Path:
     """Have ``write(tmp)`` write a new file under a fresh temporary name in ``path``'s folder,
     then rename it over ``path``.
 
-    For libraries that write by file name (matplotlib, mdtraj, h5py, safetensors, ASE): the
+    For libraries that write by file name (matplotlib, mdtraj, h5py, safetensors, ASE), and
+    outputs that need no fsync (reports, exports; :func:`atomic_write` is the durable one): the
     temporary name is created with ``O_EXCL | O_NOFOLLOW`` and keeps ``path``'s suffix (some
     writers choose the format from it). ``path`` is refused first if it is a link or not a
     regular file.
@@ -155,8 +156,6 @@ def write_via_temp(path, write: Callable[[str], object], durable: bool = False) 
     path : str or PathLike
     write : callable
         Called with the temporary file's name (str); must write the whole file there.
-    durable : bool
-        fsync the file and its folder (checkpoints, summaries).
 
     Returns
     -------
@@ -173,12 +172,11 @@ def write_via_temp(path, write: Callable[[str], object], durable: bool = False) 
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePathError(f"the temporary file {tmp} was replaced by {_kind(st.st_mode)} while it "
                                   "was written; refusing to use it")
-        if durable:
-            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        # mkstemp makes the file private (0600); the result gets the permissions a plain open()
+        # would have given it (0666 less the umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         check_target(path)
         os.replace(tmp, path)
     except BaseException:
@@ -187,8 +185,6 @@ def write_via_temp(path, write: Callable[[str], object], durable: bool = False) 
         except OSError:
             pass
         raise
-    if durable:
-        fsync_dir(path.parent)
     return path
 
 

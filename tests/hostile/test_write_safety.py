@@ -90,6 +90,9 @@ def test_the_helper_refuses_links_fifos_and_linked_folders_and_writes_regular_fi
         fh.write("hello")
     write_via_temp(owned / "new.txt", lambda tmp: Path(tmp).write_text("again"))
     assert (owned / "new.txt").read_text() == "again"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (owned / "new.txt").stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would make it
     assert make_dirs(owned / "a" / "b", inside=owned).is_dir()
     assert sorted(p.name for p in owned.iterdir()) == ["a", "dirlink", "fifo", "link", "new.txt"]
 
