@@ -128,7 +128,13 @@ def test_export_refuses_a_fifo_at_its_output_without_waiting(tmp_path, molecular
     run_dir = copy_run(molecular, tmp_path / "run")
     os.mkfifo(run_dir / "walker_0.extxyz")
     proc = run_cli("export", run_dir, "--format", "extxyz")  # a hang would end in TimeoutExpired
-    assert proc.returncode == 1 and "FIFO" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode in (1, 2) and "walker_0.extxyz" in proc.stderr and "FIFO" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # The same FIFO as an --output outside the run folder is refused by the writer itself.
+    os.mkfifo(tmp_path / "elsewhere.extxyz")
+    (run_dir / "walker_0.extxyz").unlink()
+    proc = run_cli("export", run_dir, "--format", "extxyz", "--output", tmp_path / "elsewhere.extxyz")
+    assert proc.returncode == 1 and "elsewhere.extxyz" in proc.stderr and "FIFO" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("entry", ["summary.json", "trajectory.h5"])
