@@ -97,12 +97,13 @@ def _run_distributed(cfg, run_dir: Path, args) -> int:
     except ImportError:
         return _die("--scheduler needs Dask: pip install 'langevin_md[distributed]'", EXIT_USAGE)
     from langevin_md.run.folder import RunFolderError
+    from langevin_md.safe_paths import UnsafePathError
 
     print(f"langevin-md: run folder {run_dir}, walkers sharded on {args.scheduler}", file=sys.stderr)
     try:
         summary = run_distributed(cfg, run_dir, args.scheduler, n_shards=args.shards, force=args.force,
                                   progress=args.progress)
-    except (RunFolderError, ValueError) as exc:
+    except (RunFolderError, ValueError, UnsafePathError) as exc:
         return _die(str(exc), EXIT_ERROR)
     except OSError as exc:
         return _die(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}", EXIT_ERROR)
@@ -173,24 +174,27 @@ def export(result, walker: int, fmt: str, out: Path) -> list[Path]:
     which XTC and HDF5 store. Returns the files written (XTC and DCD files get a PDB of the
     first frame beside them, as they hold no topology).
     """
+    from langevin_md.safe_paths import check_target, write_via_temp  # every file through a fresh temporary file
+
     out = Path(out)
     if fmt == "extxyz":
         from langevin_md.ase_interop import write_extxyz
 
-        write_extxyz(result, walker, out)
+        write_via_temp(out, lambda tmp: write_extxyz(result, walker, tmp))
         return [out]
     if result.metadata.get("topology") is None and getattr(result.system, "topology", None) is None:
         raise ValueError(f"--format {fmt} needs a molecular run (with a topology); "
                          "use --format extxyz for this system")
     traj = result.to_mdtraj(walker=walker)
     if fmt == "h5":
-        traj.save_hdf5(str(out), force_overwrite=True)
+        write_via_temp(out, lambda tmp: traj.save_hdf5(tmp, force_overwrite=True))
         return [out]
     if fmt in ("dcd", "xtc"):
         # mdtraj converts its nm positions to each format's unit (ångström in DCD, nm in XTC).
-        (traj.save_dcd if fmt == "dcd" else traj.save_xtc)(str(out), force_overwrite=True)
         pdb = out.with_suffix(".pdb")
-        traj[0].save_pdb(str(pdb), force_overwrite=True)
+        check_target(pdb)  # both refused before either is written
+        write_via_temp(out, lambda tmp: (traj.save_dcd if fmt == "dcd" else traj.save_xtc)(tmp, force_overwrite=True))
+        write_via_temp(pdb, lambda tmp: traj[0].save_pdb(tmp, force_overwrite=True))
         return [out, pdb]
     raise ValueError(f"--format must be xtc, dcd, h5 or extxyz, got {fmt!r}")
 
@@ -215,8 +219,10 @@ def cmd_compare(args) -> int:
     c = cfg.compare
     common = dict(n_force_evals=c["n_force_evals"], n_walkers=c["n_walkers"], seed=c["seed"],
                   burn_in_fraction=c["burn_in_fraction"], device=c["device"], dtype=c["dtype"])
+    from langevin_md.safe_paths import make_dirs
+
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(out_dir)
         if args.step_sizes:
             name = args.sampler or next(iter(samplers))
             table = step_size_sweep(system, samplers[name], args.step_sizes, **common)
@@ -293,11 +299,31 @@ def cmd_analyze(args) -> int:
             # Ramachandran plots, RMSD, radius of gyration and DSSP; alanine dipeptide's single
             # phi/psi pair is already in the main report.
             if protein.n_phi_psi_residues(topology) >= 2:
+                from langevin_md.safe_paths import make_dirs
+
+                make_dirs(run_dir / "report" / "protein", inside=run_dir)  # no link below the run folder
                 report = protein.protein_report(result, run_dir / "report" / "protein", topology=topology)
                 print(f"protein report: {run_dir / 'report' / 'protein'} ({len(report.files)} files)")
         return code
     except (ValueError, FloatingPointError) as exc:
         return _die(f"cannot analyse {run_dir}: {exc}", EXIT_ERROR)
+    except OSError as exc:  # a read-only folder, a full disk, a link where the report goes
+        return _die(f"cannot write the report into {run_dir / 'report'}: {_os_error_words(exc)}", EXIT_ERROR)
+
+
+def _os_error_words(exc: OSError) -> str:
+    """An OSError as a sentence with what to do (no errno tuple, no traceback)."""
+    import errno
+
+    hints = {errno.EACCES: "permission denied: make the folder writable, or copy the run folder somewhere "
+                           "you can write and analyse the copy",
+             errno.EPERM: "operation not permitted: make the folder writable",
+             errno.EROFS: "the file system is read-only: copy the run folder to a writable place",
+             errno.ENOSPC: "the disk is full: free space"}
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    if exc.errno in hints:
+        return hints[exc.errno] + where
+    return str(exc)
 
 
 def cmd_validate(args) -> int:
@@ -312,6 +338,8 @@ def cmd_train(args) -> int:
         return _module("langevin_md.training", "train").main(args.config) or EXIT_OK
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         return _die(str(exc), EXIT_USAGE)
+    except OSError as exc:  # a link or FIFO where the model goes, a full disk
+        return _die(_os_error_words(exc), EXIT_ERROR)
 
 
 def _train_config_format() -> str:

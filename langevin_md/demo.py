@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import langevin_md as lmd  # the package's lazy public API, as a user writes it
+from .safe_paths import make_dirs, write_via_temp
 from .analysis import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi, report, state_populations
 
 
@@ -65,7 +66,7 @@ def muller_brown_section(out: Path, n_walkers: int = 256, n_steps: int = 12000):
     np.atleast_1d(axes)[0].set_ylabel("y")
     fig.tight_layout()
     path = out / "muller_brown_samples.png"
-    fig.savefig(path, dpi=110)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     print(f"wrote {path}")
     return results
@@ -109,7 +110,7 @@ def alanine_section(out: Path, seconds: float = 6.0, n_walkers: int = 128):
                  "(all started in C7eq: not equilibrium populations)", fontsize=10)
     fig.tight_layout()
     path = out / "alanine_ramachandran.png"
-    fig.savefig(path, dpi=110)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     print(f"wrote {path}")
     return r
@@ -167,7 +168,7 @@ def main(output_dir: str | Path = "demo_output") -> Path:
     """Run the demo and write its pictures into ``output_dir``; returns the folder."""
 
     out = Path(output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     t0 = time.perf_counter()
     results = muller_brown_section(out)
     alanine_section(out)

@@ -12,6 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..safe_paths import write_via_temp
+
 __all__ = [
     "new_figure", "save_figure",
     "Observable",
@@ -59,7 +61,7 @@ def new_figure(n_panels: int, ncols: int = 2, panel=(5.0, 3.2)):
 
 def save_figure(fig, path) -> str:
     fig.tight_layout()
-    fig.savefig(str(path), dpi=100)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=100))  # never through a link
     return str(path)
 
 

@@ -32,6 +32,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..safe_paths import make_dirs, open_for_write, write_via_temp
+
 __all__ = [
     "WalkerTrajectory",
     "walker_trajectory",
@@ -381,7 +383,7 @@ def protein_report(source, out_dir, topology=None, reference=None, rmsd_selectio
         stats.append(series_statistics(f"psi {res}", dih.psi[:, :, k], "deg", period=360.0))
 
     out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
+    make_dirs(out)
     files = {
         "ramachandran": _plot_pooled_ramachandran(dih, os.path.join(out, "ramachandran.png")),
         "ramachandran_per_residue": _plot_residue_ramachandran(dih, os.path.join(out, "ramachandran_per_residue.png"),
@@ -401,12 +403,12 @@ def _write_tables(stats, out: str, wt: WalkerTrajectory) -> dict:
     header = ["observable", "unit", "mean", "sd", "tau_frames", "ess", "rhat"]
     rows = [[s.name, s.unit, _cell(s.mean), _cell(s.sd), _cell(s.tau), _cell(s.ess), _cell(s.rhat)] for s in stats]
     csv_path = os.path.join(out, "protein_summary.csv")
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    with open_for_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
     md_path = os.path.join(out, "protein_summary.md")
-    with open(md_path, "w", encoding="utf-8") as f:
+    with open_for_write(md_path, "w") as f:
         f.write(f"# Protein summary\n\n{wt.n_walkers} walker(s) x {wt.n_frames} frames, "
                 f"{wt.trajectory.n_atoms} atoms. R-hat above 1.01 means the walkers disagree; "
                 "ESS counts effectively independent frames over all walkers.\n\n")
@@ -443,7 +445,7 @@ def _plot_pooled_ramachandran(dih: BackboneDihedrals, path: str) -> str:
     ax.set_xlabel("φ (deg)")
     ax.set_ylabel("ψ (deg)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -467,7 +469,7 @@ def _plot_residue_ramachandran(dih: BackboneDihedrals, path: str, max_panels: in
         ax.tick_params(labelsize=6)
     fig.suptitle("φ/ψ per residue (colour: walker)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
     return path
 
@@ -481,7 +483,7 @@ def _plot_traces(rmsd: np.ndarray, rg: np.ndarray, path: str) -> str:
         ax.set_xlabel("frame")
         ax.set_ylabel(label)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -505,6 +507,6 @@ def _plot_dssp(ss: SecondaryStructure, path: str) -> str:
     axes[1].set_ylabel("helix fraction")
     axes[1].set_ylim(0, 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path

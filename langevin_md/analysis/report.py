@@ -25,6 +25,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..safe_paths import atomic_write, make_dirs
 from .plots import Observable
 
 __all__ = ["report", "Report", "ObservableRow", "Check"]
@@ -365,7 +366,7 @@ def _write(rep: Report, result, record_every: float, title: str) -> None:
     md += [section for section in rep.sections]
     md += ["## Plots", ""]
     md += [f"![{name}]({Path(p).name})" for name, p in rep.files.items() if p.endswith(".png")]
-    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    atomic_write(out / "report.md", ("\n".join(md) + "\n").encode("utf-8"))
 
     esc = html.escape
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{esc(title)}</title>",
@@ -386,11 +387,11 @@ def _write(rep: Report, result, record_every: float, title: str) -> None:
     parts += ["<h2>Plots</h2>"] + [f"<h3>{esc(name)}</h3><img src='{esc(Path(p).name)}' alt='{esc(name)}'>"
                                    for name, p in rep.files.items() if p.endswith(".png")]
     parts.append("</body></html>")
-    (out / "report.html").write_text("\n".join(parts), encoding="utf-8")
+    atomic_write(out / "report.html", "\n".join(parts).encode("utf-8"))
 
     data = {"rows": [asdict(r) for r in rep.rows], "checks": [asdict(c) for c in rep.checks],
             "warnings": rep.warnings, "states": rep.states}
-    (out / "report.json").write_text(json.dumps(data, indent=1, default=float, allow_nan=True), encoding="utf-8")
+    atomic_write(out / "report.json", json.dumps(data, indent=1, default=float, allow_nan=True).encode("utf-8"))
     rep.files.update({"report.md": str(out / "report.md"), "report.html": str(out / "report.html"),
                       "report.json": str(out / "report.json")})
 
@@ -436,13 +437,13 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
         # ladder, and describe the ladder in its own section.
         from .tempering import tempering_section
 
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        make_dirs(output_dir)
         tempering_md = tempering_section(result, output_dir)
         result = _coldest_rung(result)
     from .equilibration import detect_equilibration
 
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     rep = Report(out)
     record_every = _record_every(result)
     angles = _molecular_angles(result)

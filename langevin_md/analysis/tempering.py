@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..safe_paths import make_dirs
+
 __all__ = [
     "at_temperature", "swap_acceptance", "SwapAcceptance", "temperature_round_trips",
     "TemperatureRoundTrips", "communication_barrier", "plot_replica_traces",
@@ -324,7 +326,7 @@ def tempering_section(result, folder, unit: str = "") -> str:
     the communication barrier and the round-trip rate.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
     summary = result.integrator_summary
     plot_replica_traces(result, folder / "replica_traces.png")
     plot_swap_acceptance(summary, folder / "swap_acceptance.png", unit=unit)

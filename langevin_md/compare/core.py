@@ -46,6 +46,7 @@ import numpy as np
 from .. import integrators
 from ..analysis import ShortChainWarning, effective_sample_size, integrated_autocorrelation_time, rhat
 from ..errors import NonFiniteStateError
+from ..safe_paths import open_for_write
 from ..executors import sample
 from ..integrators import Integrator
 from ..units import parse_quantity
@@ -210,12 +211,12 @@ class Comparison:
         """Write the rows as CSV (``.csv``) or the text table (any other suffix); return the path."""
         path = os.fspath(path)
         if path.endswith(".csv"):
-            with open(path, "w", newline="", encoding="utf-8") as f:
+            with open_for_write(path, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(COLUMNS))
                 w.writeheader()
                 w.writerows(self.records())
         else:
-            with open(path, "w", encoding="utf-8") as f:
+            with open_for_write(path, "w") as f:
                 f.write(self.table() + "\n")
         return path
 
@@ -448,6 +449,13 @@ def build_samplers(spec: Mapping) -> dict:
             known = sorted(n for n in integrators.__all__ if isinstance(getattr(integrators, n), type)
                            and issubclass(getattr(integrators, n), integrators.Integrator) and n != "Integrator")
             raise ValueError(f"sampler {name!r}: unknown type {kind!r}; known integrators are {known}")
+        if cls is integrators.ReplicaExchange:
+            # It wraps another integrator (its `inner`), which a flat TOML table cannot hold.
+            raise ValueError(
+                f"sampler {name!r}: type = \"ReplicaExchange\" wraps another sampler and cannot be a "
+                "[samplers] table of its own. Compare the scheme it would wrap here (e.g. type = \"MALA\"), "
+                "and run replica exchange with `langevin-md run` and a [tempering] table in the run "
+                "config (n_temperatures, max_temperature, swap_every)")
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in settings.items() if k != "type"}
         unknown = sorted(set(kwargs) - fields)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from ..safe_paths import write_via_temp
 from .core import Z_MAX, Comparison
 
 _VERDICT_COLOURS = {"ok": "#2a9d8f", "biased": "#e9c46a", "stuck": "#8d99ae", "collapsed": "#f4a261",
@@ -37,7 +38,7 @@ def plot_step_size_sweep(sweep: Comparison, path, system=None) -> str:
     """
     fig = step_size_sweep_figure(sweep, system)
     path = os.fspath(path)
-    fig.savefig(path, dpi=110)
+    write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))
     return path
 
 

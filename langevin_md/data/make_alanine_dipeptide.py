@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from langevin_md.safe_paths import open_for_write
+
 
 def _place(a, b, c, bond, angle_deg, torsion_deg):
     """Position of atom d with |cd| = bond, angle(b, c, d) and dihedral(a, b, c, d) (NeRF)."""
@@ -85,7 +87,7 @@ def build(out_path):
     context.setPositions(modeller.positions)
     openmm.LocalEnergyMinimizer.minimize(context, 1e-3, 0)
     state = context.getState(positions=True, energy=True)
-    with open(out_path, "w") as fh:
+    with open_for_write(out_path, "w") as fh:  # never through a link or into a FIFO
         app.PDBFile.writeFile(modeller.topology, state.getPositions(), fh, keepIds=True)
     return state.getPotentialEnergy()
 

@@ -111,7 +111,7 @@ def as_metric_matrix(value, dim: int) -> np.ndarray:
         if not os.path.isfile(path):
             raise ValueError(f"preconditioner {path!r} is neither 'none', 'diagonal', 'dense' nor an "
                              "existing file holding a (dim,) or (dim, dim) matrix")
-        arr = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=1)
+        arr = read_matrix_file(path)
     elif isinstance(value, torch.Tensor):
         arr = value.detach().cpu().numpy()
     else:
@@ -122,6 +122,28 @@ def as_metric_matrix(value, dim: int) -> np.ndarray:
                          f"(dense) for this system's {dim} coordinates, got shape {arr.shape}")
     metric_factor(torch.as_tensor(arr))
     return arr
+
+
+def read_matrix_file(path: str) -> np.ndarray:
+    """The float64 array in a ``.npy`` file (no pickle) or a whitespace-separated text file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and what was expected; never quoting its content (it may be any file
+        a config names, such as ``/etc/passwd``).
+    """
+    try:
+        if path.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        else:
+            arr = np.loadtxt(path, ndmin=1)
+        return np.asarray(arr, dtype=np.float64)
+    except (ValueError, TypeError, OSError, EOFError) as exc:
+        why = "cannot be read" if isinstance(exc, OSError) else "does not hold numbers only"
+        raise ValueError(f"preconditioner file {path!r} {why}: expected a .npy file or a text file of "
+                         "numbers (whitespace-separated, one matrix row a line) holding a (dim,) or "
+                         f"(dim, dim) float array ({type(exc).__name__})") from None
 
 
 def check_preconditioner(value) -> Union[None, str, tuple]:
@@ -143,6 +165,10 @@ def check_preconditioner(value) -> Union[None, str, tuple]:
         if not os.path.isfile(value):
             raise ValueError(f"preconditioner = {value!r}: expected 'none', 'diagonal', 'dense', a "
                              "(dim,) or (dim, dim) array, or an existing .npy/text file holding one")
+        arr = read_matrix_file(value)  # read now: a bad file is the integrator's error, not the run's
+        if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[0] != arr.shape[1]):
+            raise ValueError(f"preconditioner = {value!r} holds an array of shape {arr.shape}; expected "
+                             "(dim,) (diagonal) or (dim, dim) (dense)")
         return value
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+# One implementation for the whole package; the names stay importable from io.
+from ..safe_paths import atomic_write as atomic_write_bytes  # noqa: F401 - re-exported
+from ..safe_paths import fsync_dir, make_dirs  # noqa: F401 - fsync_dir re-exported
 
 FORMAT = "langevin_md.checkpoint"
 VERSION = 1
@@ -43,44 +46,6 @@ class RunInterrupted(Exception):
         self.step = step
         self.checkpoint = checkpoint
         self.signum = signum
-
-
-# --------------------------------------------------------------------------- atomic files
-def fsync_dir(path) -> None:
-    """fsync a folder so a rename or new file inside it survives a power cut."""
-    fd = os.open(os.fspath(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is always either the old or the new file.
-
-    Write a temporary file in the same folder, fsync it, rename it over ``path`` and fsync
-    the folder. On any error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):  # left by a killed writer with our pid; unlink never follows a link
-        os.unlink(tmp)
-    try:
-        # O_EXCL | O_NOFOLLOW: a file or symlink planted at the temporary name is never written
-        # through. The rename then replaces ``path`` itself, even when ``path`` is a symlink.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
 
 
 # --------------------------------------------------------------------------- save / load
@@ -281,7 +246,7 @@ class CheckpointReporter:
         if self.folder.is_symlink():  # pruning old checkpoints would delete files elsewhere
             raise CheckpointError(f"checkpoint folder {self.folder} is a symbolic link; refusing to write "
                                   "or delete checkpoints through it")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.folder)
         path = save_checkpoint(checkpoint_path(self.folder, step), sampler.state_dict(), extra)
         self.last_path, self.last_step = path, step
         for old in list_checkpoints(self.folder)[:-self.keep]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.report import report
+from ..safe_paths import make_dirs
 from .build import build_system
 from .config import load_config
 from .folder import CONFIG, load_run
@@ -31,6 +32,9 @@ def analyze_run(run_dir) -> int:
     except Exception as exc:  # noqa: BLE001 - the report is still useful without exact comparisons
         print(f"note: could not rebuild the system from {run_dir / CONFIG} ({exc}); "
               "no exact comparisons")
+    # Created (or checked) here, where the run folder is known: no component below it may be
+    # a symbolic link, so the report is never written outside the folder.
+    make_dirs(run_dir / "report", inside=run_dir)
     rep = report(result, run_dir / "report", exact="auto", title=f"Report for {run_dir.name}")
     print(f"report written to {rep.output_dir / 'report.html'}")
     for w in rep.warnings:

@@ -17,6 +17,7 @@ from .. import integrators
 from ..errors import ConfigError
 from ..executors import Sampler, sample
 from ..integrators.base import Integrator
+from ..integrators.metric import ADAPTIVE_KINDS
 from ..io.checkpoint import CheckpointReporter
 from ..systems import inputs, molecules
 
@@ -38,6 +39,9 @@ class Choice:
         Keys holding file paths; relative paths are taken relative to the config file.
     dir_keys : tuple of str
         Keys holding folder paths, resolved the same way.
+    path_keywords : tuple of str
+        Words a path key may hold instead of a path (``preconditioner = "diagonal"``), kept as
+        written (compared case-insensitively).
     """
 
     name: str
@@ -46,6 +50,7 @@ class Choice:
     description: str
     path_keys: tuple = ()
     dir_keys: tuple = ()
+    path_keywords: tuple = ()
 
 
 # Analytic systems: (name, module, class). Modules are imported only when listed or used.
@@ -128,7 +133,11 @@ def integrator_choices() -> dict[str, Choice]:
         if (isinstance(cls, type) and issubclass(cls, Integrator) and cls is not Integrator
                 and cls_name != "ReplicaExchange"):
             name = _INTEGRATOR_ALIASES.get(cls_name, re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls_name).lower())
-            out[name] = Choice(name, cls, "integrator", _first_line(cls))
+            # A preconditioner may be a file (M.npy): relative to the config file, like every path.
+            has_metric = "preconditioner" in inspect.signature(cls).parameters
+            out[name] = Choice(name, cls, "integrator", _first_line(cls),
+                               path_keys=("preconditioner",) if has_metric else (),
+                               path_keywords=("none",) + tuple(ADAPTIVE_KINDS) if has_metric else ())
     return out
 
 

@@ -338,7 +338,8 @@ def resolve_table(where: str, table: dict, choices: dict[str, Choice], what: str
             value = _quantities(where, key, value)
         else:
             _check_type(where, key, value, params[key])
-        if key in choice.path_keys:
+        if key in choice.path_keys and not (isinstance(value, str)
+                                            and value.strip().lower() in choice.path_keywords):
             value = _resolve_paths(where, key, value, base_dir, builtin_forcefields=(key == "forcefield"))
         elif key in choice.dir_keys and isinstance(value, str):
             value = _resolve_dir(where, key, value, base_dir)

@@ -49,12 +49,17 @@ from ..io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from ..io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
 from .build import build_integrator
 from .config import RunConfig, load_config
-from .folder import (CHECKPOINTS, CONFIG, LOG, TRAJECTORY, append_text, create_run, is_run_folder,
-                     read_integrator_summary, read_summary, versions, write_integrator_summary, write_summary)
+from .folder import (CHECKPOINTS, CONFIG, LOG, TRAJECTORY, RunFolderError, append_text, check_run_folder,
+                     create_run, is_run_folder, read_integrator_summary, read_summary, versions,
+                     write_integrator_summary, write_summary)
+from ..safe_paths import atomic_write, make_dirs
 from .session import execute_run
 
 SHARDS = "shards"
 ATTEMPTS = "attempts.jsonl"
+#: The shard layout of a distributed run, in its parent folder: shard count, walker ranges and
+#: each shard config's fingerprint. A continuation must use the same layout.
+LAYOUT = "shards.json"
 
 
 def shard_ranges(n_walkers: int, n_shards: int, block: int = 1) -> list[tuple[int, int]]:
@@ -91,6 +96,97 @@ def walker_block(cfg) -> int:
 def _shard_config(cfg, first: int, n: int):
     sampler = dict(cfg.sampler, first_walker=first, n_walkers=n)
     return dataclasses.replace(cfg, sampler=sampler)
+
+
+def shard_layout(cfg, ranges: list[tuple[int, int]]) -> dict:
+    """The layout record of a distributed run: shard count, walker ranges, config fingerprints.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The whole run's config.
+    ranges : list of (int, int)
+        ``(first_walker, n_walkers)`` per shard, from :func:`shard_ranges`.
+    """
+    return {"n_shards": len(ranges), "n_walkers": int(cfg.sampler["n_walkers"]), "config": cfg.fingerprint(),
+            "shards": [{"name": f"shard_{i:03d}", "first_walker": first, "n_walkers": n,
+                        "config": _shard_config(cfg, first, n).fingerprint()}
+                       for i, (first, n) in enumerate(ranges)]}
+
+
+def _ranges_text(layout: dict) -> str:
+    return ", ".join(f"{s['first_walker']}-{s['first_walker'] + s['n_walkers'] - 1}" for s in layout["shards"])
+
+
+def check_layout(run_dir: Path, cfg, layout: dict) -> None:
+    """Refuse to continue ``run_dir`` with another shard layout or an edited shard config.
+
+    Merging shards of two layouts would join some walkers twice (2 shards, then 4: 24 walkers
+    for 16), and a shard whose config was edited ran another chain than the merged config says.
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+    cfg : RunConfig
+        The whole run's config.
+    layout : dict
+        From :func:`shard_layout`: the layout this call would use.
+
+    Raises
+    ------
+    RunFolderError
+        Naming the difference (shard count and walker ranges, or the shard and the config keys
+        that differ) and the way out (the same shard count, or ``--force`` to start over).
+    """
+    way_out = (f"pass --force to start over (deleting {run_dir / SHARDS})")
+    path = run_dir / LAYOUT
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() and not path.is_symlink() else None
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"cannot read {path} ({exc}): the shard layout of this distributed run is "
+                             f"unknown; {way_out}") from None
+    if recorded is None:
+        # A folder from before layouts were recorded: its shard folders say what they hold.
+        recorded = {"n_shards": sum(1 for d in (run_dir / SHARDS).iterdir() if d.name.startswith("shard_")),
+                    "shards": []}
+        for d in sorted((run_dir / SHARDS).iterdir()):
+            if is_run_folder(d):
+                sampler = load_config(d / CONFIG).sampler
+                recorded["shards"].append({"name": d.name, "first_walker": int(sampler.get("first_walker", 0)),
+                                           "n_walkers": int(sampler["n_walkers"])})
+    if (recorded.get("n_shards") != layout["n_shards"]
+            or [(s["first_walker"], s["n_walkers"]) for s in recorded.get("shards", [])]
+            != [(s["first_walker"], s["n_walkers"]) for s in layout["shards"]]):
+        raise RunFolderError(
+            f"{run_dir} was started with {recorded.get('n_shards')} shards (walkers {_ranges_text(recorded)}); "
+            f"this run asks for {layout['n_shards']} shards (walkers {_ranges_text(layout)}). Merging shards "
+            f"of two layouts would count walkers twice. Continue with n_shards = {recorded.get('n_shards')} "
+            f"(--shards {recorded.get('n_shards')}), or {way_out}")
+    for shard in layout["shards"]:
+        d = run_dir / SHARDS / shard["name"]
+        if not is_run_folder(d):
+            continue  # not created yet: it is created from the config below
+        check_run_folder(d)
+        found = load_config(d / CONFIG)
+        expected = _shard_config(cfg, shard["first_walker"], shard["n_walkers"])
+        if found.fingerprint() != expected.fingerprint():
+            raise RunFolderError(
+                f"{d / CONFIG} was edited: {_config_difference(found, expected)}; a shard must run the "
+                f"walkers the run's config describes. Restore it, or {way_out}")
+
+
+def _config_difference(found, expected) -> str:
+    """The keys where a shard's config differs from the one the run's config gives it."""
+    diffs = []
+    a, b = found.to_dict(), expected.to_dict()
+    for section in sorted(set(a) | set(b)):
+        sa, sb = a.get(section) or {}, b.get(section) or {}
+        for key in sorted(set(sa) | set(sb)):
+            if key in ("n_steps", "checkpoint_every"):
+                continue
+            if sa.get(key) != sb.get(key):
+                diffs.append(f"[{section}] {key} = {sa.get(key)!r} there, {sb.get(key)!r} in the run's config")
+    return "; ".join(diffs) or f"its fingerprint is {found.fingerprint()}, the run expects {expected.fingerprint()}"
 
 
 def run_shard(shard_dir: str) -> dict:
@@ -160,6 +256,8 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
         raise ValueError(f"backend = 'openmm' runs one walker per shard (for reproducible chains on "
                          f"OpenMM's shared random generator): n_shards must be {n_walkers} "
                          f"(n_walkers) or unset, got {n_shards!r}")
+    if not force and is_run_folder(run_dir):
+        check_run_folder(run_dir)  # no link among its entries (shards/ included) before reading them
     continuing = (not force and is_run_folder(run_dir) and (run_dir / SHARDS).is_dir()
                   and load_config(run_dir / CONFIG).fingerprint() == cfg.fingerprint())
     if not continuing:
@@ -173,11 +271,18 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
         block = 1 if one_per_shard else walker_block(cfg)
         if n_shards is None:
             n_shards = max(1, min(n_walkers // block, len(client.scheduler_info()["workers"])))
+        layout = shard_layout(cfg, shard_ranges(n_walkers, n_shards, block))
+        if continuing:
+            check_layout(run_dir, cfg, layout)
+        else:
+            make_dirs(run_dir / SHARDS, inside=run_dir)
+            atomic_write(run_dir / LAYOUT, (json.dumps(layout, indent=1) + "\n").encode())
         shard_dirs = []
-        for i, (first, n) in enumerate(shard_ranges(n_walkers, n_shards, block)):
-            d = run_dir / SHARDS / f"shard_{i:03d}"
+        for i, shard in enumerate(layout["shards"]):
+            d = run_dir / SHARDS / shard["name"]
             if not is_run_folder(d):
-                create_run(_shard_config(cfg, first, n), d)
+                make_dirs(d, inside=run_dir)  # a real folder: a link at shards/shard_NNN is refused
+                create_run(_shard_config(cfg, shard["first_walker"], shard["n_walkers"]), d)
             shard_dirs.append(d)
         futures = [client.submit(run_shard, str(d), key=f"langevin-md-{d.name}-{cfg.fingerprint()}",
                                  pure=False, retries=retries) for d in shard_dirs]

@@ -57,6 +57,7 @@ from ..executors.results import acceptance_rate
 from ..io.checkpoint import atomic_write_bytes, latest_checkpoint, list_checkpoints
 from ..io.trajectory import TrajectoryError, read_trajectory, topology_from_json
 from ..result import SampleResult
+from ..safe_paths import UnsafePathError, check_target, make_dirs, open_fd
 
 CONFIG = "config.toml"
 LOG = "run.log"
@@ -74,7 +75,8 @@ _HEADER = "# Resolved by langevin-md"
 
 #: Entries a run folder is made of (what ``--force`` may delete, besides the patterns below).
 _OWN_FILES = {CONFIG, LOG, TRAJECTORY, SUMMARY, INTEGRATOR_SUMMARY, STATE, MARKER, _LOCK,
-              "attempts.jsonl"}  # a shard's attempt log (langevin_md.run.distributed)
+              "attempts.jsonl",  # a shard's attempt log (langevin_md.run.distributed)
+              "shards.json"}  # a distributed run's shard layout (langevin_md.run.distributed)
 #: Folders a run folder is made of: checkpoints, the merged run's shard folders, the report
 #: `langevin-md analyze` writes.
 _OWN_DIRS = {CHECKPOINTS, "shards", "report"}
@@ -144,6 +146,8 @@ def check_run_folder(run_dir) -> Path:
         Naming the missing marker, the unsupported version or the symlinked entry.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_dir():  # FIFOs first: reading the marker or config of a FIFO would block
+        _refuse_special_files(run_dir)
     marker = _read_marker(run_dir)
     if marker is None:
         legacy = ""
@@ -165,12 +169,27 @@ def check_run_folder(run_dir) -> Path:
     return run_dir
 
 
+def _refuse_special_files(run_dir: Path) -> None:
+    """A FIFO, socket or device among the entries (opening a FIFO blocks until a writer comes)."""
+    for folder in (run_dir, run_dir / CHECKPOINTS):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if not (entry.is_symlink() or entry.is_file() or entry.is_dir()):
+                try:
+                    check_target(entry)
+                except UnsafePathError as exc:
+                    raise RunFolderError(f"{exc}. A run folder's entries must be regular files and "
+                                         "folders") from None
+
+
 def _refuse_symlinks(run_dir: Path) -> None:
     for entry in sorted(run_dir.iterdir()):
         if entry.is_symlink():
             raise RunFolderError(f"{entry} is a symbolic link (to {os.readlink(entry)!r}); a run folder's "
                                  "entries must be real files and folders, so nothing outside it is "
                                  "written or deleted. Replace it with the real file or remove it")
+
     ck = run_dir / CHECKPOINTS
     if ck.is_dir():
         for entry in sorted(ck.iterdir()):
@@ -209,13 +228,8 @@ def _foreign_entries(run_dir: Path) -> list[str]:
 
 
 def append_text(path, text: str) -> None:
-    """Append ``text`` to a file inside a run folder, never through a symbolic link."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RunFolderError(f"{path} is a symbolic link; refusing to append to it") from None
-        raise
+    """Append ``text`` to a file inside a run folder, never through a symbolic link or into a FIFO."""
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -223,14 +237,12 @@ def append_text(path, text: str) -> None:
 
 
 def open_nofollow(path: Path, flags: int) -> int:
-    """``os.open`` that refuses a symbolic link at ``path`` with an error naming it."""
+    """``os.open`` of a regular file (:func:`langevin_md.safe_paths.open_fd`): a symbolic link,
+    FIFO or device at ``path`` is a :class:`RunFolderError` naming it."""
     try:
-        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RunFolderError(f"{path} is a symbolic link (to {os.readlink(path)!r}); refusing to "
-                                 "write through it. Remove it") from None
-        raise
+        return open_fd(path, flags)
+    except UnsafePathError as exc:
+        raise RunFolderError(str(exc)) from None
 
 
 def storage_error(exc: OSError, doing: str, safe: str) -> RunStorageError:
@@ -334,6 +346,9 @@ def create_run(config, run_dir, force: bool = False) -> Path:
         The folder cannot be created or written.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_symlink():  # e.g. planted at the default runs/NAME: the run would land elsewhere
+        raise RunFolderError(f"{run_dir} is a symbolic link (to {os.readlink(run_dir)!r}); a new run folder "
+                             "is never created through one. Give the real folder's path as --output")
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} exists and is not a folder")
     if run_dir.is_dir() and any(p.name != _LOCK for p in run_dir.iterdir()):
@@ -361,7 +376,7 @@ def create_run(config, run_dir, force: bool = False) -> Path:
         # The marker first: a creation stopped half-way leaves a folder --force may replace.
         marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "created": now()}
         atomic_write_bytes(run_dir / MARKER, (json.dumps(marker) + "\n").encode())
-        (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
+        make_dirs(run_dir / CHECKPOINTS, inside=run_dir)
         atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + now() + "\n" + config.to_toml()).encode())
     except OSError as exc:
         raise storage_error(exc, f"creating run folder {run_dir}", "Nothing was run.") from None
@@ -406,6 +421,8 @@ def load_run(run_dir):
     """
 
     run_dir = Path(run_dir)
+    if run_dir.is_dir():  # reading a FIFO planted at summary.json or trajectory.h5 would block
+        _refuse_special_files(run_dir)
     if not is_run_folder(run_dir):
         raise RunFolderError(f"{run_dir} is not a langevin-md run folder (no {MARKER} marker file "
                              "written by `langevin-md run`)")

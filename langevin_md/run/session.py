@@ -53,6 +53,7 @@ def _run_logger(run_dir: Path, echo: bool, progress: Optional[bool] = None):
     logger.setLevel(logging.INFO)
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    # never through a link, never blocking on a FIFO planted at run.log
     log_file = os.fdopen(open_nofollow(run_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
                          encoding="utf-8")
     handlers = [logging.StreamHandler(log_file)]

@@ -63,6 +63,7 @@ import torch
 from ..analysis.thermo import degrees_of_freedom
 from ..executors.reporting import Reporter
 from ..executors.results import integrator_timestep
+from ..safe_paths import open_for_write
 from ..units import temperature_from_kT
 
 __all__ = ["StateReporter"]
@@ -232,7 +233,7 @@ class StateReporter(Reporter):
             self._last = (first_step, first_time, int(getattr(sampler, "production_steps", 0)),
                           self._accepted_sum(sampler))
         if self._path is not None and self._file is None:
-            self._file = open(self._path, "w", encoding="utf-8", newline="")
+            self._file = open_for_write(self._path, "w", newline="")
         if self._file is not None:
             self._file.write(",".join(self._columns) + "\n")
             self._file.flush()

@@ -145,9 +145,24 @@ def _read_structure(path: PathLike):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"structure file {str(path)!r} does not exist")
-    if path.suffix.lower() in (".cif", ".pdbx", ".mmcif"):
-        return app.PDBxFile(str(path))
-    return app.PDBFile(str(path))
+    pdbx = path.suffix.lower() in (".cif", ".pdbx", ".mmcif")
+    kind = "PDBx/mmCIF" if pdbx else "PDB"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"structure file {str(path)!r} cannot be read ({exc.strerror}); a readable "
+                         f"{kind} file is expected") from None
+    try:
+        structure = app.PDBxFile(str(path)) if pdbx else app.PDBFile(str(path))
+    except Exception as exc:  # noqa: BLE001 - OpenMM's parsers fail with any exception on bad input
+        # The file's content is not quoted: it may be any file a config names (/etc/shadow).
+        raise ValueError(f"structure file {str(path)!r} is not a {kind} file OpenMM can read "
+                         f"({type(exc).__name__} while parsing it)") from None
+    if structure.topology.getNumAtoms() == 0:
+        raise ValueError(f"structure file {str(path)!r} holds no atoms; a {kind} file with ATOM/HETATM "
+                         "records is expected")
+    return structure
 
 
 # --------------------------------------------------------------------------- force-field files

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from langevin_md.forcefield import saved_format
 from langevin_md.forcefield.build import compile_forcefield, load_term_kinds
 from langevin_md.forcefield.module import ForceFieldModule
+from langevin_md.safe_paths import write_via_temp
 from langevin_md.systems.base import System
 from langevin_md.systems.constraints import Constraints
 from langevin_md.units import kT_from_temperature, strip
@@ -219,7 +220,8 @@ class TorchForceField(System):
             "precision": self.precision,
             "topology": None if self.topology is None else topology_to_dict(self.topology),
         }
-        save_file(tensors, os.fspath(path), metadata={_FORMAT: json.dumps(header)})
+        # through a fresh temporary file: never written through a link planted at ``path``
+        write_via_temp(path, lambda tmp: save_file(tensors, tmp, metadata={_FORMAT: json.dumps(header)}))
 
     def __repr__(self) -> str:
         kinds = ", ".join(t.kind for t in self._module.terms)

@@ -57,6 +57,7 @@ import numpy as np
 
 from ..run.progress import DEFAULT_PROGRESS_EVERY_S, parse_seconds
 from .status import TrainingStatus
+from ..safe_paths import check_target, make_dirs, open_for_write
 
 _SCHEMA = {
     "data": {"samples": str, "key": str},
@@ -211,8 +212,10 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     if fmt not in ("safetensors", "pt"):
         raise ValueError(f"{config_path}: [output] format must be 'safetensors' or 'pt', got {fmt!r}")
     out_dir = os.path.join(base, out["dir"])
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
     checkpoint = os.path.join(out_dir, f"model.{fmt}")
+    for target in (checkpoint, os.path.join(out_dir, "training.json")):
+        check_target(target)  # a link or FIFO is refused before training, not after
     fit_args = _arguments(fit, _TRAINING_KEYS, train)
     every = out.get("progress_every", DEFAULT_PROGRESS_EVERY_S)
     try:
@@ -240,7 +243,7 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
                                            "training": {k: v for k, v in fit_args.items()
                                                         if k not in ("progress", "progress_interval", "threads")}}}
     report = os.path.join(out_dir, "training.json")
-    with open(report, "w") as f:
+    with open_for_write(report, "w") as f:
         json.dump(summary, f, indent=2)
     print(loss_table(result), file=sys.stderr)
     print(f"model (best epoch {result.best_epoch + 1}) saved to {checkpoint}\nlosses and settings in {report}",

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from .arch_check import check_architecture, parse_architecture
+from ..safe_paths import make_dirs, write_via_temp
+
 from .models import build_model
 
 PathLike = Union[str, os.PathLike]
@@ -63,15 +65,15 @@ def save_model(model: nn.Module, path: PathLike, architecture: Optional[dict] = 
     arch = json.dumps(architecture) if architecture is not None else ""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    make_dirs(os.path.dirname(os.path.abspath(path)))
+    # A fresh temporary file (O_EXCL) renamed over ``path``: never written through a link
+    # planted at ``path`` or at a predictable temporary name.
     if kind == "safetensors":
         from safetensors.torch import save_file
 
-        save_file(state, tmp, metadata={_META_KEY: arch})
+        write_via_temp(path, lambda tmp: save_file(state, tmp, metadata={_META_KEY: arch}))
     else:
-        torch.save({"architecture": arch, "state_dict": state}, tmp)
-    os.replace(tmp, path)
+        write_via_temp(path, lambda tmp: torch.save({"architecture": arch, "state_dict": state}, tmp))
     return path
 
 
