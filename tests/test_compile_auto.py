@@ -1,8 +1,8 @@
-"""``compile="auto"``: eager for small runs, compiled for large ones, and why when it cannot.
+"""``compile="auto"``: eager for small runs, a measured decision for large ones, and why.
 
-Large work is reached cheaply and for real by resuming a checkpoint near a very late step:
-the decision depends on the run's end step (so a resumed run decides like the original), and
-only a handful of steps are taken.
+Large work is reached cheaply and for real by resuming a checkpoint near a very late step
+(the "cannot compile" messages depend on the run's end step); only a handful of steps are
+taken. Compiled graphs are reused across ``sample()`` calls: dynamo's own counters prove it.
 """
 
 import logging
@@ -103,7 +103,7 @@ def test_large_work_compiles_once_caches_on_disk_and_ignores_segment_lengths():
     from torch._dynamo.utils import counters
 
     before_env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    sampler, end = late_sampler(lmd.integrators.ULA(0.1))
+    sampler, end = late_sampler(lmd.integrators.ULA(0.1), compile=True)
     graphs = counters["stats"]["unique_graphs"]
     first = sampler.run_to(end - 30, record_every=8)     # chunks of 8: one graph
     assert sampler.compiled and first.compile_time > 0
@@ -115,3 +115,57 @@ def test_large_work_compiles_once_caches_on_disk_and_ignores_segment_lengths():
     assert any(compile_cache_dir().iterdir())
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before_env   # restored after the run
     assert np.isfinite(third.positions).all()
+
+
+def test_the_decision_and_its_reason_reach_metadata_and_a_checkpoint(tmp_path):
+    from langevin_md.io.checkpoint import load_checkpoint, save_checkpoint
+
+    sampler = lmd.Sampler(Harmonic(dim=2), lmd.integrators.ULA(0.1), n_walkers=3, seed=4)
+    r = sampler.run(20, record_every=5)
+    assert r.metadata["compiled"] is False
+    assert r.metadata["compile_decision"].startswith("eager: a small run")
+    forced = lmd.sample(Harmonic(dim=2), lmd.integrators.ULA(0.1), n_steps=5, compile=False)
+    assert forced.metadata["compile_decision"] == "compile=False"
+    # A resumed sampler keeps the decision its checkpoint carries (through the file format).
+    path = save_checkpoint(tmp_path / "c.npz", sampler.state_dict())
+    state, _ = load_checkpoint(path)
+    assert state["compiled"] is False
+    resumed = lmd.Sampler(Harmonic(dim=2), lmd.integrators.ULA(0.1), n_walkers=3, seed=4)
+    resumed.load_state_dict(state)
+    again = resumed.run_to(40, record_every=5)
+    assert again.metadata["compile_decision"] == "eager, as before the checkpoint"
+    # ... for that one run only; the next decides afresh.
+    assert resumed.run_to(45).metadata["compile_decision"].startswith("eager: a small run")
+
+
+def test_a_second_sample_call_compiles_nothing_whatever_steps_recording_and_walkers(caplog):
+    """One graph per (system, integrator, dtype) serves every walker count and segment length."""
+    why = compiler_missing(torch.device("cpu"))
+    if why is not None:
+        pytest.skip(f"cannot compile here: {why}")
+    from torch._dynamo import config as dynamo_config
+    from torch._dynamo.utils import counters
+
+    system = Harmonic(dim=1)
+    # 10 = one 8-step call and two single steps: both graphs of this system are built here.
+    first = lmd.sample(system, lmd.integrators.ULA(0.1), n_steps=20, n_walkers=6, record_every=10,
+                       seed=3, compile=True)
+    assert first.compile_time > 0 and first.metadata["compile_decision"] == "compile=True"
+    graphs, recompiles = counters["stats"]["unique_graphs"], sum(counters["recompiles"].values())
+    with dynamo_config.patch(error_on_recompile=True):
+        kw = dict(n_steps=33, n_walkers=13, record_every=7, seed=5, compile=True)
+        second = lmd.sample(system, lmd.integrators.ULA(0.1), **kw)   # a new integrator object too
+        third = lmd.sample(system, lmd.integrators.ULA(0.1), **kw)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert sum(counters["recompiles"].values()) == recompiles
+    assert second.compile_time == 0.0 and second.positions.shape == (4, 13, 1)
+    assert np.array_equal(second.positions, third.positions)       # reproducible with itself
+    # "auto" on a large run finds the graph in memory, probes it and says what it weighed.
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        auto = lmd.sample(system, lmd.integrators.ULA(0.1), n_steps=400, n_walkers=25_000,
+                          record_every=400, seed=6)
+    reason = auto.metadata["compile_decision"]
+    assert "(the graph is in memory)" in reason and "ms eager" in reason
+    assert reason.startswith("compiled: " if auto.metadata["compiled"] else "eager: ")
+    assert f"compile='auto': {reason}" in [rec.getMessage() for rec in caplog.records]
+    assert auto.compile_time == 0.0 and np.isfinite(auto.positions).all()
