@@ -7,6 +7,7 @@ taken. Compiled graphs are reused across ``sample()`` calls: dynamo's own counte
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,40 @@ def test_a_second_sample_call_compiles_nothing_whatever_steps_recording_and_walk
     assert reason.startswith("compiled: " if auto.metadata["compiled"] else "eager: ")
     assert f"compile='auto': {reason}" in [rec.getMessage() for rec in caplog.records]
     assert auto.compile_time == 0.0 and np.isfinite(auto.positions).all()
+
+
+CHILD = """
+import json, sys
+import langevin_md as lmd
+from langevin_md.systems import Harmonic
+from torch._dynamo.utils import counters
+r = lmd.sample(Harmonic(dim=3), lmd.integrators.ULA(0.05), n_steps=8, n_walkers=5, record_every=8,
+               compile=True, seed=1)
+print(json.dumps({"inductor": dict(counters["inductor"]), "aot": dict(counters["aot_autograd"]),
+                  "compile_time": r.compile_time, "last": r.positions[-1].tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_process_loads_the_compiled_graph_from_the_disk_cache(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from langevin_md.executors.compiled import COMPILE_TIMES_FILE
+
+    why = compiler_missing(torch.device("cpu"))
+    if why is not None:
+        pytest.skip(f"cannot compile here: {why}")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", ""))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+                             timeout=900, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["inductor"].get("fxgraph_cache_miss", 0) >= 1 and not cold["inductor"].get("fxgraph_cache_hit")
+    assert warm["inductor"].get("fxgraph_cache_hit", 0) >= 1 and not warm["inductor"].get("fxgraph_cache_miss")
+    assert warm["last"] == cold["last"]    # the cached kernels compute the same numbers
+    assert (tmp_path / "langevin_md" / "torchinductor" / COMPILE_TIMES_FILE).is_file()

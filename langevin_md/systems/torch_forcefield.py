@@ -99,6 +99,8 @@ class TorchForceField(System):
         # per (dtype, device) copies of the terms; the float64 CPU entry is there from the start
         # so that a torch.compile trace never sees the dict change (that would force a recompile)
         self._copies: dict = {(torch.float64, torch.device("cpu")): self._module}
+        #: The ``openmm.System`` this force field was compiled from (:meth:`from_openmm`), or None.
+        self.source_openmm_system = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -125,8 +127,11 @@ class TorchForceField(System):
             positions = positions.value_in_unit(unit.nanometer)
         from langevin_md.integrators.constraints import Constraints
 
-        return cls(module, masses, strip(temperature, "kelvin"), topology, positions,
-                   constraints=Constraints.from_openmm(openmm_system))
+        ff = cls(module, masses, strip(temperature, "kelvin"), topology, positions,
+                 constraints=Constraints.from_openmm(openmm_system))
+        # Kept (not used for energies) so backend="auto" can run the same System in OpenMM.
+        ff.source_openmm_system = openmm_system
+        return ff
 
     @property
     def module(self) -> ForceFieldModule:

@@ -69,7 +69,7 @@ def test_subclasses_are_refused(vacuum):
 
 
 def test_bad_arguments_are_refused(vacuum):
-    with pytest.raises(ValueError, match="backend must be 'torch' or 'openmm', got 'jax'"):
+    with pytest.raises(ValueError, match="backend must be 'auto', 'torch' or 'openmm', got 'jax'"):
         lmd.sample(vacuum, BAOAB(), n_steps=1, backend="jax")
     with pytest.raises(TypeError, match="needs an OpenMMSystem"):
         lmd.sample(Harmonic(dim=2), BAOAB(), n_steps=1, backend="openmm")
