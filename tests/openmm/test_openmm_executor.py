@@ -296,7 +296,7 @@ def test_torch_executor_openmm_executor_and_langevin_middle_agree(vacuum):
     h, gamma, n_walkers, burn_in, n_frames, every = 0.002, 5.0, 16, 500, 150, 50
     runs = {}
     r = lmd.sample(vacuum, BAOAB(h, gamma), n_steps=n_frames * every, n_walkers=n_walkers,
-                   record_every=every, burn_in=burn_in, seed=11)
+                   record_every=every, burn_in=burn_in, seed=11, backend="torch")
     runs["torch"] = _observables(vacuum, r.positions, r.energies)
     r = lmd.sample(vacuum, BAOAB(h, gamma), n_steps=n_frames * every, n_walkers=n_walkers,
                    record_every=every, burn_in=burn_in, seed=12, backend="openmm")
