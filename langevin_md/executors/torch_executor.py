@@ -35,8 +35,8 @@ from ..systems.base import System
 from ..threads import check_threads, choose_threads, compiled_threads, torch_threads
 from .base import Executor, walker_range
 from .compiled import (COMPILE_CHUNK, chunk_length, compile_cache_dir, compiled_chunk, compiler_missing,
-                       fingerprint, graphs_compiled, is_compiled, mark_compiled, mark_walker_dim, persistent_compile_cache, record_compile_time,
-                       recorded_compile_time)
+                       fingerprint, graphs_compiled, is_compiled, mark_compiled, mark_walker_dim,
+                       persistent_compile_cache, record_compile_time, recorded_compile_time)
 from .recorder import FrameRecorder
 from .results import acceptance_rate, build_result, metadata
 from .start import start_positions
