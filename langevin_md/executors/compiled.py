@@ -169,12 +169,18 @@ _TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def mark_compiled(system, integrator, dtype: torch.dtype, device: torch.device, k: int) -> None:
     """Note that :func:`compiled_chunk`'s function for this key has run (its graph exists)."""
-    _TRACED.setdefault(system, set()).add((type(integrator), dtype, device, k))
+    _TRACED.setdefault(system, set()).add(_traced_key(integrator, dtype, device, k))
 
 
 def is_compiled(system, integrator, dtype: torch.dtype, device: torch.device, k: int) -> bool:
     """Whether this process holds a traced graph for this key (:func:`mark_compiled`)."""
-    return (type(integrator), dtype, device, k) in _TRACED.get(system, ())
+    return _traced_key(integrator, dtype, device, k) in _TRACED.get(system, ())
+
+
+def _traced_key(integrator, dtype, device, k) -> tuple:
+    # The integrator's settings too (its repr): dynamo guards on them, so other settings trace
+    # a graph of their own.
+    return (type(integrator), repr(integrator), dtype, device, k)
 
 
 def graphs_compiled() -> int:
