@@ -136,9 +136,15 @@ def _resolve_backend(backend: str, system, integrator, n_walkers: int, n_steps: 
                      dtype, compile, threads):
     """(backend, reason, system to run) for :func:`sample`; "auto" asks :func:`choose_backend`."""
     checks.choice("backend", backend, BACKEND_CHOICES)
+    from .backend_choice import choose_backend, openmm_equivalent
+
+    if backend == "openmm":
+        # A torch force field compiled from an openmm.System runs as that System; anything
+        # else goes as given (the OpenMM executor names what it needs).
+        equivalent = openmm_equivalent(system)
+        return backend, f"backend={backend!r} given", system if isinstance(equivalent, str) else equivalent
     if backend != "auto":
         return backend, f"backend={backend!r} given", system
-    from .backend_choice import choose_backend, openmm_equivalent
 
     torch_options = [f"{name}={value!r}" for name, value in (("device", device), ("threads", threads))
                      if value is not None] + (["compile=True"] if compile is True else [])
