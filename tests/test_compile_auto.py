@@ -1,12 +1,13 @@
-"""``compile="auto"``: eager for small runs, compiled for large ones, and why when it cannot.
+"""``compile="auto"``: eager for small runs, a measured decision for large ones, and why.
 
-Large work is reached cheaply and for real by resuming a checkpoint near a very late step:
-the decision depends on the run's end step (so a resumed run decides like the original), and
-only a handful of steps are taken.
+Large work is reached cheaply and for real by resuming a checkpoint near a very late step
+(the "cannot compile" messages depend on the run's end step); only a handful of steps are
+taken. Compiled graphs are reused across ``sample()`` calls: dynamo's own counters prove it.
 """
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +104,7 @@ def test_large_work_compiles_once_caches_on_disk_and_ignores_segment_lengths():
     from torch._dynamo.utils import counters
 
     before_env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    sampler, end = late_sampler(lmd.integrators.ULA(0.1))
+    sampler, end = late_sampler(lmd.integrators.ULA(0.1), compile=True)
     graphs = counters["stats"]["unique_graphs"]
     first = sampler.run_to(end - 30, record_every=8)     # chunks of 8: one graph
     assert sampler.compiled and first.compile_time > 0
@@ -115,3 +116,94 @@ def test_large_work_compiles_once_caches_on_disk_and_ignores_segment_lengths():
     assert any(compile_cache_dir().iterdir())
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before_env   # restored after the run
     assert np.isfinite(third.positions).all()
+
+
+def test_the_decision_and_its_reason_reach_metadata_and_a_checkpoint(tmp_path):
+    from langevin_md.io.checkpoint import load_checkpoint, save_checkpoint
+
+    sampler = lmd.Sampler(Harmonic(dim=2), lmd.integrators.ULA(0.1), n_walkers=3, seed=4)
+    r = sampler.run(20, record_every=5)
+    assert r.metadata["compiled"] is False
+    assert r.metadata["compile_decision"].startswith("eager: a small run")
+    forced = lmd.sample(Harmonic(dim=2), lmd.integrators.ULA(0.1), n_steps=5, compile=False)
+    assert forced.metadata["compile_decision"] == "compile=False"
+    # A resumed sampler keeps the decision its checkpoint carries (through the file format).
+    path = save_checkpoint(tmp_path / "c.npz", sampler.state_dict())
+    state, _ = load_checkpoint(path)
+    assert state["compiled"] is False
+    resumed = lmd.Sampler(Harmonic(dim=2), lmd.integrators.ULA(0.1), n_walkers=3, seed=4)
+    resumed.load_state_dict(state)
+    again = resumed.run_to(40, record_every=5)
+    assert again.metadata["compile_decision"] == "eager, as before the checkpoint"
+    # ... for that one run only; the next decides afresh.
+    assert resumed.run_to(45).metadata["compile_decision"].startswith("eager: a small run")
+
+
+def test_a_second_sample_call_compiles_nothing_whatever_steps_recording_and_walkers(caplog):
+    """One graph per (system, integrator, dtype) serves every walker count and segment length."""
+    why = compiler_missing(torch.device("cpu"))
+    if why is not None:
+        pytest.skip(f"cannot compile here: {why}")
+    from torch._dynamo import config as dynamo_config
+    from torch._dynamo.utils import counters
+
+    system = Harmonic(dim=1)
+    # 10 = one 8-step call and two single steps: both graphs of this system are built here.
+    first = lmd.sample(system, lmd.integrators.ULA(0.1), n_steps=20, n_walkers=6, record_every=10,
+                       seed=3, compile=True)
+    assert first.compile_time > 0 and first.metadata["compile_decision"] == "compile=True"
+    graphs, recompiles = counters["stats"]["unique_graphs"], sum(counters["recompiles"].values())
+    with dynamo_config.patch(error_on_recompile=True):
+        kw = dict(n_steps=33, n_walkers=13, record_every=7, seed=5, compile=True)
+        second = lmd.sample(system, lmd.integrators.ULA(0.1), **kw)   # a new integrator object too
+        third = lmd.sample(system, lmd.integrators.ULA(0.1), **kw)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert sum(counters["recompiles"].values()) == recompiles
+    assert second.compile_time == 0.0 and second.positions.shape == (4, 13, 1)
+    assert np.array_equal(second.positions, third.positions)       # reproducible with itself
+    # "auto" on a large run finds the graph in memory, probes it and says what it weighed.
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        auto = lmd.sample(system, lmd.integrators.ULA(0.1), n_steps=400, n_walkers=25_000,
+                          record_every=400, seed=6)
+    reason = auto.metadata["compile_decision"]
+    assert "(the graph is in memory)" in reason and "ms eager" in reason
+    assert reason.startswith("compiled: " if auto.metadata["compiled"] else "eager: ")
+    assert f"compile='auto': {reason}" in [rec.getMessage() for rec in caplog.records]
+    assert auto.compile_time == 0.0 and np.isfinite(auto.positions).all()
+
+
+CHILD = """
+import json, sys
+import langevin_md as lmd
+from langevin_md.systems import Harmonic
+from torch._dynamo.utils import counters
+r = lmd.sample(Harmonic(dim=3), lmd.integrators.ULA(0.05), n_steps=8, n_walkers=5, record_every=8,
+               compile=True, seed=1)
+print(json.dumps({"inductor": dict(counters["inductor"]), "aot": dict(counters["aot_autograd"]),
+                  "compile_time": r.compile_time, "last": r.positions[-1].tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_process_loads_the_compiled_graph_from_the_disk_cache(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from langevin_md.executors.compiled import COMPILE_TIMES_FILE
+
+    why = compiler_missing(torch.device("cpu"))
+    if why is not None:
+        pytest.skip(f"cannot compile here: {why}")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", ""))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+                             timeout=900, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["inductor"].get("fxgraph_cache_miss", 0) >= 1 and not cold["inductor"].get("fxgraph_cache_hit")
+    assert warm["inductor"].get("fxgraph_cache_hit", 0) >= 1 and not warm["inductor"].get("fxgraph_cache_miss")
+    assert warm["last"] == cold["last"]    # the cached kernels compute the same numbers
+    assert (tmp_path / "langevin_md" / "torchinductor" / COMPILE_TIMES_FILE).is_file()

@@ -315,9 +315,11 @@ def _run_one(name, system, integrator, n_force_evals, n_walkers, seed, initial_p
             # end-of-run warnings of sample() would only repeat it once per row.
             warnings.filterwarnings("ignore", message=r"(mean acceptance .* is below|\d+ of \d+ walkers never moved)",
                                     category=RuntimeWarning)
+            # One executor for every row: times and budgets compare schemes, not engines.
             result = sample(system, integrator, n_steps=n_prod, n_walkers=n_walkers,
                                 record_every=record_every, burn_in=burn_in, seed=seed, device=device,
-                                dtype=dtype, initial_positions=initial_positions, progress=False)
+                                dtype=dtype, initial_positions=initial_positions, progress=False,
+                                backend="torch")
     except NonFiniteStateError as exc:
         return SamplerReport(name, _step_value(integrator), steps, steps * cost, None, math.nan, 0.0, 0.0, 0.0,
                              math.nan, None, None if modes is None else modes[1], None, {}, True, "diverged",

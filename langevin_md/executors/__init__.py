@@ -22,6 +22,7 @@ imported only when it is used.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 from typing import Optional, Union
 
@@ -33,11 +34,17 @@ from ..result import SampleResult
 from .reporting import FrameSink, Reporter
 from .torch_executor import Sampler
 
+log = logging.getLogger(__name__)
+
 #: Backend name -> (module, executor class); modules are imported on first use.
 BACKENDS = {
     "torch": ("langevin_md.executors.torch_executor", "Sampler"),
     "openmm": ("langevin_md.executors.openmm", "OpenMMSampler"),
 }
+
+
+#: What ``backend=`` accepts: an executor of :data:`BACKENDS`, or "auto" (:mod:`.backend_choice`).
+BACKEND_CHOICES = ("auto",) + tuple(BACKENDS)
 
 
 def executor_class(backend: str):
@@ -49,7 +56,7 @@ def executor_class(backend: str):
 
 def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: int = 1,
            burn_in: int = 0, seed: int = 0, device=None, dtype=None, initial_positions=None,
-           progress: Optional[bool] = None, backend: str = "torch", compile: Union[bool, str] = "auto",
+           progress: Optional[bool] = None, backend: str = "auto", compile: Union[bool, str] = "auto",
            threads: Optional[int] = None) -> SampleResult:
     """Sample ``system`` with ``integrator`` on ``n_walkers`` independent walkers.
 
@@ -84,8 +91,13 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
         stationary laws: such a run reproduces the target even when its sampler is stuck.
     progress : bool, optional
         Progress bar (default: only on a terminal).
-    backend : {'torch', 'openmm'}
-        Which executor runs (see :data:`BACKENDS` and the module docstring).
+    backend : {'auto', 'torch', 'openmm'}
+        Which executor runs (see :data:`BACKENDS` and the module docstring). ``"auto"``
+        (default) picks the faster correct one for this system, scheme, walker count and
+        options (:func:`~.backend_choice.choose_backend`: torch for anything only it runs or
+        for short runs, else a cost model checked by a probe of a few steps of each); an
+        explicit choice always wins. ``metadata["backend"]`` and ``metadata["backend_reason"]``
+        of the result say which ran and why, and the choice is logged.
     compile : True, False or "auto"
         Torch executor only: fuse steps with ``torch.compile``. ``"auto"`` (default)
         compiles runs large enough to repay the compile time when a compiler is available
@@ -108,6 +120,8 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     MemoryError
         Before the run, when the kept frames would not fit in memory (naming their size).
     """
+    backend, reason, system = _resolve_backend(backend, system, integrator, n_walkers, burn_in + n_steps,
+                                               seed, device, dtype, compile, threads)
     cls = executor_class(backend)
     if backend == "torch":
         sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
@@ -128,10 +142,35 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
                       sampler.n_walkers,
                       math.prod(system.event_shape), np.dtype(sampler.numpy_dtype).itemsize)
     result = sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)
+    result.metadata["backend_reason"] = reason
     from .health import warn_if_stuck
 
     warn_if_stuck(result)
     return result
 
 
-__all__ = ["sample", "Sampler", "Reporter", "FrameSink", "BACKENDS", "executor_class"]
+def _resolve_backend(backend: str, system, integrator, n_walkers: int, n_steps: int, seed: int, device,
+                     dtype, compile, threads):
+    """(backend, reason, system to run) for :func:`sample`; "auto" asks :func:`choose_backend`."""
+    checks.choice("backend", backend, BACKEND_CHOICES)
+    from .backend_choice import choose_backend, openmm_equivalent
+
+    if backend == "openmm":
+        # A torch force field compiled from an openmm.System runs as that System; anything
+        # else goes as given (the OpenMM executor names what it needs).
+        equivalent = openmm_equivalent(system)
+        return backend, f"backend={backend!r} given", system if isinstance(equivalent, str) else equivalent
+    if backend != "auto":
+        return backend, f"backend={backend!r} given", system
+
+    torch_options = [f"{name}={value!r}" for name, value in (("device", device), ("threads", threads))
+                     if value is not None] + (["compile=True"] if compile is True else [])
+    choice = choose_backend(system, integrator, checks.positive_int("n_walkers", n_walkers), n_steps,
+                            torch_options, seed, dtype)
+    log.info("backend='auto' chose %s: %s", choice.backend, choice.reason)
+    if choice.backend == "openmm":
+        system = openmm_equivalent(system)
+    return choice.backend, choice.reason, system
+
+
+__all__ = ["sample", "BACKEND_CHOICES", "Sampler", "Reporter", "FrameSink", "BACKENDS", "executor_class"]

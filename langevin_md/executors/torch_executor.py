@@ -6,24 +6,21 @@ the state), when the recording buffer is full, or at the end; only there does th
 look at the state (finiteness check, progress bar, recorded frames to the host).
 
 Two ways to take the steps between stops: eagerly, one torch op at a time, or as
-``torch.compile``d chunks of :attr:`Sampler.COMPILE_CHUNK` steps. ``compile="auto"`` (the
-default) compiles only when a run is large enough to repay the compile time (see
-:data:`AUTO_COMPILE_WORK`) and a working compiler exists; compiled kernels are cached on disk
-(:func:`compile_cache_dir`), so the compile time is paid once per machine.
+``torch.compile``d calls of a few steps (:mod:`.compiled`: one graph per system, integrator,
+dtype and device, whatever the walker count, run length or ``record_every``).
+``compile="auto"`` (the default) compiles when the time a short probe says compiling saves
+exceeds what compiling costs (:meth:`Sampler._decide_compile`) and a working compiler
+exists; compiled kernels are cached on disk (:func:`compile_cache_dir`), so the compile
+time is paid once per machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import logging
 import math
-import os
-import shutil
 import time
-import types
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -32,112 +29,37 @@ import torch
 from .. import checks, integrators
 from ..errors import NonFiniteStateError, nonfinite_error, nonfinite_start_message
 from ..integrators.base import Integrator, State, sum_event
-from ..random import CounterStream, WalkerRNG
+from ..random import WalkerRNG
 from ..result import SampleResult
 from ..systems.base import System
 from ..threads import check_threads, choose_threads, compiled_threads, torch_threads
 from .base import Executor, walker_range
+from .compiled import (COMPILE_CHUNK, chunk_length, compile_cache_dir, compiled_chunk, compiler_missing,
+                       fingerprint, graphs_compiled, is_compiled, mark_compiled, mark_walker_dim,
+                       persistent_compile_cache, record_compile_time, recorded_compile_time)
 from .recorder import FrameRecorder
 from .results import acceptance_rate, build_result, metadata
 from .start import start_positions
 
 log = logging.getLogger(__name__)
 
-#: Work, in walker-steps × coordinates per walker, from which ``compile="auto"`` compiles a
-#: run. Measured with ``benchmarks/bench_throughput.py`` (Müller–Brown, float64, one thread,
-#: this loaded 2-core VM): compiling the two chunk graphs for one walker count costs 37–46 s
-#: cold (ULA, BAOAB, MALA; fresh process and cache) and 5–14 s from the disk cache, and
-#: compiling saves 0.1–0.2 µs per walker-step at 10⁴–10⁶ walkers (eager 2.5–3.6M, compiled
-#: 10–12M walker-steps/s for ULA and BAOAB). A cold compile is repaid after ~2–4·10⁸
-#: walker-steps; the threshold, 10⁹ coordinate-steps (5·10⁸ walker-steps of a 2-d system:
-#: 10⁴ walkers × 5·10⁴ steps, 10⁶ walkers × 500 steps), is where even a cold compile pays
-#: for itself; with a warm cache compiling wins well below it. Tests and small runs stay
-#: eager.
+#: Work, in walker-steps × coordinates per walker, from which ``compile="auto"`` says why it
+#: cannot compile (not compilable, no compiler). Measured with ``benchmarks/bench_throughput.py``
+#: (Müller–Brown, float64, one thread, a loaded 2-core VM): a cold compile is repaid after
+#: ~2–4·10⁸ walker-steps, so below 10⁹ coordinate-steps a missing compiler costs little.
 AUTO_COMPILE_WORK = 10**9
-
-
-def _torch_default_cache_dir() -> Optional[str]:
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:  # another torch layout: then only an explicit setting counts
-        return None
-    return os.path.abspath(default_cache_dir())
-
-
-def _user_cache_dir() -> Optional[str]:
-    """``$TORCHINDUCTOR_CACHE_DIR`` when a user chose it (torch writes its default there too)."""
-    env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not env or os.path.abspath(env) == _torch_default_cache_dir():
-        return None
-    return env
-
-
-def compile_cache_dir() -> Path:
-    """Where compiled kernels are kept between runs.
-
-    ``$TORCHINDUCTOR_CACHE_DIR`` when a user set it (torch's own setting); otherwise
-    ``$XDG_CACHE_HOME/langevin_md/torchinductor`` (``~/.cache/langevin_md/torchinductor``),
-    which, unlike torch's default under the temporary directory, survives reboots and
-    temp-file cleaners. Delete it to force a cold compile.
-    """
-    env = _user_cache_dir()
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "langevin_md" / "torchinductor"
-
-
-@contextlib.contextmanager
-def _persistent_compile_cache():
-    """Point torch's compile cache at :func:`compile_cache_dir` for a block, then restore.
-
-    Torch reads ``$TORCHINDUCTOR_CACHE_DIR`` whenever it looks for or writes a kernel, and
-    writes its default there when unset; the previous value comes back afterwards.
-    """
-    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-        else:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
-
-
-def compiler_missing(device: torch.device) -> Optional[str]:
-    """Why ``torch.compile`` cannot compile for ``device`` here, or None when it can.
-
-    Checks what inductor needs without compiling anything: a C++ compiler on the CPU, Triton
-    on CUDA, and a Python that dynamo supports.
-    """
-    try:
-        import torch._dynamo as dynamo  # slow to import (~1 s): only when a run may compile
-    except Exception as exc:  # a broken install: say so rather than fail the run
-        return f"torch._dynamo does not import ({type(exc).__name__}: {exc})"
-    if not dynamo.is_dynamo_supported():
-        return "torch.compile does not support this Python version"
-    if device.type == "cpu":
-        if not (os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
-            return "no C++ compiler (g++, c++ or clang++) on PATH"
-    elif device.type == "cuda":
-        if importlib.util.find_spec("triton") is None:
-            return "Triton is not installed"
-    else:
-        return f"the compiled path is tested on CPU and CUDA only, not {device.type}"
-    return None
-
-
-def _chunk_steps(integrator: Integrator, system: System, state: State, keys: torch.Tensor,
-                 counter: torch.Tensor, k: int):
-    """``k`` steps drawing from a :class:`CounterStream`; traced by ``torch.compile``."""
-    stream = CounterStream(keys, counter)
-    accepted = None
-    for _ in range(k):
-        state, info = integrator.step(system, state, stream)
-        if info.accepted is not None:
-            accepted = info.accepted.long() if accepted is None else accepted + info.accepted
-    return state, accepted, stream.consumed
+#: Work below which ``compile="auto"`` runs eagerly without probing: at ≥ 1 ns per
+#: coordinate-step compiling could save at most ~10 ms, less than any compile or cache load.
+AUTO_PROBE_WORK = 10**7
+#: Compiled over eager throughput assumed while no compiled step of this system has been timed
+#: in this process: the low end of what was measured (2.4× alanine dipeptide OBC2, 3–5×
+#: Müller–Brown, CPU, one thread), so "auto" compiles only where it should pay.
+ASSUMED_COMPILED_SPEEDUP = 2.0
+#: Expected seconds of a compile with no record of an earlier one (:func:`~.compiled.record_compile_time`):
+#: cold compiles measured 20–60 s quiet, 40–130 s on a loaded 2-core VM.
+COLD_COMPILE_SECONDS = 60.0
+#: Eager steps timed by the probe (after one untimed step) and compiled calls timed.
+PROBE_STEPS = 3
 
 
 class Sampler(Executor):
@@ -169,18 +91,22 @@ class Sampler(Executor):
         Global index of the first walker: the sampler runs walkers ``first_walker`` to
         ``first_walker + n_walkers - 1``, exactly as they run inside a larger run.
     compile : True, False or "auto"
-        Fuse steps into ``torch.compile``d chunks of :attr:`COMPILE_CHUNK` steps. It removes
+        Fuse steps into ``torch.compile``d calls (:attr:`COMPILE_CHUNK` steps each for analytic
+        systems, one for molecules; the graph is shared by every sampler of the same system,
+        integrator class, dtype and device in the process, for any walker count). It removes
         most per-step Python and kernel-launch overhead (3–5× the eager throughput on CPU)
         at the price of a one-off compile, cached on disk (:func:`compile_cache_dir`). Draws
         come from the same random streams, but fused kernels round differently, so a
         compiled run is reproducible with itself, not bitwise equal to an eager one.
         Burn-in steps that adapt a step size always run eagerly. ``"auto"`` (default)
-        compiles a run whose work ``n_walkers × end step × coordinates per walker`` reaches
-        :data:`AUTO_COMPILE_WORK` when a compiler is available (:func:`compiler_missing`) and
-        the integrator is :attr:`~langevin_md.integrators.base.Integrator.compilable`, and
-        otherwise runs eagerly, logging why when it wanted to compile. The decision depends
-        on the run's end step, not on where it starts, so a resumed run decides as the
-        original did.
+        compiles a run when the time compiling saves, from a short eager probe, exceeds what
+        it costs (nothing when the graph is in memory, the last recorded compile time, or
+        :data:`COLD_COMPILE_SECONDS`), a compiler is available (:func:`compiler_missing`) and
+        the integrator is :attr:`~langevin_md.integrators.base.Integrator.compilable`; runs
+        under :data:`AUTO_PROBE_WORK` coordinate-steps stay eager unprobed. The decision and
+        its reason are logged and kept in :attr:`compile_decision` and the result's
+        ``metadata["compile_decision"]``; a checkpoint carries it, so a resumed run steps as
+        the original did.
     threads : int, optional
         Torch intra-op threads during :meth:`run`/:meth:`run_to`; the process's setting is
         restored afterwards. By default one thread for problems up to
@@ -198,6 +124,8 @@ class Sampler(Executor):
         Torch intra-op threads during the last run.
     compiled : bool
         Whether the last run took its steps compiled.
+    compile_decision : str
+        Why: ``"compile=True"``, ``"compile=False"``, or ``compile="auto"``'s reason.
     """
 
     backend = "torch"
@@ -235,10 +163,11 @@ class Sampler(Executor):
         self.compile_time = 0.0
         self.threads_used = torch.get_num_threads()
         self.compiled = False
-        self._compiled = None          # the compiled chunk function, built on first use
+        self.compile_decision = ""
         self._compiled_sizes: set = set()
         self._compile_failed: Optional[str] = None
         self._compile_logged: Optional[str] = None
+        self._restored_compiled: Optional[bool] = None  # an "auto" decision a checkpoint carried
         x0 = start_positions(system, initial_positions, self.n_walkers, self.rng)
         x0 = x0.to(device=self.device, dtype=self.dtype).contiguous()
         self.state = integrator.init(system, x0, self.rng)
@@ -283,6 +212,8 @@ class Sampler(Executor):
             "burn_in_end": self.burn_in_end,
             "production_steps": self.production_steps,
             "accepted": self.accepted.cpu().numpy(),
+            # compile="auto" decides by timing; a resumed run must take its steps the same way.
+            "compiled": self.compiled if self.compile_decision else None,
         }
 
     def load_state_dict(self, checkpoint: dict) -> None:
@@ -298,6 +229,8 @@ class Sampler(Executor):
         self.burn_in_end = int(checkpoint["burn_in_end"])
         self.production_steps = int(checkpoint["production_steps"])
         self.accepted = torch.as_tensor(checkpoint["accepted"], device=self.device)
+        compiled = checkpoint.get("compiled")
+        self._restored_compiled = None if compiled is None else bool(compiled)
 
     # ------------------------------------------------------------------ checks
     def _check_finite(self, state: State, steps: tuple[int, int], recorder, initial=False) -> None:
@@ -328,14 +261,14 @@ class Sampler(Executor):
         """Threads, the compile decision and the wall clock around one run to step ``end``."""
         coords = self.n_walkers * max(1, math.prod(self.system.event_shape))
         self.compile_time = 0.0
-        self.compiled = self._decide_compile(end, coords)
+        self.compiled, self.compile_decision = self._decide_compile(end, coords)
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
             choose = compiled_threads if self.compiled else choose_threads
             stack.enter_context(torch_threads(choose(coords, self.threads)))
             self.threads_used = torch.get_num_threads()
             if self.compiled:
-                stack.enter_context(_persistent_compile_cache())
+                stack.enter_context(persistent_compile_cache())
             yield
         self.wall_time = time.perf_counter() - t0
         if self.compile_time > 0:
@@ -345,25 +278,96 @@ class Sampler(Executor):
     def _run_time(self) -> float:
         return self.wall_time
 
-    def _decide_compile(self, end: int, coords: int) -> bool:
-        """Whether this run (to global step ``end``) takes its steps compiled."""
-        if self.compile is not True and self.compile != "auto":
-            return False
+    def _decide_compile(self, end: int, coords: int) -> tuple[bool, str]:
+        """Whether this run (from ``self.step`` to global step ``end``) takes its steps compiled, and why.
+
+        ``compile="auto"`` weighs the time compiling saves against the time it costs:
+
+        * saved: ``steps × (t_eager − t_compiled)``, with ``t_eager`` the seconds per step of
+          a short eager probe (:data:`PROBE_STEPS` steps on a copy of the state and streams:
+          the run itself is untouched) and ``t_compiled`` the timed compiled step when this
+          process already holds the graph, else ``t_eager / ASSUMED_COMPILED_SPEEDUP``;
+        * cost: nothing when the graph is in memory; else the seconds the last compile of
+          the same fingerprint took on this machine (:func:`~.compiled.recorded_compile_time`:
+          kernels then load from the disk cache), else :data:`COLD_COMPILE_SECONDS`.
+
+        Runs below :data:`AUTO_PROBE_WORK` coordinate-steps stay eager without a probe. A
+        decision restored from a checkpoint (:meth:`load_state_dict`) is kept, so a resumed
+        run steps exactly as the original would have.
+        """
         if self.compile is True:
-            return True
-        work = coords * end
+            return True, "compile=True"
+        if self.compile is False:
+            return False, "compile=False"
+        restored, self._restored_compiled = self._restored_compiled, None
+        if restored is not None:
+            return restored, f"{'compiled' if restored else 'eager'}, as before the checkpoint"
+        work = coords * (end - self.step)
         if not self.integrator.compilable:
             why = f"{type(self.integrator).__name__} is not compilable"
-        elif work < AUTO_COMPILE_WORK:
-            return False  # small runs: the compile would cost more than it saves
         else:
             why = self._compile_failed or compiler_missing(self.device)
-            if why is None:
-                return True
-        if work >= AUTO_COMPILE_WORK and why != self._compile_logged:
-            log.warning("compile='auto': running eagerly because %s", why)
-            self._compile_logged = why
-        return False
+        if why is not None:
+            if coords * end >= AUTO_COMPILE_WORK and why != self._compile_logged:
+                log.warning("compile='auto': running eagerly because %s", why)
+                self._compile_logged = why
+            return False, f"eager: {why}"
+        if work < AUTO_PROBE_WORK:
+            return False, (f"eager: a small run ({work:.2g} coordinate-steps < {AUTO_PROBE_WORK:.0e}) "
+                           "cannot repay a compile")
+        compiled, reason = self._weigh_compile(end - self.step, coords)
+        log.info("compile='auto': %s", reason)
+        return compiled, reason
+
+    def _weigh_compile(self, steps: int, coords: int) -> tuple[bool, str]:
+        """The measured part of :meth:`_decide_compile` (probes on copies of the state)."""
+        k = chunk_length(self.system)
+        with torch_threads(choose_threads(coords, self.threads)):
+            t_eager = self._probe(compiled=False, k=1)
+        in_memory = is_compiled(self.system, self.integrator, self.dtype, self.device, k)
+        if in_memory:
+            with torch_threads(compiled_threads(coords, self.threads)), persistent_compile_cache():
+                t_compiled = self._probe(compiled=True, k=k)
+            cost, source = 0.0, "the graph is in memory"
+        else:
+            t_compiled = t_eager / ASSUMED_COMPILED_SPEEDUP
+            key = fingerprint(self.system, self.integrator, self.dtype, self.device, k)
+            recorded = recorded_compile_time(key)
+            cost, source = ((recorded, "as the last compile here took") if recorded is not None
+                            else (COLD_COMPILE_SECONDS, "a cold compile, none recorded here"))
+        saved = steps * (t_eager - t_compiled)
+        what = (f"{steps} steps × ({t_eager * 1e3:.3g} ms eager − {t_compiled * 1e3:.3g} ms compiled"
+                f"{'' if in_memory else ' assumed'}) saves ~{saved:.3g} s")
+        if saved > cost:
+            return True, f"compiled: {what} > compile ~{cost:.3g} s ({source})"
+        return False, f"eager: {what} ≤ compile ~{cost:.3g} s ({source})"
+
+    def _probe(self, compiled: bool, k: int) -> float:
+        """Seconds per step of eager (or compiled) steps on copies of the state and streams."""
+        state = type(self.state)(**{f.name: (v.clone() if isinstance(v, torch.Tensor) else v)
+                                    for f in dataclasses.fields(self.state)
+                                    for v in [getattr(self.state, f.name)]})
+        rng = WalkerRNG.from_state_dict(self.rng.state_dict(), device=self.device)
+        integ, system = self.integrator, self.system
+
+        def steps(state, n):
+            for _ in range(n):
+                if compiled:
+                    state = self._compiled_call(state, rng, k)[0]
+                else:
+                    state = integ.step(system, state, rng)[0]
+            return state
+
+        state = steps(state, 1)  # warm-up: caches, first-call allocations
+        self._sync()
+        t0 = time.perf_counter()
+        steps(state, PROBE_STEPS)
+        self._sync()
+        return (time.perf_counter() - t0) / (PROBE_STEPS * (k if compiled else 1))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _advance(self, stop: int, record_every: int, recorder: FrameRecorder, bar) -> bool:
         """Step to ``stop`` on the device, then check the state is finite (one host sync)."""
@@ -426,32 +430,38 @@ class Sampler(Executor):
         return accepted
 
     # ------------------------------------------------------------------ compiled path
-    #: Steps fused into one compiled call. Segments are cut into chunks of this size and
-    #: single steps, so a sampler compiles at most two graphs whatever ``record_every``,
-    #: the reporters or the segment lengths are.
-    COMPILE_CHUNK = 8
+    #: Steps fused into one compiled call for analytic systems (molecular ones take one step a
+    #: call: :func:`~.compiled.chunk_length`). Segments are cut into such calls and single
+    #: steps, so ``record_every``, the reporters and the segment lengths never add a graph.
+    COMPILE_CHUNK = COMPILE_CHUNK
 
-    def _compiled_fn(self):
-        if self._compiled is None:
-            # A code object of its own for this sampler: dynamo keeps its graphs per code
-            # object, with a limit on their number, so samplers sharing one would evict each
-            # other's graphs and, past the limit, silently fall back to eager.
-            code = _chunk_steps.__code__.replace()
-            fn = types.FunctionType(code, _chunk_steps.__globals__, _chunk_steps.__name__)
-            self._compiled = torch.compile(fn, dynamic=False)
-        return self._compiled
+    def _compiled_call(self, state: State, rng: WalkerRNG, k: int):
+        """``k`` compiled steps from ``state`` drawing from ``rng`` (advanced); returns (state, accepted).
+
+        The graph is shared by every sampler on this system, integrator class, dtype and
+        device (:func:`~.compiled.compiled_chunk`); the walker dimension is marked dynamic and
+        the counter is a tensor, so neither the walker count nor the stream position is a guard.
+        """
+        fn = compiled_chunk(self.system, self.integrator, self.dtype, self.device, k)
+        mark_walker_dim(state.tensors().values(), self.n_walkers)
+        keys = rng.keys
+        mark_walker_dim((keys,), self.n_walkers)
+        counter = torch.tensor(rng.counter, dtype=torch.int64, device=self.device)
+        state, acc, used = fn(self.integrator, self.system, state, keys, counter, k)
+        rng.counter += used
+        return state, acc
 
     def _compiled_segment(self, n: int) -> tuple[int, Optional[torch.Tensor]]:
         """Take up to ``n`` compiled steps; return (steps left to take eagerly, accepted)."""
         accepted = None
-        fn = self._compiled_fn()
+        chunk = chunk_length(self.system)
         while n > 0:
-            k = self.COMPILE_CHUNK if n >= self.COMPILE_CHUNK else 1
-            counter = torch.tensor(self.rng.counter, dtype=torch.int64, device=self.device)
+            k = chunk if n >= chunk else 1
             first = k not in self._compiled_sizes
+            graphs = graphs_compiled()
             t0 = time.perf_counter()
             try:
-                state, acc, used = fn(self.integrator, self.system, self.state, self.rng.keys, counter, k)
+                state, acc = self._compiled_call(self.state, self.rng, k)
             except Exception as exc:
                 if self.compile is True or not first:
                     raise
@@ -460,12 +470,16 @@ class Sampler(Executor):
                 log.warning("compile='auto': running eagerly because %s", self._compile_failed)
                 self._compile_logged = self._compile_failed
                 self.compiled = False
+                self.compile_decision = f"eager: {self._compile_failed}"
                 return n, accepted
-            if first:
-                self._compiled_sizes.add(k)
-                self.compile_time += time.perf_counter() - t0
+            self._compiled_sizes.add(k)
+            if graphs_compiled() > graphs:  # this call traced and compiled (or loaded) a graph
+                seconds = time.perf_counter() - t0
+                self.compile_time += seconds
+                mark_compiled(self.system, self.integrator, self.dtype, self.device, k)
+                record_compile_time(fingerprint(self.system, self.integrator, self.dtype, self.device, k),
+                                    seconds)
             self.state = state
-            self.rng.counter += used
             if acc is not None:
                 accepted = acc if accepted is None else accepted + acc
             n -= k
@@ -480,7 +494,8 @@ class Sampler(Executor):
 
     def _result(self, recorder: FrameRecorder, wall_time: float) -> SampleResult:
         step_sizes = getattr(self.state, "step_size", None)
-        meta = metadata(self.system, self.integrator, self.seed, self.device, self.dtype, "torch")
+        meta = metadata(self.system, self.integrator, self.seed, self.device, self.dtype, "torch",
+                        {"compiled": self.compiled, "compile_decision": self.compile_decision})
         result = build_result(
             recorder, self, wall_time,
             acceptance_rate(self.accepted, self.production_steps, self.integrator.metropolis_adjusted),

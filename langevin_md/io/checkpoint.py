@@ -90,6 +90,8 @@ def save_checkpoint(path, state_dict: dict, extra: Optional[dict] = None) -> Pat
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "extra": extra or {},
     }
+    if state_dict.get("compiled") is not None:  # the torch executor's compile="auto" decision
+        meta["compiled"] = bool(state_dict["compiled"])
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -134,6 +136,8 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         "step": meta["step"], "burn_in_end": meta["burn_in_end"],
         "production_steps": meta["production_steps"], "accepted": data["accepted"],
     }
+    if "compiled" in meta:
+        sd["compiled"] = bool(meta["compiled"])
     return sd, meta["extra"]
 
 

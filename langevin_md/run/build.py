@@ -8,10 +8,12 @@ probes ``[minimize]`` on one walker) before a run folder is created.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from ..errors import ConfigError
 from ..executors import Sampler, executor_class
+from ..executors.backend_choice import BackendChoice, choose_backend, openmm_equivalent
 from ..executors.start import start_positions
 from ..integrators.tempering import ReplicaExchange, geometric_ladder
 from ..minimize import minimize
@@ -22,7 +24,9 @@ from .config import MINIMIZE_STREAM_OFFSET, RunConfig, parameters, toml_value
 from .memory import available_memory, gib, memory_estimate
 
 __all__ = ["build_system", "build_integrator", "minimized_start", "build_sampler", "check_config",
-           "temperature_ladder"]
+           "resolve_backend", "temperature_ladder"]
+
+log = logging.getLogger(__name__)
 
 
 def build_system(config: RunConfig):
@@ -119,13 +123,20 @@ def build_sampler(config: RunConfig, system=None, integrator=None, initial_posit
     -------
     Sampler or OpenMMSampler
     """
+    system = build_system(config) if system is None else system
+    integrator = build_integrator(config, system) if integrator is None else integrator
+    if config.sampler.get("backend") == "auto":
+        resolve_backend(config, system, integrator)  # a folder made without check_config
     backend = config.sampler.get("backend", "torch")
     try:
         cls = executor_class(backend)
     except ValueError as exc:
         raise ConfigError(f"[sampler] {exc}") from None
-    system = build_system(config) if system is None else system
-    integrator = build_integrator(config, system) if integrator is None else integrator
+    if backend == "openmm":
+        equivalent = openmm_equivalent(system)  # a TorchForceField runs as its source openmm.System
+        if isinstance(equivalent, str):
+            raise ConfigError(f"[sampler] backend = \"openmm\": {equivalent}")
+        system = equivalent
     defaults = parameters(Sampler.__init__)
     kwargs = {}
     for key, value in config.sampler.items():
@@ -144,12 +155,38 @@ def build_sampler(config: RunConfig, system=None, integrator=None, initial_posit
         raise ConfigError(f"[sampler]: {exc}") from None
 
 
+def resolve_backend(config: RunConfig, system, integrator) -> None:
+    """Replace ``[sampler] backend = "auto"`` by the executor it picks, in place.
+
+    :func:`~langevin_md.executors.backend_choice.choose_backend` decides (for the run's
+    walkers and its burn-in plus production steps; ``device``, ``threads`` and
+    ``compile = true`` keep it on torch); ``config.backend_reason`` keeps why. The resolved
+    config of a run folder thus records the executor actually used, and a resume never
+    decides again. Nothing happens for an explicit backend.
+    """
+    if config.sampler.get("backend") != "auto":
+        return
+    s = config.sampler
+    torch_options = [f"{key} = {toml_value(s[key])}" for key in ("device", "threads") if s.get(key) is not None]
+    if s.get("compile") is True:
+        torch_options.append("compile = true")
+    if config.tempering is not None:
+        choice = BackendChoice("torch", "[tempering]: replica exchange runs on the torch executor only")
+    else:
+        choice = choose_backend(system, integrator, int(s["n_walkers"]), int(s.get("burn_in", 0)) + int(s["n_steps"]),
+                                torch_options, int(s.get("seed", 0)), s.get("dtype"))
+    config.sampler["backend"] = choice.backend
+    config.backend_reason = choice.reason
+    log.info("[sampler] backend = \"auto\" chose %s: %s", choice.backend, choice.reason)
+
+
 def check_config(config: RunConfig) -> None:
     """Check everything a run needs before a run folder is created.
 
     Builds the integrator and the system (every key's value, every file, trust of
-    force-field files), probes ``[minimize]`` on one walker, checks the executor's settings by
-    building it, and compares the memory the run needs with the memory available.
+    force-field files), probes ``[minimize]`` on one walker, resolves ``backend = "auto"``
+    in place (:func:`resolve_backend`), checks the executor's settings by building it, and
+    compares the memory the run needs with the memory available.
 
     Raises
     ------
@@ -176,6 +213,7 @@ def check_config(config: RunConfig) -> None:
             f"checkpoints, {gib(need['checkpoints'])} checkpoint copies; {n_coordinates} coordinates "
             f"per walker) but only {gib(have)} is available on {device}; "
             "use fewer walkers, record less often or checkpoint more often")
+    resolve_backend(config, system, integrator)
     build_sampler(config, system, integrator)
 
 

@@ -11,7 +11,8 @@ A config has three tables, and every key maps onto a Python argument::
     step_size = 1e-4
 
     [sampler]                # the executor's constructor, run(...) and CheckpointReporter(every=...)
-    backend = "torch"        # or "openmm": the executor (langevin_md.executors.BACKENDS)
+    backend = "auto"         # or "torch", "openmm": the executor (langevin_md.executors.BACKENDS);
+                             # "auto" is resolved before the run folder is made
     n_steps = 10000
     n_walkers = 64
     record_every = 10
@@ -47,7 +48,7 @@ Temperatures are in the system's own units: kelvin for molecular systems (their
 :class:`~langevin_md.integrators.tempering.ReplicaExchange` is their ratio to the system's.
 The geometric ladder from ``n_temperatures`` and ``max_temperature`` is
 :func:`~langevin_md.integrators.tempering.geometric_ladder`. Tempering runs on
-``backend = "torch"`` only.
+``backend = "torch"`` only (``"auto"`` picks it).
 
 Integrator settings with a unit (``timestep``, ``friction``, ``step_size``, ``scale``,
 ``sigmas``; each class lists them in ``physical_units``) are numbers in MD units (ps, 1/ps,
@@ -85,7 +86,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from .. import checks
 from ..errors import ConfigError
-from ..executors import BACKENDS
+from ..executors import BACKEND_CHOICES
 from ..integrators.tempering import ReplicaExchange
 from ..minimize import minimize
 from ..units import parse_quantity
@@ -220,6 +221,9 @@ class RunConfig:
     minimize: Optional[dict] = None
     tempering: Optional[dict] = None
     output: Optional[dict] = None
+    #: Why ``backend = "auto"`` picked ``sampler["backend"]`` (set by
+    #: :func:`~langevin_md.run.build.resolve_backend`; written to the resolved config as a comment).
+    backend_reason: Optional[str] = field(default=None, compare=False)
 
     @property
     def system_kind(self) -> str:
@@ -248,6 +252,8 @@ class RunConfig:
                     lines.append(f"# {key} = None (default)")
                 else:
                     lines.append(f"{key} = {toml_value(value)}")
+                if section == "sampler" and key == "backend" and self.backend_reason:
+                    lines.append(f"# backend = \"auto\" chose it: {' '.join(self.backend_reason.split())}")
             lines.append("")
         return "\n".join(lines)
 
@@ -572,7 +578,7 @@ def _resolve_tempering(table: dict, sampler: dict) -> dict:
             _check_type("[tempering]", key, value, Param(key, None, types[key]))
         out[key] = value
     backend = sampler.get("backend", "torch")
-    if backend != "torch":
+    if backend not in ("torch", "auto"):
         raise ConfigError(f"[tempering] needs [sampler] backend = \"torch\", got backend = {backend!r}: "
                           "the OpenMM executor runs every walker at one temperature and cannot swap")
     if "temperatures" in out:
@@ -631,9 +637,9 @@ def _resolve_sampler(table: dict) -> dict:
     targets = sampler_targets()
     params = {key: parameters(fn)[p] for key, (fn, p) in targets.items()}
     out = checked_settings("[sampler]", table, params)
-    if out["backend"] not in BACKENDS:
+    if out["backend"] not in BACKEND_CHOICES:
         raise ConfigError(f"[sampler] backend = {out['backend']!r} is not a known executor; known: "
-                          f"{', '.join(BACKENDS)}")
+                          f"{', '.join(BACKEND_CHOICES)}")
     _check_sampler_values(out)
     order = ["backend", "n_steps", "n_walkers", "record_every", "burn_in", "seed", "checkpoint_every",
              "device", "dtype"]

@@ -47,7 +47,7 @@ from .. import checks, integrators
 from ..executors.results import acceptance_rate
 from ..io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from ..io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
-from .build import build_integrator
+from .build import build_integrator, build_system, resolve_backend
 from .config import RunConfig, load_config
 from .folder import (CHECKPOINTS, CONFIG, LOG, TRAJECTORY, RunFolderError, append_text, check_run_folder,
                      create_run, is_run_folder, read_integrator_summary, read_summary, versions,
@@ -251,6 +251,10 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(run_dir)
     n_walkers = int(cfg.sampler["n_walkers"])
+    if cfg.sampler.get("backend") == "auto":
+        # Decided once here, not per shard: every shard must run on the same executor.
+        system = build_system(cfg)
+        resolve_backend(cfg, system, build_integrator(cfg, system))
     one_per_shard = cfg.sampler.get("backend", "torch") == "openmm"
     if one_per_shard and n_shards not in (None, n_walkers):
         raise ValueError(f"backend = 'openmm' runs one walker per shard (for reproducible chains on "

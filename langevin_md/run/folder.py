@@ -327,6 +327,21 @@ def now() -> str:
 
 
 # --------------------------------------------------------------------------- create
+def write_config(run_dir: Path, config) -> None:
+    """Write the resolved ``config`` as the folder's ``config.toml`` (atomically).
+
+    When ``backend = "auto"`` was resolved (``config.backend_reason``), ``run.log`` gets a
+    line saying which executor it chose and why; the resolved config names that executor,
+    so a resume never decides again.
+    """
+    atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + now() + "\n" + config.to_toml()).encode())
+    reason = getattr(config, "backend_reason", None)
+    if reason:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        append_text(run_dir / LOG, f"{stamp} INFO [sampler] backend = \"auto\" chose "
+                                   f"{config.sampler['backend']}: {reason}\n")
+
+
 def create_run(config, run_dir, force: bool = False) -> Path:
     """Create a run folder holding the resolved ``config`` (a :class:`~langevin_md.run.config.RunConfig`).
 
@@ -377,7 +392,7 @@ def create_run(config, run_dir, force: bool = False) -> Path:
         marker = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "created": now()}
         atomic_write_bytes(run_dir / MARKER, (json.dumps(marker) + "\n").encode())
         make_dirs(run_dir / CHECKPOINTS, inside=run_dir)
-        atomic_write_bytes(run_dir / CONFIG, (_HEADER + " " + now() + "\n" + config.to_toml()).encode())
+        write_config(run_dir, config)
     except OSError as exc:
         raise storage_error(exc, f"creating run folder {run_dir}", "Nothing was run.") from None
     return run_dir

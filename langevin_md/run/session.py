@@ -26,7 +26,7 @@ from .build import build_integrator, build_sampler, build_system, minimized_star
 from .config import load_config
 from .folder import (CHECKPOINTS, CONFIG, LOG, STATE, TRAJECTORY, RunFailed, RunFolderError, check_run_folder,
                      locked, now, open_nofollow, read_summary, storage_error, versions, write_integrator_summary,
-                     write_summary)
+                     write_config, write_summary)
 from .progress import DEFAULT_PROGRESS_EVERY_S, ProgressReporter
 from .state_reporter import StateReporter
 
@@ -201,7 +201,10 @@ def _start(run_dir: Path, cfg, log):
         unit = "kJ/mol" if system.units == "molecular" else "(reduced energy units)"
         log.info("%s in %.3g s", minimized.summary(unit), time.perf_counter() - t_min)
         start = minimized.positions
+    unresolved = cfg.sampler.get("backend") == "auto"  # a folder made without check_config
     sampler = build_sampler(cfg, system, integrator, initial_positions=start)
+    if unresolved and found is None:
+        write_config(run_dir, cfg)  # record the executor chosen, so a resume keeps it
     for path, reason in skipped:
         log.warning("skipping unreadable checkpoint %s: %s", path.name, reason)
     if found is None and skipped:

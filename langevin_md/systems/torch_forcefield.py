@@ -116,6 +116,8 @@ class TorchForceField(System):
         self.precision = precision
         if precision == "mixed":  # the copy mixed precision evaluates in, made now for the same reason
             self._copies[torch.float32, torch.device("cpu")] = _copy_module(self._module).to(torch.float32)
+        #: The ``openmm.System`` this force field was compiled from (:meth:`from_openmm`), or None.
+        self.source_openmm_system = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -142,8 +144,11 @@ class TorchForceField(System):
             from openmm import unit  # optional: only for a Quantity, which means OpenMM is loaded
 
             positions = positions.value_in_unit(unit.nanometer)
-        return cls(module, masses, strip(temperature, "kelvin"), topology, positions,
-                   constraints=Constraints.from_openmm(openmm_system), precision=precision)
+        ff = cls(module, masses, strip(temperature, "kelvin"), topology, positions,
+                 constraints=Constraints.from_openmm(openmm_system), precision=precision)
+        # Kept (not used for energies) so backend="auto" can run the same System in OpenMM.
+        ff.source_openmm_system = openmm_system
+        return ff
 
     def with_precision(self, precision: str) -> "TorchForceField":
         """The same force field evaluated in another precision (terms shared, not copied).
@@ -152,8 +157,10 @@ class TorchForceField(System):
         ----------
         precision : {"double", "mixed"}
         """
-        return TorchForceField(self._module, self.masses, self.temperature, self.topology, self.positions,
-                               self.constrained, self.constraints, precision)
+        ff = TorchForceField(self._module, self.masses, self.temperature, self.topology, self.positions,
+                             self.constrained, self.constraints, precision)
+        ff.source_openmm_system = self.source_openmm_system
+        return ff
 
     @property
     def module(self) -> ForceFieldModule:

@@ -69,7 +69,7 @@ def test_subclasses_are_refused(vacuum):
 
 
 def test_bad_arguments_are_refused(vacuum):
-    with pytest.raises(ValueError, match="backend must be 'torch' or 'openmm', got 'jax'"):
+    with pytest.raises(ValueError, match="backend must be 'auto', 'torch' or 'openmm', got 'jax'"):
         lmd.sample(vacuum, BAOAB(), n_steps=1, backend="jax")
     with pytest.raises(TypeError, match="needs an OpenMMSystem"):
         lmd.sample(Harmonic(dim=2), BAOAB(), n_steps=1, backend="openmm")
@@ -296,7 +296,7 @@ def test_torch_executor_openmm_executor_and_langevin_middle_agree(vacuum):
     h, gamma, n_walkers, burn_in, n_frames, every = 0.002, 5.0, 16, 500, 150, 50
     runs = {}
     r = lmd.sample(vacuum, BAOAB(h, gamma), n_steps=n_frames * every, n_walkers=n_walkers,
-                   record_every=every, burn_in=burn_in, seed=11)
+                   record_every=every, burn_in=burn_in, seed=11, backend="torch")
     runs["torch"] = _observables(vacuum, r.positions, r.energies)
     r = lmd.sample(vacuum, BAOAB(h, gamma), n_steps=n_frames * every, n_walkers=n_walkers,
                    record_every=every, burn_in=burn_in, seed=12, backend="openmm")

@@ -61,7 +61,7 @@ def test_openmm_config_runs_alanine_with_hbonds_into_a_run_folder(tmp_path):
 
 
 def test_backend_errors_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"backend = 'jax' is not a known executor; known: torch, openmm"):
+    with pytest.raises(ConfigError, match=r"backend = 'jax' is not a known executor; known: auto, torch, openmm"):
         load_config(_replace(write_alanine_config(tmp_path, "a.toml"), 'backend = "openmm"', 'backend = "jax"'))
     cfg = load_config(write_alanine_config(tmp_path, "b.toml", extra="compile = true"))
     with pytest.raises(ConfigError, match=r"compile = true applies to backend = \"torch\" only"):
