@@ -6,7 +6,11 @@
     model = "prior.safetensors"  # relative to the config file; stored absolute
     features = "phi_psi"         # what the model acts on (below)
     weight = 0.5                 # λ (default 1)
-    # atoms = [4, 6, 8, 14, 16]  # features = "cg" only: the atoms the beads sit on, in bead order
+    # atoms = [4, 6, 8, 10, 16]  # features = "cg" only: the atoms the beads sit on, in bead order
+
+The resolved config (``config.toml`` of a run folder) also holds ``sha256``, the model file's
+hash: a session that resumes the run refuses a model file changed since the run started (its
+frames would no longer continue the same chain). A config may state it too.
 
 ``features``:
 
@@ -44,7 +48,7 @@ PRIOR_FEATURES = {
     "positions": "an energy model whose event_shape is the system's",
     "cg": "a CG model file written by CGModel.save, with one bead per entry of atoms",
 }
-_KEYS = ("model", "features", "weight", "atoms")
+_KEYS = ("model", "features", "weight", "atoms", "sha256")
 
 
 def resolve_prior(table: dict, base_dir: Path) -> dict:
@@ -77,7 +81,12 @@ def resolve_prior(table: dict, base_dir: Path) -> dict:
     weight = table.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
         raise ConfigError(f"[prior] weight = {weight!r}: expected a finite number (λ, the prior's weight)")
-    out = {"model": str(full.resolve()), "features": features, "weight": float(weight)}
+    digest = _sha256(full)
+    if "sha256" in table and table["sha256"] != digest:
+        raise ConfigError(f"[prior] model = {full}: its SHA-256 is {digest}, but sha256 = {table['sha256']!r}; the "
+                          "model file changed since this config was written (a run folder's config records the "
+                          "model it started with: restore that file, or start a new run)")
+    out = {"model": str(full.resolve()), "features": features, "weight": float(weight), "sha256": digest}
     atoms = table.get("atoms")
     if features == "cg":
         if (not isinstance(atoms, list) or not atoms
@@ -90,6 +99,16 @@ def resolve_prior(table: dict, base_dir: Path) -> dict:
     elif atoms is not None:
         raise ConfigError(f"[prior] atoms applies to features = \"cg\" only, not features = {features!r}")
     return out
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fail(prior: dict, what: str) -> ConfigError:

@@ -222,3 +222,14 @@ def test_the_openmm_executor_records_forces_too(tmp_path):
     expected = system.energy_and_forces(torch.as_tensor(r.positions[-1]))[1].numpy()
     # float32 storage of forces up to ~2e3 kJ/mol/nm: agreement to float32 rounding
     np.testing.assert_allclose(r.fields["forces"][-1], expected, rtol=1e-6, atol=1e-3)
+
+
+def test_a_changed_model_file_is_refused_on_resume(tmp_path):
+    model = _model(tmp_path / "p.safetensors", (2,), periodic=False)
+    cfg = tmp_path / "mb.toml"
+    cfg.write_text(MULLER_BROWN.format(n_steps=100, n_walkers=2, model=model.name))
+    assert cli.main(["run", str(cfg), "--output", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "sha256 = " in (tmp_path / "run" / "config.toml").read_text()
+    _model(model, (2,), periodic=False, seed=1)  # another network in the same file
+    proc = run_cli("resume", tmp_path / "run", "--no-progress")
+    assert proc.returncode == 2 and "the model file changed since this config was written" in proc.stderr
