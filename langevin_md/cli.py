@@ -290,8 +290,16 @@ def cmd_analyze(args) -> int:
     result = _load_frames(run_dir, "analyse")
     if isinstance(result, int):
         return result
+    reference = None
+    if args.reference is not None:
+        reference = _load_frames(Path(args.reference), "compare with")
+        if isinstance(reference, int):
+            return reference
     try:
-        code = _module("langevin_md.run.analyze", "analyze").analyze_run(args.run_dir) or EXIT_OK
+        analyze = _module("langevin_md.run.analyze", "analyze")
+        code = analyze.analyze_run(args.run_dir) or EXIT_OK
+        if reference is not None:
+            analyze.compare_runs(run_dir, Path(args.reference), result, reference)
         topology = result.metadata.get("topology")
         if code == EXIT_OK and topology is not None:
             protein = _module("langevin_md.analysis.protein", "analyze")
@@ -455,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "for peptides and proteins (two or more residues with phi and psi) also "
                                     "RUN_DIR/report/protein (Ramachandran plots, RMSD, radius of gyration, DSSP).")
     sp.add_argument("run_dir", metavar="RUN_DIR")
+    sp.add_argument("--reference", metavar="RUN2", default=None,
+                    help="also compare RUN_DIR's backbone φ/ψ law with run folder RUN2's (e.g. a prior or CG "
+                         "model against all-atom): free-energy surfaces side by side and their difference "
+                         "(report/comparison.png), Jensen-Shannon divergence with its error, state "
+                         "populations and a plain-language verdict (report/verdict.txt)")
     sp.set_defaults(handler=cmd_analyze)
 
     sp = sub.add_parser("validate", help="check the samplers against exact answers",
@@ -463,9 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(handler=cmd_validate)
 
     sp = sub.add_parser("train", help="fit a learned energy/score prior from a config",
-                        description="Train a learned prior by denoising score matching as described by "
-                                    "CONFIG.toml (langevin_md.training.fit); prints the losses per epoch, the "
-                                    "best epoch and where the model was saved.",
+                        description="Train a learned prior by denoising score matching (the default; "
+                                    "langevin_md.training.fit) or by force matching on a run folder's recorded "
+                                    "forces ([force_matching], optionally onto [cg] beads) as described by "
+                                    "CONFIG.toml; prints the losses per epoch, the best epoch and where the model "
+                                    "was saved.",
                         epilog=_train_config_format(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("config", metavar="CONFIG.toml")
     sp.set_defaults(handler=cmd_train)

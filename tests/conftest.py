@@ -36,6 +36,8 @@ SERIAL = {
         "SIGKILL at a moment chosen by timing, then resume",
     "tests/run/test_crash_resume.py::test_sigterm_finishes_the_chunk_checkpoints_and_resumes":
         "SIGTERM at a moment chosen by timing, then resume",
+    "tests/run/test_prior_config.py::test_sigkill_with_a_prior_then_resume_is_bitwise_identical":
+        "SIGKILL at a moment chosen by timing, then resume",
     "tests/openmm/test_openmm_runs.py::test_sigkill_then_resume_never_duplicates_or_drops_frames":
         "SIGKILL at a moment chosen by timing, then resume",
     "tests/run/test_distributed.py": "a Dask LocalCluster of worker processes; a worker killed mid-shard",

@@ -122,7 +122,12 @@ def _molecular_angles(result) -> Optional[tuple]:
 
 def _observables(result, angles) -> tuple[list, list[str]]:
     steps = np.asarray(result.steps)
-    obs = [Observable("energy", result.energies, "kJ/mol" if len(result.event_shape) == 2 else "", None, steps)]
+    unit = "kJ/mol" if len(result.event_shape) == 2 else ""
+    obs = [Observable("energy", result.energies, unit, None, steps)]
+    # A force field with a prior records its two energies apart (ForceFieldWithPrior).
+    for name in PRIOR_ENERGIES:
+        if name in result.fields:
+            obs.append(Observable(name, np.asarray(result.fields[name], dtype=np.float64), unit, None, steps))
     notes = []
     if angles is not None:
         phi, psi = angles
@@ -333,6 +338,29 @@ def _state_rows(states: dict) -> list[list[str]]:
     return rows
 
 
+#: Energies a run with a ``[prior]`` records apart: the force field's and λ·prior's.
+PRIOR_ENERGIES = ("U_ff", "U_prior")
+
+
+def prior_energy_line(result) -> Optional[str]:
+    """A summary line on U_ff and U_prior when the run recorded them, else None.
+
+    The prior's additive constant is arbitrary (a learned energy is known only up to a
+    constant), so its mean is not reported as a physical energy: its spread and the
+    difference between its largest and smallest walker means are.
+    """
+    if not all(name in result.fields for name in PRIOR_ENERGIES):
+        return None
+    u_ff = np.asarray(result.fields["U_ff"], dtype=np.float64)
+    u_prior = np.asarray(result.fields["U_prior"], dtype=np.float64)
+    walkers = u_prior.mean(0)
+    unit = " kJ/mol" if len(result.event_shape) == 2 else ""
+    return (f"- force field and prior recorded apart: ⟨U_ff⟩ = {u_ff.mean():.5g}{unit}; λ·U_prior fluctuates "
+            f"with standard deviation {u_prior.std():.4g}{unit}, its walker means span "
+            f"{walkers.max() - walkers.min():.4g}{unit}. The prior's additive constant is arbitrary, so "
+            "⟨U_prior⟩ (and the total ⟨U⟩) is not a physical energy: read its fluctuations and differences")
+
+
 def _summary_lines(result, record_every) -> list[str]:
     md = result.metadata or {}
     lines = [f"- system: {md.get('system', type(result.system).__name__ if result.system is not None else 'unknown')}",
@@ -340,6 +368,9 @@ def _summary_lines(result, record_every) -> list[str]:
              f"- {result.n_walkers} walkers × {result.n_frames} frames (every {record_every:g} steps), "
              f"{result.n_steps_run} steps per walker, kT = {result.kT:.4g}",
              f"- wall time {result.wall_time:.3g} s, backend {md.get('backend', 'n/a')}"]
+    prior = prior_energy_line(result)
+    if prior is not None:
+        lines.append(prior)
     if result.acceptance_rate is not None:
         acc = np.asarray(result.acceptance_rate)
         lines.append(f"- acceptance rate: mean {acc.mean():.3f}, walkers from {acc.min():.3f} to {acc.max():.3f}")

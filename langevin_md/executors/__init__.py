@@ -57,7 +57,7 @@ def executor_class(backend: str):
 def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: int = 1,
            burn_in: int = 0, seed: int = 0, device=None, dtype=None, initial_positions=None,
            progress: Optional[bool] = None, backend: str = "auto", compile: Union[bool, str] = "auto",
-           threads: Optional[int] = None) -> SampleResult:
+           threads: Optional[int] = None, record_forces: bool = False) -> SampleResult:
     """Sample ``system`` with ``integrator`` on ``n_walkers`` independent walkers.
 
     Parameters
@@ -105,13 +105,16 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     threads : int, optional
         Torch executor only: torch intra-op threads during the run (restored afterwards);
         by default one for small problems and torch's setting for large ones.
+    record_forces : bool
+        Also keep every frame's forces F(x) (float32) as ``result.fields["forces"]``.
 
     Returns
     -------
     SampleResult
         ``positions`` (n_frames, n_walkers, *event_shape), ``energies`` (n_frames, n_walkers),
         ``acceptance_rate`` (n_walkers,) for Metropolis-adjusted schemes, ``compile_time``
-        (seconds).
+        (seconds), ``fields`` (the integrator's recorded fields; ``U_ff`` and ``U_prior`` for a
+        :class:`~langevin_md.systems.ForceFieldWithPrior`; ``forces`` with ``record_forces``).
 
     Raises
     ------
@@ -141,7 +144,8 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     check_kept_frames(checks.non_negative_int("n_steps", n_steps), checks.positive_int("record_every", record_every),
                       sampler.n_walkers,
                       math.prod(system.event_shape), np.dtype(sampler.numpy_dtype).itemsize)
-    result = sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress)
+    result = sampler.run(n_steps, record_every=record_every, burn_in=burn_in, progress=progress,
+                         record_forces=record_forces)
     result.metadata["backend_reason"] = reason
     from .health import warn_if_stuck
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import checks
 from ..result import SampleResult
-from .recorder import FrameRecorder
+from .recorder import FrameRecorder, frame_fields
 from .reporting import Reporter, stop_step
 
 #: Bytes of recorded frames a block holds by default (``record_block``), about 64 MB.
@@ -64,7 +64,7 @@ class Executor:
     # ------------------------------------------------------------------ the interface
     def run(self, n_steps: int, record_every: int = 1, burn_in: int = 0,
             reporters: Iterable[Reporter] = (), progress: Optional[bool] = None,
-            record_block: Optional[int] = None) -> SampleResult:
+            record_block: Optional[int] = None, record_forces: bool = False) -> SampleResult:
         """Advance every walker ``burn_in + n_steps`` steps and return the recorded frames.
 
         Parameters
@@ -81,15 +81,18 @@ class Executor:
             Show a progress bar; by default only when output is a terminal.
         record_block : int, optional
             Frames kept before they move on to the host and the sinks (default: about 64 MB).
+        record_forces : bool
+            Also record the forces F(x) of every frame, float32, as ``fields["forces"]``.
         """
         n_steps = checks.positive_int("n_steps", n_steps)
         burn_in = checks.non_negative_int("burn_in", burn_in)
         self.burn_in_end = self.step + burn_in
-        return self.run_to(self.step + burn_in + n_steps, record_every, reporters, progress, record_block)
+        return self.run_to(self.step + burn_in + n_steps, record_every, reporters, progress, record_block,
+                           record_forces=record_forces)
 
     def run_to(self, end: int, record_every: int = 1, reporters: Iterable[Reporter] = (),
                progress: Optional[bool] = None, record_block: Optional[int] = None,
-               frame_sinks: Sequence = (), keep_frames: bool = True) -> SampleResult:
+               frame_sinks: Sequence = (), keep_frames: bool = True, record_forces: bool = False) -> SampleResult:
         """Advance to global step ``end`` (used directly to continue from a checkpoint).
 
         Frames are recorded at production steps s with (s − burn_in_end) % record_every == 0,
@@ -98,6 +101,11 @@ class Executor:
         :class:`~langevin_md.executors.reporting.FrameSink` protocol), and always before any
         reporter is told about a later step. ``keep_frames=False`` keeps no frames for the
         result (a run written to disk only).
+
+        Besides the integrator's fields, every frame carries the system's recorded energies
+        (``U_ff`` and ``U_prior`` of a force field with a prior) and, with ``record_forces``,
+        ``forces`` (float32), evaluated at the recorded frames only
+        (:func:`~.recorder.frame_fields`).
         """
         record_every = checks.positive_int("record_every", record_every)
         reporters = list(reporters)
@@ -105,7 +113,7 @@ class Executor:
         if end < start:
             raise ValueError(f"cannot run to step {end}: the sampler is already at step {start}")
         recorder = FrameRecorder(self._record_block(record_block), self.integrator.has_velocities,
-                                 frame_sinks, keep_frames)
+                                 frame_sinks, keep_frames, frame_fields(self.system, bool(record_forces)))
         scale = self.n_walkers if self.progress_per_step_per_walker else 1
         name = type(self.integrator).__name__
         # tqdm's disable=None means "only on a terminal".

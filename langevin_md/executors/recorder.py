@@ -9,10 +9,51 @@ Either way every block goes to the frame sinks first (see
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+
+#: Name of the recorded-forces field (``fields/forces`` in trajectory.h5), stored as float32.
+FORCES_FIELD = "forces"
+
+
+def frame_fields(system, record_forces: bool = False) -> Optional[Callable]:
+    """What the recorder adds to each frame from its positions alone, or None when nothing.
+
+    * the system's ``recorded_energies(x)`` (e.g. ``U_ff`` and ``U_prior`` of a
+      :class:`~langevin_md.systems.prior_sum.ForceFieldWithPrior`), when it declares
+      ``recorded_energy_names``;
+    * ``forces`` = F(x) as float32, when ``record_forces``.
+
+    They are evaluated at recorded frames only (one extra energy evaluation per frame, not
+    per step), from the frame's positions with the batch of all walkers, so a resumed run
+    computes them exactly as an uninterrupted one does.
+
+    Returns
+    -------
+    callable or None
+        ``positions (n_walkers, *event_shape) tensor -> {name: tensor (n_walkers, ...)}``.
+    """
+    names = tuple(getattr(system, "recorded_energy_names", ()))
+    if not names and not record_forces:
+        return None
+
+    def fields(x: torch.Tensor) -> dict:
+        out = dict(system.recorded_energies(x)) if names else {}
+        if record_forces:
+            out[FORCES_FIELD] = system.energy_and_forces(x)[1].to(torch.float32)
+        return out
+
+    return fields
+
+
+def frame_field_specs(system, record_forces: bool, dtype) -> dict:
+    """``{name: (per-walker shape, numpy dtype)}`` of :func:`frame_fields`' output, for a file."""
+    out = {name: ((), np.dtype(dtype)) for name in getattr(system, "recorded_energy_names", ())}
+    if record_forces:
+        out[FORCES_FIELD] = (tuple(system.event_shape), np.dtype(np.float32))
+    return out
 
 
 def _stack(items) -> np.ndarray:
@@ -34,9 +75,13 @@ class FrameRecorder:
         Receive every block as it reaches the host.
     keep : bool
         Keep the frames on the host for :meth:`arrays` (False for runs written to disk only).
+    extra_fields : callable, optional
+        :func:`frame_fields`' function, evaluated on every frame's positions.
     """
 
-    def __init__(self, block: int, with_kinetic: bool, sinks: Sequence = (), keep: bool = True):
+    def __init__(self, block: int, with_kinetic: bool, sinks: Sequence = (), keep: bool = True,
+                 extra_fields: Optional[Callable] = None):
+        self.extra_fields = extra_fields
         self.block = block
         self.with_kinetic = with_kinetic
         self.sinks = list(sinks)
@@ -50,15 +95,23 @@ class FrameRecorder:
     def add(self, step: int, positions, energy, kinetic=None,
             fields: Optional[Mapping[str, object]] = None) -> bool:
         """Queue one frame (device tensors or host arrays); True when the block is full."""
-        self._pending.append((step, positions, energy, kinetic, dict(fields or {})))
+        fields = dict(fields or {})
+        if self.extra_fields is not None:
+            fields.update(self.extra_fields(torch.as_tensor(positions)))
+        self._pending.append((step, positions, energy, kinetic, fields))
         return len(self._pending) >= self.block
 
     def add_block(self, steps, positions, energies, kinetic=None,
                   fields: Optional[Mapping[str, np.ndarray]] = None) -> None:
         """Pass on a block of host frames at once (shapes as in the frame-sink protocol)."""
         self.flush()
+        fields = dict(fields or {})
+        if self.extra_fields is not None and len(steps):
+            per_frame = [self.extra_fields(torch.as_tensor(np.asarray(p))) for p in positions]
+            fields.update({name: np.stack([f[name].detach().cpu().numpy() for f in per_frame])
+                           for name in per_frame[0]})
         self._emit(np.asarray(steps, dtype=np.int64), positions, energies,
-                   kinetic if self.with_kinetic else None, dict(fields or {}))
+                   kinetic if self.with_kinetic else None, fields)
 
     @property
     def last_step(self) -> Optional[int]:
@@ -117,4 +170,4 @@ class FrameRecorder:
         return pos, en, kin, steps, fields
 
 
-__all__ = ["FrameRecorder"]
+__all__ = ["FrameRecorder", "frame_fields", "frame_field_specs", "FORCES_FIELD"]

@@ -22,6 +22,7 @@ from ..units import kT_from_temperature, temperature_from_kT
 from .choices import call_choice, integrator_choices, system_choices
 from .config import MINIMIZE_STREAM_OFFSET, RunConfig, parameters, toml_value
 from .memory import available_memory, gib, memory_estimate
+from .prior import build_prior
 
 __all__ = ["build_system", "build_integrator", "minimized_start", "build_sampler", "check_config",
            "resolve_backend", "temperature_ladder"]
@@ -30,7 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def build_system(config: RunConfig):
-    """The :class:`~langevin_md.systems.base.System` that ``[system]`` describes.
+    """The :class:`~langevin_md.systems.base.System` that ``[system]`` (and ``[prior]``) describe.
+
+    With a ``[prior]`` table the system is the force field plus λ·prior, a
+    :class:`~langevin_md.systems.prior_sum.ForceFieldWithPrior` (see :mod:`.prior`).
 
     ``backend = "openmm"`` runs inside OpenMM, so a molecule whose ``engine`` is not pinned
     (``"auto"``, the resolved default of the catalogue's molecules) is built with
@@ -44,7 +48,10 @@ def build_system(config: RunConfig):
                               'steps the OpenMM System itself; set engine = "openmm" (or leave it out), or '
                               'backend = "torch"')
         kwargs["engine"] = "openmm"
-    return call_choice("[system]", choice, kwargs)
+    system = call_choice("[system]", choice, kwargs)
+    if config.prior is not None:
+        system = build_prior(config.prior, system)
+    return system
 
 
 def build_integrator(config: RunConfig, system=None):

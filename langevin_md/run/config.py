@@ -42,6 +42,12 @@ Two optional tables change how the run starts and moves::
     progress_every = "30 s"  # a progress line (step, rate, ETA) in run.log, and on stderr when
                              # no progress bar is shown; summary.json is rewritten at least
                              # every minute and at each checkpoint whatever this says
+    forces = false           # also record every frame's forces (float32, fields/forces)
+
+    [prior]                  # a learned energy added to the system: U = U_ff + weight * U_prior
+    model = "prior.safetensors"   # relative to the config file (langevin_md.run.prior)
+    features = "phi_psi"     # "phi_psi", "positions" or "cg" (then atoms = [...])
+    weight = 0.5             # the run records U_ff and U_prior (= weight * U_prior) apart
 
 Temperatures are in the system's own units: kelvin for molecular systems (their
 ``temperature``), kT for analytic ones (their ``kT``); the ladder passed to
@@ -92,10 +98,11 @@ from ..minimize import minimize
 from ..units import parse_quantity
 from .progress import DEFAULT_PROGRESS_EVERY_S, parse_seconds
 from .choices import Choice, integrator_choices, sampler_targets, system_choices
+from .prior import resolve_prior
 
 SECTIONS = ("system", "integrator", "sampler")
 #: Optional tables (see the module docstring).
-OPTIONAL_SECTIONS = ("minimize", "tempering", "output")
+OPTIONAL_SECTIONS = ("minimize", "tempering", "output", "prior")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -209,7 +216,11 @@ class RunConfig:
     tempering : dict or None
         The ``[tempering]`` table with defaults filled in, or None (no replica exchange).
     output : dict or None
-        ``state_every`` (int or None) and ``state_terminal`` (bool), or None.
+        ``state_every`` (int or None), ``state_terminal`` (bool), ``progress_every``
+        (seconds) and ``forces`` (bool), or None.
+    prior : dict or None
+        ``model`` (absolute path), ``features``, ``weight`` (and ``atoms`` for ``"cg"``):
+        :mod:`langevin_md.run.prior`; None without a ``[prior]`` table.
     source : str or None
         The file it was read from.
     """
@@ -221,6 +232,7 @@ class RunConfig:
     minimize: Optional[dict] = None
     tempering: Optional[dict] = None
     output: Optional[dict] = None
+    prior: Optional[dict] = None
     #: Why ``backend = "auto"`` picked ``sampler["backend"]`` (set by
     #: :func:`~langevin_md.run.build.resolve_backend`; written to the resolved config as a comment).
     backend_reason: Optional[str] = field(default=None, compare=False)
@@ -263,7 +275,9 @@ class RunConfig:
         d = self.to_dict()
         for k in ("n_steps", "checkpoint_every"):
             d["sampler"].pop(k, None)
-        d.pop("output", None)  # what is reported besides the trajectory never changes a frame
+        output = d.pop("output", None)  # what is reported besides the trajectory never changes a frame
+        if output and output.get("forces"):
+            d["output_forces"] = True  # ...but recorded forces are part of the trajectory file
         if d["sampler"].get("backend") == "torch":
             del d["sampler"]["backend"]  # the default: run folders from before the key existed match
         if "initial_positions" in d["sampler"] and d["sampler"]["initial_positions"] is None:
@@ -489,16 +503,23 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
         minimize = _resolve_minimize(data["minimize"]) if "minimize" in data else None
         tempering = _resolve_tempering(data["tempering"], sampler) if "tempering" in data else None
         output = _resolve_output(data["output"]) if "output" in data else None
+        prior = resolve_prior(data["prior"], base_dir) if "prior" in data else None
+        if prior is not None and sampler["backend"] != "torch":
+            raise ConfigError(f"[prior] needs [sampler] backend = \"torch\", got backend = {sampler['backend']!r}: "
+                              "the OpenMM executor steps the OpenMM System alone and cannot add a torch energy "
+                              "(both molecular engines, engine = \"torch\" or \"openmm\", work under backend "
+                              "= \"torch\")")
     except ConfigError as exc:
         raise ConfigError(prefix + str(exc)) from None
-    return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering, output=output)
+    return RunConfig(system, integrator, sampler, source, minimize=minimize, tempering=tempering, output=output,
+                     prior=prior)
 
 
 #: [output] keys: (default, type) — see :class:`langevin_md.run.state_reporter.StateReporter`
 #: and :class:`langevin_md.run.progress.ProgressReporter` (``progress_every``: seconds, or text
 #: such as "30 s"; resolved to seconds).
 _OUTPUT_KEYS = {"state_every": (None, "Optional[int]"), "state_terminal": (False, "bool"),
-                "progress_every": (DEFAULT_PROGRESS_EVERY_S, None)}
+                "progress_every": (DEFAULT_PROGRESS_EVERY_S, None), "forces": (False, "bool")}
 
 
 def _resolve_output(table: dict) -> dict:

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import NonFiniteStateError
+from ..executors.recorder import frame_field_specs
 from ..executors.results import acceptance_rate, integrator_timestep, metadata
 from ..io.checkpoint import CheckpointReporter, RunInterrupted, atomic_write_bytes, latest_checkpoint
 from ..io.trajectory import TrajectoryError, TrajectoryWriter, system_units
@@ -244,6 +245,7 @@ def _open_trajectory(run_dir: Path, cfg, system, integrator, sampler, found, log
     sampler.burn_in_end = sampler.step + int(cfg.sampler["burn_in"])  # as Sampler.run does
     try:
         fields = {k: (v.shape[1:], v.dtype) for k, v in sampler.recorded_fields().items()}
+        fields.update(frame_field_specs(system, _record_forces(cfg), sampler.numpy_dtype))
         writer = TrajectoryWriter.create(
             traj, sampler.n_walkers, system.event_shape, np.dtype(sampler.numpy_dtype),
             integrator.has_velocities, sampler.walker_indices, system.kT, system_units(system),
@@ -258,6 +260,11 @@ def _open_trajectory(run_dir: Path, cfg, system, integrator, sampler, found, log
                  len(integrator.ladder), ", ".join(f"{r:.4g}" for r in integrator.ladder),
                  integrator.swap_every, integrator.scheme)
     return writer, None
+
+
+def _record_forces(cfg) -> bool:
+    """``[output] forces``: record every frame's forces (float32) in ``fields/forces``."""
+    return bool((cfg.output or {}).get("forces"))
 
 
 def _session_summary(run_dir: Path, cfg, system, integrator, sampler, writer, found, ck_path, prev: dict) -> dict:
@@ -333,7 +340,7 @@ def _record(run_dir: Path, cfg, sampler, writer, reporter, reporters, summary: d
     try:
         with _stop_on_signals(reporter, log, handle_signals):
             sampler.run_to(cfg.end_step, record_every=s["record_every"], reporters=reporters, progress=progress,
-                           frame_sinks=[writer], keep_frames=False)
+                           frame_sinks=[writer], keep_frames=False, record_forces=_record_forces(cfg))
         summary["status"] = "completed"
         write_integrator_summary(run_dir, sampler.integrator_summary())
         log.info("completed: step %d, %d frames", sampler.step, writer.n_frames)

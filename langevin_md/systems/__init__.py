@@ -16,6 +16,7 @@ from .cg_terms import CGPrior
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
 from .inputs import from_amber, from_charmm, from_gromacs, from_pdb, from_xml
+from .prior_sum import AtomSelection, ForceFieldWithPrior
 from .torch_models import BayesianPosterior, FeaturePrior, MinibatchSystem, ScoreModel, TorchEnergy
 from . import features
 from .platforms import available_platforms
@@ -27,5 +28,5 @@ __all__ = [
     "LennardJonesCluster", "OpenMMSystem", "from_pdb", "from_xml", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
     "TorchForceField", "load_forcefield",
-    "TorchEnergy", "FeaturePrior", "CGModel", "CGEnergy", "CGPrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
+    "TorchEnergy", "FeaturePrior", "ForceFieldWithPrior", "AtomSelection", "CGModel", "CGEnergy", "CGPrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
 ]

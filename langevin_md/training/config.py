@@ -5,6 +5,7 @@ Example configuration (paths are relative to the configuration file)::
     [data]
     samples = "samples.npy"    # .npy, or .npz with `key`
     # key = "positions"        # array inside a .npz (default: its only array)
+    # run = "runs/alanine"     # or a run folder: every frame of every walker is a sample
 
     [model]
     type = "energy"            # "energy" (EnergyMLP) or "score" (ScoreMLP)
@@ -31,6 +32,14 @@ Example configuration (paths are relative to the configuration file)::
     progress_interval = 2.0
     threads = 1                # torch threads (default: chosen for the batch and the load)
 
+    [force_matching]           # instead of [schedule]/[training]: fit forces recorded in [data] run
+    epochs = 2000              # (run with [output] forces = true); keys: every fit_forces option
+    learning_rate = 3e-3       # (epochs, batch_size, learning_rate, validation_fraction, patience,
+    patience = 100             #  seed, progress, progress_interval, threads)
+
+    [cg]                       # with [force_matching]: a CGModel on beads at these atoms
+    atoms = [4, 6, 8, 14, 16]  # (sum rule for forces); n_fourier = 3 dihedral prior terms
+
     [output]
     dir = "model"              # gets model.safetensors (or model.pt), training.json, loss_curve.png
     format = "safetensors"     # or "pt" (weights-only torch file)
@@ -38,8 +47,12 @@ Example configuration (paths are relative to the configuration file)::
                                # first epoch and then every so often; status.json in dir is
                                # rewritten then too (at least every minute)
 
-Samples of shape ``(n_samples, *event_shape)``; a ``(n_frames, n_walkers, ...)`` trajectory
-must be reshaped first (which axes are samples is the user's choice).
+Samples of shape ``(n_samples, *event_shape)``; a ``(n_frames, n_walkers, ...)`` array must be
+reshaped first (which axes are samples is the user's choice); a run folder is read directly.
+Denoising score matching ([schedule], [training]) is the default objective; a
+``[force_matching]`` table selects force matching (:mod:`langevin_md.training.from_run`),
+whose model a run config loads with ``[prior] features = "positions"`` (or ``"cg"`` and the
+same atoms for a ``[cg]`` model).
 
 The model is saved whenever the validation loss improves (the best epoch's weights); at the
 end the command prints the losses per epoch, the best epoch and where the model and
@@ -60,7 +73,7 @@ from .status import TrainingStatus
 from ..safe_paths import check_target, make_dirs, open_for_write
 
 _SCHEMA = {
-    "data": {"samples": str, "key": str},
+    "data": {"samples": str, "key": str, "run": str},
     "model": {"type": str, "hidden": int, "layers": int, "periodic": bool, "kT": (int, float)},
     "schedule": {"sigma_max": (int, float), "sigma_min": (int, float), "n_sigmas": int},
     "training": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
@@ -68,8 +81,13 @@ _SCHEMA = {
                  "seed": int, "progress": bool, "threads": int, "validation_samples": int,
                  "progress_interval": (int, float)},
     "output": {"dir": str, "format": str, "progress_every": (int, float, str)},
+    "force_matching": {"epochs": int, "batch_size": int, "learning_rate": (int, float),
+                       "validation_fraction": (int, float), "patience": int, "seed": int, "progress": bool,
+                       "progress_interval": (int, float), "threads": int},
+    "cg": {"atoms": list, "n_fourier": int},
 }
-_REQUIRED = {("data", "samples"), ("schedule", "sigma_max"), ("schedule", "sigma_min"), ("output", "dir")}
+#: Settings denoising score matching needs (not force matching).
+_DSM_REQUIRED = (("schedule", "sigma_max"), ("schedule", "sigma_min"))
 
 #: [model] keys and the model constructor parameter each one sets.
 _MODEL_KEYS = {"hidden": "hidden", "layers": "n_layers", "periodic": "periodic", "kT": "kT"}
@@ -116,7 +134,17 @@ def _validate(cfg: dict, path: str) -> None:
                 raise ValueError(f"{path}: unknown key {key!r} in [{section}]; known: {sorted(_SCHEMA[section])}")
             if isinstance(value, bool) and kinds is not bool or not isinstance(value, kinds):
                 raise ValueError(f"{path}: [{section}] {key} = {value!r} has the wrong type")
-    for section, key in sorted(_REQUIRED):
+    if "data" not in cfg:
+        raise ValueError(f"{path}: missing required section [data] (samples = FILE or run = RUN_DIR)")
+    if ("samples" in cfg["data"]) == ("run" in cfg["data"]):
+        raise ValueError(f"{path}: [data] needs exactly one of samples = FILE and run = RUN_DIR")
+    fm = "force_matching" in cfg
+    if fm and ("schedule" in cfg or "training" in cfg):
+        extra = [f"[{s}]" for s in ("schedule", "training") if s in cfg]
+        raise ValueError(f"{path}: [force_matching] replaces denoising score matching; remove {' and '.join(extra)}")
+    if "cg" in cfg and not fm:
+        raise ValueError(f"{path}: [cg] needs [force_matching] (a CG model is fitted to mapped forces)")
+    for section, key in sorted([("output", "dir")] + ([] if fm else list(_DSM_REQUIRED))):
         if key not in cfg.get(section, {}):
             raise ValueError(f"{path}: missing required setting [{section}] {key}")
 
@@ -191,10 +219,17 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
             raise ValueError(f"{config_path}: not valid TOML: {exc}") from None
     _validate(cfg, config_path)
     base = os.path.dirname(os.path.abspath(config_path))
+    if "force_matching" in cfg:
+        return _main_force_matching(cfg, base, config_path)
     data, model_cfg = cfg["data"], cfg.get("model", {})
     sched, train, out = cfg["schedule"], cfg.get("training", {}), cfg["output"]
 
-    samples = load_samples(os.path.join(base, data["samples"]), data.get("key"))
+    if "run" in data:
+        from .from_run import read_run
+
+        samples = read_run(os.path.join(base, data["run"]), need_forces=False)[1]
+    else:
+        samples = load_samples(os.path.join(base, data["samples"]), data.get("key"))
     if samples.ndim < 2:
         samples = samples[:, None]
     sigmas = geometric_sigmas(float(sched["sigma_max"]), float(sched["sigma_min"]), sched.get("n_sigmas", DEFAULT_N_SIGMAS))
@@ -248,6 +283,30 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     print(loss_table(result), file=sys.stderr)
     print(f"model (best epoch {result.best_epoch + 1}) saved to {checkpoint}\nlosses and settings in {report}",
           file=sys.stderr)
+    return result
+
+
+def _main_force_matching(cfg: dict, base: str, config_path: str):
+    """``main`` for a config with ``[force_matching]``: fit, save, write training.json, print the losses."""
+    from .from_run import train_force_matching
+
+    out = cfg["output"]
+    fmt = out.get("format", "safetensors")
+    if fmt not in ("safetensors", "pt") or ("cg" in cfg and fmt != "safetensors"):
+        allowed = "'safetensors'" if "cg" in cfg else "'safetensors' or 'pt'"
+        raise ValueError(f"{config_path}: [output] format must be {allowed}, got {fmt!r}")
+    out_dir = os.path.join(base, out["dir"])
+    os.makedirs(out_dir, exist_ok=True)
+    result, path, settings = train_force_matching(cfg, base, config_path, out_dir)
+    summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
+               "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
+               "stopped_early": result.stopped_early, "model": path, "config": cfg, "settings": settings}
+    report = os.path.join(out_dir, "training.json")
+    with open(report, "w") as f:
+        json.dump(summary, f, indent=2)
+    print(loss_table(result), file=sys.stderr)
+    print(f"model (best epoch {result.best_epoch + 1}, force matching) saved to {path}\nlosses and settings in "
+          f"{report}", file=sys.stderr)
     return result
 
 
