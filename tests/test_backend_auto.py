@@ -14,6 +14,7 @@ import torch
 
 import langevin_md as lmd
 from langevin_md import systems
+from langevin_md.errors import ConfigError
 from langevin_md.executors.backend_choice import (PROBE_MIN_WALKER_STEPS, choose_backend,
                                                   openmm_equivalent)
 from langevin_md.integrators import BAOAB, HMC, ReplicaExchange
@@ -37,16 +38,22 @@ def test_an_explicit_backend_always_wins(alanine):
     bridge = systems.alanine_dipeptide(solvent="vacuum", engine="openmm")
     r = lmd.sample(bridge, BAOAB(0.001, 1.0), n_steps=3, n_walkers=1, backend="openmm")
     assert r.metadata["backend"] == "openmm" and r.metadata["backend_reason"] == "backend='openmm' given"
-    # An explicit "openmm" runs a torch force field as the openmm.System it was compiled from,
-    # in lmd.sample and in a run config alike.
+    # An explicit "openmm" runs a torch force field as the openmm.System it was compiled from.
     r = lmd.sample(alanine, BAOAB(0.001, 1.0), n_steps=3, n_walkers=1, backend="openmm")
     assert r.metadata["backend"] == "openmm" and r.metadata["device"].startswith("openmm:")
-    cfg = parse_config({"system": {"name": "alanine_dipeptide_vacuum", "engine": "torch"},
+    # A config whose molecule leaves the engine to the backend gets the OpenMM engine ...
+    cfg = parse_config({"system": {"name": "alanine_dipeptide_vacuum"},
                         "integrator": {"name": "baoab", "timestep": 0.001, "friction": 1.0},
                         "sampler": {"backend": "openmm", "n_steps": 3, "n_walkers": 1}})
     sampler = build_sampler(cfg)
     assert sampler.backend == "openmm"
     assert sampler.system.openmm_system.getNumParticles() == 22
+    # ... while one that pins engine = "torch" contradicts itself and is refused by name.
+    cfg = parse_config({"system": {"name": "alanine_dipeptide_vacuum", "engine": "torch"},
+                        "integrator": {"name": "baoab", "timestep": 0.001, "friction": 1.0},
+                        "sampler": {"backend": "openmm", "n_steps": 3, "n_walkers": 1}})
+    with pytest.raises(ConfigError, match='engine = "torch" cannot run with \\[sampler\\] backend = "openmm"'):
+        build_sampler(cfg)
     with pytest.raises(ValueError, match="backend must be 'auto', 'torch' or 'openmm', got 'fast'"):
         lmd.sample(alanine, BAOAB(0.001, 1.0), n_steps=3, backend="fast")
 
