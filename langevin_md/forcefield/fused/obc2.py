@@ -75,7 +75,7 @@ def pack(term, dtype) -> OBC2Parameters:
 
 
 @njit(cache=True, fastmath=False)
-def _born_term(r, or1, sr2):
+def _born_term(r, inv_r, or1, sr2):
     """One pair's contribution to I of particle 1 and its derivative in r (0, 0 when inactive)."""
     if r + sr2 - or1 < 0.0:  # step(r+sr2-or1) is 1 at 0
         return 0.0, 0.0
@@ -85,9 +85,9 @@ def _born_term(r, or1, sr2):
         low, dlow = dist, (1.0 if r > sr2 else -1.0)
     else:
         low, dlow = or1, 0.0
-    inv_u, inv_l, inv_r = 1.0 / u, 1.0 / low, 1.0 / r
+    inv_u, inv_l = 1.0 / u, 1.0 / low
     inv_u2, inv_l2 = inv_u * inv_u, inv_l * inv_l
-    log_ratio = math.log(low / u)
+    log_ratio = math.log(low * inv_u)  # one log per ordered pair: most of this kernel's time
     h = r - sr2 * sr2 * inv_r
     value = 0.5 * (inv_l - inv_u + 0.25 * h * (inv_u2 - inv_l2) + 0.5 * log_ratio * inv_r)
     dh = 1.0 + sr2 * sr2 * inv_r * inv_r
@@ -103,14 +103,18 @@ def _walker(x, f, charge, rho, scaled, born_offset, self_prefactor, pair_prefact
     n = x.shape[0]
     integral = np.zeros(n)
     d_term = np.empty((n, n))  # d_term[i, j]: d(pair j's contribution to I_i)/dr
+    dist = np.empty((n, n, 5))  # for i < j: d (3), r², 1/r, computed once, used by every pass
     for i in range(n):
         for j in range(i + 1, n):
             d0, d1, d2 = x[i, 0] - x[j, 0], x[i, 1] - x[j, 1], x[i, 2] - x[j, 2]
-            r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
-            v, dv = _born_term(r, rho[i], scaled[j])
+            r2 = d0 * d0 + d1 * d1 + d2 * d2
+            r = math.sqrt(r2)
+            inv_r = 1.0 / r
+            dist[i, j, 0], dist[i, j, 1], dist[i, j, 2], dist[i, j, 3], dist[i, j, 4] = d0, d1, d2, r2, inv_r
+            v, dv = _born_term(r, inv_r, rho[i], scaled[j])
             integral[i] += v
             d_term[i, j] = dv
-            v, dv = _born_term(r, rho[j], scaled[i])
+            v, dv = _born_term(r, inv_r, rho[j], scaled[i])
             integral[j] += v
             d_term[j, i] = dv
     born = np.empty(n)
@@ -135,17 +139,19 @@ def _walker(x, f, charge, rho, scaled, born_offset, self_prefactor, pair_prefact
             energy += e_ace
             de_dborn[i] -= 6.0 * e_ace / b
     for i in range(n):  # pair energies: direct forces, and dU/dB through BᵢBⱼ
+        qi = pair_prefactor * charge[i]
         for j in range(i + 1, n):
-            d0, d1, d2 = x[i, 0] - x[j, 0], x[i, 1] - x[j, 1], x[i, 2] - x[j, 2]
-            r2 = d0 * d0 + d1 * d1 + d2 * d2
+            d0, d1, d2, r2 = dist[i, j, 0], dist[i, j, 1], dist[i, j, 2], dist[i, j, 3]
             alpha = born[i] * born[j]
-            big_d = r2 / (4.0 * alpha)
+            big_d = 0.25 * r2 / alpha
             expo = math.exp(-big_d)
             f2 = r2 + alpha * expo
-            e_pair = pair_prefactor * charge[i] * charge[j] / math.sqrt(f2)
+            inv_f = 1.0 / math.sqrt(f2)
+            e_pair = qi * charge[j] * inv_f
             energy += e_pair
-            g = e_pair * (1.0 - 0.25 * expo) / f2  # −2 dU/d(r²)
-            de_dalpha = -0.5 * e_pair * expo * (1.0 + big_d) / f2
+            e_f2 = e_pair * inv_f * inv_f
+            g = e_f2 * (1.0 - 0.25 * expo)  # −2 dU/d(r²)
+            de_dalpha = -0.5 * e_f2 * expo * (1.0 + big_d)
             de_dborn[i] += de_dalpha * born[j]
             de_dborn[j] += de_dalpha * born[i]
             f[i, 0] += g * d0
@@ -158,9 +164,8 @@ def _walker(x, f, charge, rho, scaled, born_offset, self_prefactor, pair_prefact
         de_dborn[i] *= dborn_dintegral[i]
     for i in range(n):  # chain through I: each pair moves Iᵢ and Iⱼ
         for j in range(i + 1, n):
-            d0, d1, d2 = x[i, 0] - x[j, 0], x[i, 1] - x[j, 1], x[i, 2] - x[j, 2]
-            r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
-            c = -(de_dborn[i] * d_term[i, j] + de_dborn[j] * d_term[j, i]) / r
+            d0, d1, d2 = dist[i, j, 0], dist[i, j, 1], dist[i, j, 2]
+            c = -(de_dborn[i] * d_term[i, j] + de_dborn[j] * d_term[j, i]) * dist[i, j, 4]
             f[i, 0] += c * d0
             f[i, 1] += c * d1
             f[i, 2] += c * d2
