@@ -203,7 +203,7 @@ class TorchForceField(System):
 
     def _fused_for(self, x: torch.Tensor):
         """The :class:`FusedForceField` that evaluates ``x``, or None where the torch path must."""
-        if self.kernels == "torch" or torch.compiler.is_compiling():
+        if self.kernels == "torch" or _is_compiling():
             return None  # a numba call cannot be traced; compiled graphs keep the torch terms
         if x.requires_grad and torch.is_grad_enabled():
             return None  # gradients of the forces come only from the torch terms
@@ -224,7 +224,7 @@ class TorchForceField(System):
     def _evaluate(self, x: torch.Tensor):
         fused = self._fused_for(x)
         if fused is None:
-            if not torch.compiler.is_compiling():
+            if not _is_compiling():
                 self.kernels_used = "torch"
             return self._module_for(x)(x)
         self.kernels_used = "fused"
@@ -293,6 +293,12 @@ class TorchForceField(System):
 
 def _copy_module(module: ForceFieldModule) -> ForceFieldModule:
     return copy.deepcopy(module)
+
+
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing this call (``torch.compiler.is_compiling`` from torch 2.3 on)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check()) if check is not None else bool(torch._dynamo.is_compiling())
 
 
 def _check_fusable(module: ForceFieldModule) -> None:

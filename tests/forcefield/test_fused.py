@@ -156,3 +156,13 @@ def test_bad_kernels_are_refused_by_name(alanine_systems):
     _, ff, _ = alanine_systems["vacuum"]
     with pytest.raises(ValueError, match="'numba-gpu'"):
         ff.with_kernels("numba-gpu")
+
+
+def test_torch_compile_traces_the_torch_terms(alanine_systems):
+    """Inside torch.compile the torch terms are traced (a numba call would break the graph)."""
+    _, ff, x = alanine_systems["vacuum"]
+    xt = torch.tensor(x)
+    compiled = torch.compile(ff.energy_and_forces, backend="eager", fullgraph=True)
+    e, f = compiled(xt)
+    e0, f0 = ff.module(xt)
+    assert torch.allclose(e, e0, rtol=1e-12, atol=0) and torch.allclose(f, f0, rtol=0, atol=1e-12 * f0.abs().max())
