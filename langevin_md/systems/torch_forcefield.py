@@ -215,9 +215,13 @@ class TorchForceField(System):
         if x.dtype not in self._fused:
             fused = None
             if fusable_kinds(self._module) and numba_available():
-                from langevin_md.forcefield.fused.module import FusedForceField  # imports numba (~0.5 s)
-
-                fused = FusedForceField(self._module_for(x))
+                try:
+                    from langevin_md.forcefield.fused.module import FusedForceField  # imports numba (~0.5 s)
+                except ImportError as exc:  # numba installed but broken (e.g. built for another numpy)
+                    if self.kernels == "fused":
+                        raise ValueError(f"kernels='fused' needs numba, which failed to import: {exc}") from exc
+                else:
+                    fused = FusedForceField(self._module_for(x))
             self._fused[x.dtype] = fused
         return self._fused[x.dtype]
 
