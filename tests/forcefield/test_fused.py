@@ -166,3 +166,34 @@ def test_torch_compile_traces_the_torch_terms(alanine_systems):
     e, f = compiled(xt)
     e0, f0 = ff.module(xt)
     assert torch.allclose(e, e0, rtol=1e-12, atol=0) and torch.allclose(f, f0, rtol=0, atol=1e-12 * f0.abs().max())
+
+
+def test_cmap_and_a_second_torsion_force():
+    """ff19SB's CMAP stays in torch; two PeriodicTorsionForces of different orders are packed together."""
+    system, _, positions = create_system("alanine", ("amber19-all.xml",))
+    extra = openmm.PeriodicTorsionForce()
+    extra.addTorsion(4, 6, 8, 14, 6, 0.3, 1.5)  # periodicity 6: longer than any of ff19SB's
+    extra.addTorsion(6, 8, 14, 16, 1, -0.7, 2.0)
+    system.addForce(extra)
+    ff = TorchForceField.from_openmm(system, temperature=300.0)
+    kinds = fusable_kinds(ff.module)
+    cmap = [t.kind for t in ff.module.terms if "cmap" in t.kind]
+    assert cmap and not set(cmap) & set(kinds) and kinds.count("periodic_torsion") == 2
+    x = configurations(positions, 2, 0.01, seed=5)
+    e, f = ff.energy_and_forces(torch.tensor(x))
+    assert ff.kernels_used == "fused"
+    e0, f0 = ff.module(torch.tensor(x))
+    assert _relative(e, e0) < EXACT and _relative(f, f0) < EXACT
+    e_err, f_err = errors(e.numpy(), f.numpy(), *reference_energy_forces(system, x))
+    assert e_err < TOL and f_err < TOL, (e_err, f_err)
+
+
+def test_fused_force_field_refuses_other_dtypes(alanine_systems):
+    from langevin_md.forcefield.fused.module import FusedForceField
+
+    _, ff, x = alanine_systems["vacuum"]
+    fused = FusedForceField(ff.module)
+    with pytest.raises(ValueError, match="torch.float32"):
+        fused(torch.tensor(x, dtype=torch.float32))
+    with pytest.raises(TypeError, match="ForceFieldModule"):
+        FusedForceField(ff)
