@@ -7,8 +7,10 @@ compiled loop over walkers that computes a walker's energies and closed-form for
 pass, adding forces directly into that walker's rows. Terms no kernel recognises are
 evaluated by a :class:`ForceFieldModule` of the remaining terms and added.
 
-The kernels run on CPU numpy views of the tensors (no copies), in the dtype of the positions
-(float32 or float64), and have no autograd: :class:`FusedForceField` is for forces of
+The kernels run on CPU numpy views of the tensors (no copies), with parameters and results in
+the dtype of the positions (float32 or float64); a float32 kernel still does much of its
+arithmetic in float64 (numba widens float32 combined with float64 constants), so it is more
+accurate than the float32 torch terms and not faster than the float64 kernel. No autograd: :class:`FusedForceField` is for forces of
 positions that need no gradient; the torch module stays the differentiable reference.
 
 Threads: numba's pool is set to torch's current intra-op thread count (the run's choice, see
@@ -19,6 +21,7 @@ one thread in a fixed order, so results do not depend on the thread count.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
@@ -34,8 +37,6 @@ _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 def numba_threads(parallel_items: int) -> int:
     """Threads for the kernels: torch's current intra-op count, capped by numba's pool and the walkers."""
-    import numba
-
     return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, parallel_items))
 
 
@@ -101,11 +102,8 @@ class FusedForceField:
             forces = torch.zeros_like(x)
         threads = numba_threads(x.shape[0])
         parallel = threads > 1
-        if parallel:
-            import numba
-
-            if numba.get_num_threads() != threads:
-                numba.set_num_threads(threads)
+        if parallel and numba.get_num_threads() != threads:
+            numba.set_num_threads(threads)
         xn, fn, en = x.numpy(), forces.numpy(), energy.numpy()
         for name, params in self._params:
             _FAMILY[name].accumulate(xn, fn, en, params, parallel)
