@@ -87,13 +87,15 @@ def test_results_do_not_depend_on_threads(alanine_systems):
 
 
 def test_numba_threads_follow_torch():
+    import numba
+
     from langevin_md.forcefield.fused.module import numba_threads
 
     with torch_threads(1):
         assert numba_threads(1000) == 1
     with torch_threads(2):
         assert numba_threads(1) == 1  # one walker: no pool
-        assert numba_threads(1000) == min(2, __import__("numba").config.NUMBA_NUM_THREADS)
+        assert numba_threads(1000) == min(2, numba.config.NUMBA_NUM_THREADS)
 
 
 def test_auto_uses_kernels_only_without_gradients(alanine_systems):
