@@ -3,7 +3,10 @@
 The honest harness of issue 21: for each case and walker count N, walker-steps per second of
 
 * **default**: ``lmd.sample`` as the README shows it (``alanine_dipeptide(...)`` with its
-  default engine, float64, ``compile="auto"``, ``record_every=10``);
+  default engine, float64, ``compile="auto"``, ``record_every=10``); its force field evaluates
+  the standard terms with the fused numba kernels (``kernels="auto"``, :mod:`langevin_md.forcefield.fused`);
+* **torch**: the default with ``kernels="torch"`` (the batched torch terms: the default path
+  before the fused kernels);
 * **mixed**: the same with ``precision="mixed"`` (float32 terms, float64 state), eager;
 * **float32**: ``dtype="float32"``, eager;
 * **compiled**: mixed precision with ``compile=True`` (the cold compile is timed apart and
@@ -53,7 +56,7 @@ SECONDS_PER_DAY = 86400.0
 
 ALL_CASES = ("vacuum", "obc2", "hbonds", "hbonds-hmr", "protein")
 ALL_WALKERS = (1, 16, 64, 1024, 8192)
-ALL_VARIANTS = ("default", "mixed", "float32", "compiled")
+ALL_VARIANTS = ("default", "torch", "mixed", "float32", "compiled")
 TABLES = ("per-core", "all-cores")
 OPENMM_CONFIGS = ("Reference", "CPU-1", "CPU-all")
 
@@ -141,7 +144,9 @@ class TorchContender:
         self.n_walkers, self.threads = n_walkers, threads
         self.integrator = lmd.integrators.BAOAB(timestep=case.timestep, friction=FRICTION)
         self.system = case.mixed if variant in ("mixed", "compiled") else case.default
-        self.options = {"default": {}, "mixed": {"compile": False},
+        if variant == "torch":
+            self.system = case.default.with_kernels("torch")
+        self.options = {"default": {}, "torch": {}, "mixed": {"compile": False},
                         "float32": {"dtype": "float32", "compile": False},
                         "compiled": {"compile": True}}[variant]
         # calibrate: a short call (compiles, for the compiled variant), then the window's length

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from langevin_md.forcefield import saved_format
 from langevin_md.forcefield.build import compile_forcefield, load_term_kinds
+from langevin_md.forcefield.fused import fusable_kinds, numba_available
 from langevin_md.forcefield.module import ForceFieldModule
 from langevin_md.safe_paths import write_via_temp
 from langevin_md.systems.base import System
@@ -40,6 +41,14 @@ _VERSION = 1
 #: the results handed back in float64, so the integrator's positions, velocities, kinetic
 #: energy and constraint solve stay float64. Positions of another dtype are evaluated in it.
 PRECISIONS = ("double", "mixed")
+
+#: How :meth:`TorchForceField.energy_and_forces` evaluates the terms. ``"torch"``: the batched
+#: torch terms (the differentiable reference). ``"fused"``: numba kernels
+#: (:mod:`langevin_md.forcefield.fused`) for the standard terms they recognise, torch for the
+#: rest, on CPU positions that need no gradient. ``"auto"`` (default): ``"fused"`` where it
+#: applies (numba installed, a recognised term, CPU, no gradient, not inside ``torch.compile``),
+#: else ``"torch"``. :meth:`TorchForceField.energy` always uses torch.
+KERNELS = ("auto", "torch", "fused")
 
 
 class TorchForceField(System):
@@ -69,20 +78,28 @@ class TorchForceField(System):
         exact to OpenMM Reference); ``"mixed"`` evaluates float64 positions in float32 and
         returns float64 energies and forces (see :data:`PRECISIONS`), about the speed of
         float32 with a float64 integrator state. Compare :meth:`with_precision`.
+    kernels : {"auto", "torch", "fused"}
+        How forces are evaluated (see :data:`KERNELS`). The fused kernels agree with the torch
+        terms to rounding (about 1e-15 relative in float64), not bit for bit; ``"torch"``
+        reproduces the torch path exactly. Compare :meth:`with_kernels`.
 
     Attributes
     ----------
     event_shape : ``(n_atoms, 3)``
     kT : float
         kJ/mol.
+    kernels_used : {"fused", "torch"} or None
+        Which path the last :meth:`energy_and_forces` call took (None before the first).
     """
 
     units = "molecular"
 
     def __init__(self, module: ForceFieldModule, masses, temperature: float, topology=None, positions=None,
-                 constrained: bool = False, constraints=None, precision: str = "double"):
+                 constrained: bool = False, constraints=None, precision: str = "double", kernels: str = "auto"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
         if not isinstance(module, ForceFieldModule):
             raise TypeError(f"module must be a ForceFieldModule, got {type(module).__name__}")
         n = module.n_atoms
@@ -118,6 +135,11 @@ class TorchForceField(System):
             self._copies[torch.float32, torch.device("cpu")] = _copy_module(self._module).to(torch.float32)
         #: The ``openmm.System`` this force field was compiled from (:meth:`from_openmm`), or None.
         self.source_openmm_system = None
+        self.kernels = kernels
+        self.kernels_used = None
+        self._fused: dict = {}  # dtype -> FusedForceField or None (built on first use)
+        if kernels == "fused":
+            _check_fusable(self._module)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -158,7 +180,20 @@ class TorchForceField(System):
         precision : {"double", "mixed"}
         """
         ff = TorchForceField(self._module, self.masses, self.temperature, self.topology, self.positions,
-                             self.constrained, self.constraints, precision)
+                             self.constrained, self.constraints, precision, self.kernels)
+        ff.source_openmm_system = self.source_openmm_system
+        return ff
+
+    def with_kernels(self, kernels: str) -> "TorchForceField":
+        """The same force field with another force evaluation (terms shared, not copied).
+
+        Parameters
+        ----------
+        kernels : {"auto", "torch", "fused"}
+            See :data:`KERNELS`.
+        """
+        ff = TorchForceField(self._module, self.masses, self.temperature, self.topology, self.positions,
+                             self.constrained, self.constraints, self.precision, kernels)
         ff.source_openmm_system = self.source_openmm_system
         return ff
 
@@ -176,12 +211,45 @@ class TorchForceField(System):
             self._copies[key] = module
         return module
 
+    def _fused_for(self, x: torch.Tensor):
+        """The :class:`FusedForceField` that evaluates ``x``, or None where the torch path must."""
+        if self.kernels == "torch" or _is_compiling():
+            return None  # a numba call cannot be traced; compiled graphs keep the torch terms
+        if x.requires_grad and torch.is_grad_enabled():
+            return None  # gradients of the forces come only from the torch terms
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            if self.kernels == "fused":
+                raise ValueError(f"kernels='fused' evaluates float32 or float64 CPU positions; got {x.dtype} "
+                                 f"on {x.device} (use kernels='auto' or 'torch')")
+            return None
+        if x.dtype not in self._fused:
+            fused = None
+            if fusable_kinds(self._module) and numba_available():
+                try:
+                    from langevin_md.forcefield.fused.module import FusedForceField  # imports numba (~0.5 s)
+                except ImportError as exc:  # numba installed but broken (e.g. built for another numpy)
+                    if self.kernels == "fused":
+                        raise ValueError(f"kernels='fused' needs numba, which failed to import: {exc}") from exc
+                else:
+                    fused = FusedForceField(self._module_for(x))
+            self._fused[x.dtype] = fused
+        return self._fused[x.dtype]
+
+    def _evaluate(self, x: torch.Tensor):
+        fused = self._fused_for(x)
+        if fused is None:
+            if not _is_compiling():
+                self.kernels_used = "torch"
+            return self._module_for(x)(x)
+        self.kernels_used = "fused"
+        return fused(x)
+
     def _energy_and_forces(self, x: torch.Tensor):
         if self.precision == "mixed" and x.dtype == torch.float64:
             x32 = x.to(torch.float32)
-            energy, forces = self._module_for(x32)(x32)
+            energy, forces = self._evaluate(x32)
             return energy.to(x.dtype), forces.to(x.dtype)
-        return self._module_for(x)(x)
+        return self._evaluate(x)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """U(x), shape ``(n_walkers,)``, without computing forces; differentiable by autograd."""
@@ -233,12 +301,30 @@ class TorchForceField(System):
     def __repr__(self) -> str:
         kinds = ", ".join(t.kind for t in self._module.terms)
         mixed = ", precision='mixed'" if self.precision == "mixed" else ""
+        kernels = "" if self.kernels == "auto" else f", kernels={self.kernels!r}"
         return (f"TorchForceField(n_atoms={self.event_shape[0]}, temperature={self.temperature:g} K, "
-                f"terms=[{kinds}]{mixed})")
+                f"terms=[{kinds}]{mixed}{kernels})")
 
 
 def _copy_module(module: ForceFieldModule) -> ForceFieldModule:
     return copy.deepcopy(module)
+
+
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing this call (``torch.compiler.is_compiling`` from torch 2.3 on)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check()) if check is not None else bool(torch._dynamo.is_compiling())
+
+
+def _check_fusable(module: ForceFieldModule) -> None:
+    """Raise unless ``kernels="fused"`` can work: numba installed and some term recognised."""
+    if not numba_available():
+        raise ValueError("kernels='fused' needs numba, which is not installed (pip install numba); "
+                         "use kernels='auto' or 'torch'")
+    if not fusable_kinds(module):
+        kinds = ", ".join(t.kind for t in module.terms) or "none"
+        raise ValueError(f"kernels='fused': no term of this force field has a fused kernel (terms: {kinds}); "
+                         "use kernels='auto' or 'torch'")
 
 
 def load_forcefield(path: PathLike) -> TorchForceField:

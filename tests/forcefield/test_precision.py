@@ -22,9 +22,12 @@ def perturbed(system, n=8, seed=0):
 def test_double_is_the_default_and_unchanged(double):
     assert double.precision == "double"
     x = perturbed(double)
-    e, f = double.energy_and_forces(x)
     e_ref, f_ref = double.module(x)  # the float64 terms, called directly
+    e, f = double.with_kernels("torch").energy_and_forces(x)
     assert torch.equal(e, e_ref) and torch.equal(f, f_ref)
+    # the default evaluation (fused kernels, tests/forcefield/test_fused.py) agrees to rounding
+    e, f = double.energy_and_forces(x)
+    assert torch.allclose(e, e_ref, rtol=1e-12, atol=0) and torch.allclose(f, f_ref, rtol=0, atol=1e-12 * f_ref.abs().max())
 
 
 def test_mixed_evaluates_in_float32_and_returns_float64(double):
