@@ -81,9 +81,16 @@ def test_backend_openmm_builds_the_openmm_engine_unless_the_system_is_pinned_to_
         build.build_system(pinned)
 
 
-def test_the_api_names_the_engine_key_when_a_torch_force_field_meets_backend_openmm():
+def test_the_api_names_the_engine_key_when_a_torch_force_field_meets_backend_openmm(tmp_path):
     import langevin_md as lmd
+    from langevin_md.systems import load_forcefield
 
     ff = alanine_dipeptide(engine="torch")
+    baoab = lmd.integrators.BAOAB(timestep=0.002, friction=1.0)
+    # Compiled from an openmm.System in this process: OpenMM steps that same System.
+    assert lmd.sample(ff, baoab, n_steps=1, backend="openmm").metadata["backend"] == "openmm"
+    # Loaded from a file, it has no openmm.System behind it: the error names the way out.
+    ff.save(tmp_path / "ff.safetensors")
+    loaded = load_forcefield(tmp_path / "ff.safetensors")
     with pytest.raises(TypeError, match=r"build the molecule with engine='openmm'"):
-        lmd.sample(ff, lmd.integrators.BAOAB(timestep=0.002, friction=1.0), n_steps=1, backend="openmm")
+        lmd.sample(loaded, baoab, n_steps=1, backend="openmm")
