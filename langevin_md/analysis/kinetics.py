@@ -193,6 +193,17 @@ def implied_timescales(assignments, lagtimes: Sequence[int], dt: float = 1.0, un
     Returns
     -------
     ImpliedTimescales
+
+    Notes
+    -----
+    With unlimited data t_i(τ) converges to the implied timescale of the sampled chain
+    projected on the states, which for reversible dynamics is at or below the chain's own
+    relaxation time (the variational principle, Noé & Nüske 2013), and rises towards it with τ.
+    The sampled chain is the integrator at its finite step, not the continuum dynamics: ULA
+    at ε = 0.0025 on a 3 kT double well relaxes 1 % faster than the Smoluchowski operator.
+    At finite data the estimate scatters about that limit with no detectable bias (exact chains
+    through this code: +0.1 % ± 0.7 %), but a 20-resample bootstrap over 100 walkers has been
+    seen to understate the seed-to-seed scatter by up to ~1.4×; judge |z| accordingly.
     """
     trajs = _trajectories(assignments)
     n_frames = np.asarray(assignments).shape[0]

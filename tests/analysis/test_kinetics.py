@@ -34,6 +34,43 @@ def smoluchowski_timescale(system, lo=-2.5, hi=2.5, n=2001):
     return -1.0 / ev[1]
 
 
+def ula_projected_timescales(system, eps, every, lag_frames, edges, h=0.003, lo=-2.2, hi=2.2):
+    """Infinite-data implied timescales of ULA's own chain, projected on the test's cells.
+
+    What :func:`implied_timescales` converges to on the fixture's data: the transition kernel
+    of ULA at step ε, x' ~ N(x − ε U'(x)/kT, 2ε) (D = 1, time ε per step), on a grid of
+    spacing ``h`` (Gaussian integrated over each grid cell), its stationary law π_ε, and the
+    30-cell matrix T_ab(τ) = Σ_{x∈a, y∈b} π_ε(x) K^n(x, y) / π_ε(a) at n = lag · every steps.
+    It differs from :func:`smoluchowski_timescale` by ULA's O(ε) bias (−1.0 % at ε = 0.0025)
+    and by the projection on cells (−0.2 % more at τ = 0.4; a projection of reversible
+    dynamics can only lower timescales). h = 0.003 is within 0.003 of the h → 0 value.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(len(lag_frames),)``
+        Slowest implied timescale at each lag, time units.
+    """
+    from scipy.special import ndtr
+
+    x = np.arange(lo, hi + h / 2, h)
+    mean = x - eps * np.gradient(system.potential_1d(x), h) / system.kT
+    # ULA's Gaussian step integrated over each grid cell, so every row sums to 1 exactly.
+    e = np.concatenate([[-np.inf], (x[1:] + x[:-1]) / 2, [np.inf]])
+    s = np.sqrt(2 * eps)
+    P = ndtr((e[None, 1:] - mean[:, None]) / s) - ndtr((e[None, :-1] - mean[:, None]) / s)
+    # π_ε P = π_ε with Σπ_ε = 1 (one balance equation replaced by the normalisation).
+    a = np.vstack([(P.T - np.eye(x.size))[:-1], np.ones(x.size)])
+    pi = np.linalg.solve(a, np.eye(x.size)[-1])
+    frame = np.linalg.matrix_power(P, every)
+    chi = np.eye(len(edges) - 1)[np.clip(np.digitize(x, edges) - 1, 0, len(edges) - 2)]
+    out = []
+    for lag in lag_frames:
+        c = chi.T @ (pi[:, None] * np.linalg.matrix_power(frame, int(lag))) @ chi
+        lam = np.sort(np.abs(np.linalg.eigvals(c / c.sum(1, keepdims=True))))[::-1][1]
+        out.append(-lag * every * eps / np.log(lam))
+    return np.array(out)
+
+
 @pytest.fixture(scope="module")
 def double_well_trajectories():
     """100 ULA walkers on a symmetric 3 kT double well, 40 000 steps of ε = 0.0025 (time 100,
@@ -44,32 +81,38 @@ def double_well_trajectories():
     x = result.positions[..., 0]
     edges = np.linspace(-1.6, 1.6, 31)
     cells = np.clip(np.digitize(x, edges) - 1, 0, 29)
-    return system, cells, eps * every
+    return system, cells, eps * every, (eps, every, edges)
 
 
 @pytest.mark.slow
 def test_implied_timescale_matches_fokker_planck(double_well_trajectories):
-    system, cells, dt = double_well_trajectories
+    system, cells, dt, (eps, every, edges) = double_well_trajectories
     t1 = smoluchowski_timescale(system)
     lag = int(round(0.1 * t1 / dt))  # τ ≈ t1/10: the 30-cell model is Markovian there
     its = implied_timescales(cells, [1, lag], dt=dt, unit="time", n_timescales=2, n_bootstrap=20)
     est, se = its.slowest()
-    z = (est - t1) / se
-    print(f"slowest implied timescale at lag {lag * dt:.3g}: {est:.3f} ± {se:.3f}; Smoluchowski 1/|λ1| = "
-          f"{t1:.3f}, z = {z:+.2f}")
-    assert abs(z) <= 5
+    # The exact expectation of this estimate (ULA at ε, projected on the cells) at both lags.
+    ref = ula_projected_timescales(system, eps, every, [1, lag], edges)
+    z = (its.timescales[:, 0] - ref) / its.standard_error[:, 0]
+    print(f"slowest implied timescale at lags {its.lagtimes}: {its.timescales[:, 0]} ± "
+          f"{its.standard_error[:, 0]}; ULA projected {ref}, z = {z}; Smoluchowski 1/|λ1| = {t1:.4f}, "
+          f"z = {(est - t1) / se:+.2f}")
+    # Over 24 seeds of this fixture the estimate scatters 1.4x its 20-resample bootstrap s.e.
+    # (and exact chains drawn from ULA's kernel through the same code are unbiased: mean
+    # 4.090 ± 0.027 over 20 seeds against their kernel's 4.084), so |z| <= 4 is about 3 true sigma.
+    assert np.all(np.abs(z) <= 4)
+    # The continuum operator is 1.2 % above the projected ULA value (0.5 s.e.): within the
+    # same tolerance, and above it, as ULA's bias and the projection both lower timescales.
+    assert abs(est - t1) <= 4 * se and ref[0] < ref[1] < t1
     # Named wrong answer: 1/k with k the one-way hopping rate (forgetting that relaxation
     # between two wells goes at k_AB + k_BA = 2k), i.e. twice the timescale.
     assert abs(est - 2 * t1) > 5 * se
-    # Timescales rise with lag towards the plateau (the variational principle for reversible
-    # dynamics); at one frame the model is not yet Markovian.
-    assert its.timescales[0, 0] < est
     assert "each walker's run is" in timescale_reading(its)
 
 
 @pytest.mark.slow
 def test_first_passage_times_and_plot(double_well_trajectories, tmp_path):
-    system, cells, dt = double_well_trajectories
+    system, cells, dt, _ = double_well_trajectories
     # Two core states at the minima (|x| > 0.8); frames between keep their last core.
     from langevin_md.analysis import core_assignment
 
