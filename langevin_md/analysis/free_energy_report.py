@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from .free_energy_surface import free_energy_surface, plot_free_energy_surface
 from .kinetics import implied_timescales, mean_first_passage_times, plot_implied_timescales, timescale_reading
 from .mbar import mbar_tempering
-from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi, transition_counts
+from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi_if_molecule, transition_counts
 from .plots import new_figure, save_figure
 
 __all__ = ["mbar_section", "surface_section", "kinetics_section", "free_energy_sections"]
@@ -28,17 +27,6 @@ __all__ = ["mbar_section", "surface_section", "kinetics_section", "free_energy_s
 
 def _is_tempering(result) -> bool:
     return "temperature_index" in (result.fields or {}) and "kT" in (result.fields or {})
-
-
-def _angles(result) -> Optional[tuple]:
-    """(φ, ψ) in radians, ``(n_frames, n_walkers)`` each, or None when not a molecule."""
-    if len(result.event_shape) != 2:
-        return None
-
-    try:
-        return phi_psi(result)
-    except (ValueError, TypeError):
-        return None
 
 
 def _frame_time(result) -> tuple[float, str]:
@@ -126,7 +114,7 @@ def surface_section(result, folder, unit: str = "kJ/mol", mbar=None, bins: int =
         Markdown.
     """
 
-    angles = _angles(result)
+    angles = phi_psi_if_molecule(result)
     if angles is None:
         raise ValueError("the result has no backbone φ/ψ: a free-energy surface on φ/ψ needs a molecule")
     folder = Path(folder)
@@ -186,7 +174,7 @@ def kinetics_section(result, folder, n_lags: int = 6) -> str:
     if _is_tempering(result):
         raise ValueError("replica-exchange walkers change temperature along their paths: they have no "
                          "kinetics; use a run at one temperature")
-    angles = _angles(result)
+    angles = phi_psi_if_molecule(result)
     if angles is None:
         raise ValueError("the result has no backbone φ/ψ: core-state kinetics need a molecule")
     if result.n_frames < 16:
@@ -237,7 +225,7 @@ def free_energy_sections(result, folder, unit: str = "") -> list[str]:
     list of str
         Markdown sections, possibly empty.
     """
-    molecular = _angles(result) is not None
+    molecular = phi_psi_if_molecule(result) is not None
     unit = unit or ("kJ/mol" if molecular else "")
     builders = []
     mbar = None

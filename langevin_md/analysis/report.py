@@ -109,17 +109,6 @@ def _record_every(result) -> float:
     return 1.0
 
 
-def _molecular_angles(result) -> Optional[tuple]:
-    if len(result.event_shape) != 2:
-        return None
-    from .molecular import phi_psi
-
-    try:
-        return phi_psi(result)
-    except (ValueError, TypeError):
-        return None
-
-
 def _observables(result, angles) -> tuple[list, list[str]]:
     steps = np.asarray(result.steps)
     unit = "kJ/mol" if len(result.event_shape) == 2 else ""
@@ -477,7 +466,9 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
     make_dirs(out)
     rep = Report(out)
     record_every = _record_every(result)
-    angles = _molecular_angles(result)
+    from .molecular import phi_psi_if_molecule
+
+    angles = phi_psi_if_molecule(result)
     obs, notes = _observables(result, angles)
     rep.warnings.extend(notes)
     wall = float(result.wall_time or 0.0)
