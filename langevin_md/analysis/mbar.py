@@ -327,6 +327,13 @@ def temperature_mbar(energies, sample_kT, chain, kT_states=None, stride: int = 1
     return TemperatureMBAR(energies, pos, chain, states, stride, error, n_bootstrap, seed)
 
 
+def _check_stride(stride) -> int:
+    """A given stride: a positive integer (0 or a fraction would keep no frames or crash)."""
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be a positive integer (keep every stride-th frame), got {stride!r}")
+    return int(stride)
+
+
 def _stride(energies: np.ndarray) -> int:
     """Statistical inefficiency of U along each walker (frames), pooled, rounded up."""
 
@@ -379,9 +386,7 @@ def mbar_tempering(result, error: str = "bootstrap", n_bootstrap: int = 100, see
         # whose slow wandering would inflate τ): the largest inefficiency over the rungs.
         idx = fields["temperature_index"]
         stride = max(_stride(at_temperature(idx, k, energies)) for k in range(n_T))
-    stride = int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    stride = _check_stride(stride)
     frames = np.arange(0, F, stride)
     chain = np.broadcast_to(np.arange(W) // n_T, (frames.size, W))
     ladder = np.asarray(result.integrator_summary.get("ladder_kT", np.unique(kT)), dtype=np.float64)
@@ -413,9 +418,7 @@ def mbar_runs(results: Sequence, error: str = "bootstrap", n_bootstrap: int = 10
     if len(results) < 2:
         raise ValueError(f"mbar_runs needs >= 2 results at different temperatures, got {len(results)}")
     if stride is not None:
-        stride = int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        stride = _check_stride(stride)
     e, kt, ch, layout = [], [], [], []
     offset = 0
     for r in results:

@@ -156,3 +156,13 @@ def test_a_float32_ladder_run_is_matched_to_its_rungs():
     with pytest.raises(ValueError, match="is not one of kT_states"):
         temperature_mbar(energies, sample_kT * (1 + 1e-4), chain, kT_states=ladder, n_bootstrap=10)
 
+
+@pytest.mark.parametrize("stride", [0, -2, 1.5])
+def test_mbar_runs_refuses_a_stride_that_keeps_no_frames(stride):
+    """stride = 0 raised a bare ZeroDivisionError from numpy; a negative one kept no frames."""
+    from langevin_md.result import SampleResult
+
+    runs = [SampleResult(positions=np.zeros((20, 2, 1)), energies=np.random.default_rng(k).gamma(0.5, kT, (20, 2)),
+                         steps=np.arange(20), kT=kT) for k, kT in enumerate((1.0, 2.0))]
+    with pytest.raises(ValueError, match=rf"stride must be a positive integer.*got {stride!r}"):
+        mbar_runs(runs, stride=stride)
