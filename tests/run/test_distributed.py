@@ -178,3 +178,27 @@ def test_adapted_metric_is_per_shard(tmp_path, cluster):
     assert summary["last_checkpoint"] is None
     res = load_run(out)
     assert res.positions.shape[1] == 6 and np.isfinite(res.energies).all()
+
+
+
+def test_an_auto_backend_continuation_keeps_the_executor_the_shards_started_on(tmp_path, cluster):
+    """backend = "auto" is decided at every call; a continuation used to decide again, and a
+    different answer (a timed probe; here, deterministically, the short-run rule says torch
+    where the folder's resolved config says OpenMM) made the resolved config differ from the
+    folder's, so the continuation was refused ("already exists; pass --force", which deletes
+    the finished shards)."""
+    from tests.openmm.run_configs import write_alanine_config
+
+    _, client = cluster
+    started = write_alanine_config(tmp_path, "started.toml", n_steps=40, n_walkers=2, record_every=20,
+                                   checkpoint_every=20)
+    out = tmp_path / "dist"
+    run_distributed(started, out, client, progress=False)
+    assert load_config(out / "config.toml").sampler["backend"] == "openmm"
+    # The same run as the user's config says it: the executor left to backend = "auto".
+    auto = tmp_path / "auto.toml"
+    auto.write_text(started.read_text().replace('backend = "openmm"\n', ""))
+    assert load_config(auto).sampler["backend"] == "auto"
+    summary = run_distributed(auto, out, client, progress=False)
+    assert summary["metadata"]["backend"] == "openmm (dask shards)"
+    np.testing.assert_array_equal(load_run(out).steps, [20, 40])
