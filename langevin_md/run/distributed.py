@@ -288,7 +288,19 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
                          f"(n_walkers) or unset, got {n_shards!r}")
     continuing = (not force and is_run_folder(run_dir) and (run_dir / SHARDS).is_dir()
                   and load_config(run_dir / CONFIG).fingerprint() == cfg.fingerprint())
-    if not continuing:
+    if continuing:
+        # The fingerprint leaves out n_steps, but shards are never extended: their configs keep
+        # the old length and a completed shard returns at once, so a longer config would be
+        # merged at the old end step and reported "completed".
+        before = load_config(run_dir / CONFIG)
+        if before.end_step != cfg.end_step:
+            raise RunFolderError(
+                f"{run_dir} is a distributed run to step {before.end_step} (burn_in + n_steps = "
+                f"{before.sampler['burn_in']} + {before.sampler['n_steps']}); this config asks for step "
+                f"{cfg.end_step}, and a distributed run's shards cannot be extended. Continue it with "
+                f"n_steps = {before.sampler['n_steps']}, extend the merged folder locally with `langevin-md "
+                f"resume {run_dir}` after raising n_steps in {run_dir / CONFIG}, or pass --force to start over")
+    else:
         create_run(cfg, run_dir, force=force)
     own_client = not isinstance(scheduler, Client)
     client = Client(scheduler) if own_client else scheduler

@@ -15,7 +15,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from langevin_md.run.distributed import run_distributed, shard_ranges  # noqa: E402
-from langevin_md.run.folder import create_run, load_run  # noqa: E402
+from langevin_md.run.folder import RunFolderError, create_run, load_run  # noqa: E402
 from langevin_md.run.session import execute_run as execute  # noqa: E402
 from langevin_md.run.config import load_config  # noqa: E402
 
@@ -202,3 +202,17 @@ def test_an_auto_backend_continuation_keeps_the_executor_the_shards_started_on(t
     summary = run_distributed(auto, out, client, progress=False)
     assert summary["metadata"]["backend"] == "openmm (dask shards)"
     np.testing.assert_array_equal(load_run(out).steps, [20, 40])
+
+
+def test_a_longer_continuation_is_refused_not_merged_at_the_old_end(tmp_path, cluster):
+    """n_steps is outside the config fingerprint, so a continuation with a larger n_steps was
+    accepted; the finished shards returned at once and the merge reported a "completed" run
+    at the old end step (40 of the 60 steps asked for)."""
+    _, client = cluster
+    cfg = write_config(tmp_path, n_steps=40, n_walkers=4, record_every=10, checkpoint_every=20)
+    out = tmp_path / "dist"
+    run_distributed(cfg, out, client, n_shards=2, progress=False)
+    cfg.write_text(cfg.read_text().replace("n_steps = 40", "n_steps = 60"))
+    with pytest.raises(RunFolderError, match=r"to step 40 .*asks for step 60.*cannot be extended"):
+        run_distributed(cfg, out, client, n_shards=2, progress=False)
+    assert load_run(out).steps[-1] == 40
