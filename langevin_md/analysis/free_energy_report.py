@@ -21,6 +21,7 @@ from .kinetics import implied_timescales, mean_first_passage_times, plot_implied
 from .mbar import mbar_tempering
 from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi_if_molecule, transition_counts
 from .plots import new_figure, save_figure
+from ..safe_paths import make_dirs
 
 __all__ = ["mbar_section", "surface_section", "kinetics_section", "free_energy_sections"]
 
@@ -58,7 +59,7 @@ def mbar_section(result, folder, unit: str = "", mbar=None) -> str:
     """
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)  # a real folder: never a link that would put the plots elsewhere
     m = mbar_tempering(result) if mbar is None else mbar
     grid = np.geomspace(m.kT_states[0], m.kT_states[-1], 25)
     u = m.expectation(result.energies, grid)
@@ -118,7 +119,7 @@ def surface_section(result, folder, unit: str = "kJ/mol", mbar=None, bins: int =
     if angles is None:
         raise ValueError("the result has no backbone φ/ψ: a free-energy surface on φ/ψ needs a molecule")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)  # a real folder: never a link that would put the plots elsewhere
     phi, psi = (np.degrees(a) for a in angles)
     kw = dict(bins=bins, extent=[(-180, 180), (-180, 180)], periodic=True, labels=("φ [deg]", "ψ [deg]"))
     alpha_l = (assign_states(*angles, cores=False) == 2).astype(float)
@@ -180,7 +181,7 @@ def kinetics_section(result, folder, n_lags: int = 6) -> str:
     if result.n_frames < 16:
         raise ValueError(f"the result has {result.n_frames} frames; a Markov model needs at least 16")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)  # a real folder: never a link that would put the plots elsewhere
     states = assign_states(*angles)
     names = [s.name for s in ALANINE_DIPEPTIDE_STATES]
     dt, tunit = _frame_time(result)

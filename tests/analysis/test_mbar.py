@@ -166,3 +166,18 @@ def test_mbar_runs_refuses_a_stride_that_keeps_no_frames(stride):
                          steps=np.arange(20), kT=kT) for k, kT in enumerate((1.0, 2.0))]
     with pytest.raises(ValueError, match=rf"stride must be a positive integer.*got {stride!r}"):
         mbar_runs(runs, stride=stride)
+
+
+def test_the_mbar_section_never_writes_through_a_linked_folder(double_well_run, tmp_path):
+    """mbar_section (and the φ/ψ and kinetics sections) made their folder with mkdir, which
+    accepts a link to a folder elsewhere and drew the plots there."""
+    from langevin_md.analysis.free_energy_report import mbar_section
+    from langevin_md.safe_paths import UnsafePathError
+
+    _, _, result, _, m = double_well_run
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "report").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        mbar_section(result, tmp_path / "report", mbar=m)
+    assert list(elsewhere.iterdir()) == []
