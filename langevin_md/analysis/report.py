@@ -543,9 +543,12 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
     # apply: see analysis/free_energy_report.py.
     from .free_energy_report import free_energy_sections
 
-    rep.sections.extend(free_energy_sections(full_result, out))
+    sections = free_energy_sections(full_result, out)
+    rep.sections.extend(sections)
     for name in ("mbar_energy", "free_energy_surface", "implied_timescales"):
-        if (out / f"{name}.png").exists():
+        # Only a plot a section drew and shows now: one left by an earlier report in the same
+        # folder (a section not computed this time) is not this result's.
+        if any(f"({name}.png)" in text for text in sections) and (out / f"{name}.png").exists():
             rep.files[name.replace("_", " ")] = str(out / f"{name}.png")
     _write(rep, result, record_every, title)
     return rep
