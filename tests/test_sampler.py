@@ -173,3 +173,15 @@ def test_recorded_fields_and_summary_reach_the_result():
                        record_every=6, seed=2)
     assert plain.fields == {} and plain.integrator_summary == {}
     np.testing.assert_array_equal(plain.positions, r.positions)   # recording changes no draw
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_steps="10"), "n_steps must be a positive integer, got '10'"),
+    (dict(n_steps=10, burn_in=None), "burn_in must be a non-negative integer, got None"),
+    (dict(n_steps=0), "n_steps must be a positive integer, got 0"),
+])
+def test_sample_names_a_bad_run_length_before_choosing_a_backend(kwargs, message):
+    """backend="auto" (the default) added burn_in + n_steps for its cost model before either was
+    checked: a string or None escaped as "unsupported operand type(s) for +"."""
+    with pytest.raises(ValueError, match=message):
+        lmd.sample(Harmonic(dim=2), lmd.integrators.MALA(), **kwargs)

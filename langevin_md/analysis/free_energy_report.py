@@ -14,31 +14,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from .free_energy_surface import free_energy_surface, plot_free_energy_surface
 from .kinetics import implied_timescales, mean_first_passage_times, plot_implied_timescales, timescale_reading
 from .mbar import mbar_tempering
-from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi, transition_counts
+from .molecular import ALANINE_DIPEPTIDE_STATES, assign_states, phi_psi_if_molecule, transition_counts
 from .plots import new_figure, save_figure
+from ..safe_paths import make_dirs
 
 __all__ = ["mbar_section", "surface_section", "kinetics_section", "free_energy_sections"]
 
 
 def _is_tempering(result) -> bool:
     return "temperature_index" in (result.fields or {}) and "kT" in (result.fields or {})
-
-
-def _angles(result) -> Optional[tuple]:
-    """(φ, ψ) in radians, ``(n_frames, n_walkers)`` each, or None when not a molecule."""
-    if len(result.event_shape) != 2:
-        return None
-
-    try:
-        return phi_psi(result)
-    except (ValueError, TypeError):
-        return None
 
 
 def _frame_time(result) -> tuple[float, str]:
@@ -70,7 +59,7 @@ def mbar_section(result, folder, unit: str = "", mbar=None) -> str:
     """
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)  # a real folder: never a link that would put the plots elsewhere
     m = mbar_tempering(result) if mbar is None else mbar
     grid = np.geomspace(m.kT_states[0], m.kT_states[-1], 25)
     u = m.expectation(result.energies, grid)
@@ -126,11 +115,11 @@ def surface_section(result, folder, unit: str = "kJ/mol", mbar=None, bins: int =
         Markdown.
     """
 
-    angles = _angles(result)
+    angles = phi_psi_if_molecule(result)
     if angles is None:
         raise ValueError("the result has no backbone φ/ψ: a free-energy surface on φ/ψ needs a molecule")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)  # a real folder: never a link that would put the plots elsewhere
     phi, psi = (np.degrees(a) for a in angles)
     kw = dict(bins=bins, extent=[(-180, 180), (-180, 180)], periodic=True, labels=("φ [deg]", "ψ [deg]"))
     alpha_l = (assign_states(*angles, cores=False) == 2).astype(float)
@@ -186,13 +175,13 @@ def kinetics_section(result, folder, n_lags: int = 6) -> str:
     if _is_tempering(result):
         raise ValueError("replica-exchange walkers change temperature along their paths: they have no "
                          "kinetics; use a run at one temperature")
-    angles = _angles(result)
+    angles = phi_psi_if_molecule(result)
     if angles is None:
         raise ValueError("the result has no backbone φ/ψ: core-state kinetics need a molecule")
     if result.n_frames < 16:
         raise ValueError(f"the result has {result.n_frames} frames; a Markov model needs at least 16")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)  # a real folder: never a link that would put the plots elsewhere
     states = assign_states(*angles)
     names = [s.name for s in ALANINE_DIPEPTIDE_STATES]
     dt, tunit = _frame_time(result)
@@ -237,7 +226,7 @@ def free_energy_sections(result, folder, unit: str = "") -> list[str]:
     list of str
         Markdown sections, possibly empty.
     """
-    molecular = _angles(result) is not None
+    molecular = phi_psi_if_molecule(result) is not None
     unit = unit or ("kJ/mol" if molecular else "")
     builders = []
     mbar = None

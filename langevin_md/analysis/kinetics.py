@@ -61,6 +61,14 @@ def _check_lags(lagtimes, n_frames: int) -> np.ndarray:
     return lags.astype(np.int64)
 
 
+def _check_bootstrap(n_bootstrap, trajs: list) -> None:
+    """A bootstrap over walkers needs >= 2 resamples (a standard error with ddof=1) and >= 2 walkers."""
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
+        raise ValueError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
+    if len(trajs) < 2:
+        raise ValueError("a bootstrap over walkers needs >= 2 walkers with assigned states")
+
+
 def _msm(trajs: list[np.ndarray], lag: int):
     """deeptime's reversible maximum-likelihood MSM on the largest connected set."""
     from deeptime.markov import TransitionCountEstimator
@@ -208,10 +216,7 @@ def implied_timescales(assignments, lagtimes: Sequence[int], dt: float = 1.0, un
     trajs = _trajectories(assignments)
     n_frames = np.asarray(assignments).shape[0]
     lags = _check_lags(lagtimes, n_frames)
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
-        raise ValueError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
-    if len(trajs) < 2:
-        raise ValueError("a bootstrap over walkers needs >= 2 walkers with assigned states")
+    _check_bootstrap(n_bootstrap, trajs)
     dt = float(dt)
     if not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a positive time per frame, got {dt!r}")
@@ -281,7 +286,7 @@ def mean_first_passage_times(assignments, lagtime: int, dt: float = 1.0, unit: s
         Size of the returned matrices (default: largest label + 1); states never visited
         get NaN.
     n_bootstrap : int
-        Resamples of whole walkers for the standard errors.
+        Resamples of whole walkers for the standard errors; ≥ 2.
     seed : int
 
     Returns
@@ -290,6 +295,7 @@ def mean_first_passage_times(assignments, lagtime: int, dt: float = 1.0, unit: s
     """
     trajs = _trajectories(assignments)
     lag = int(_check_lags([lagtime], np.asarray(assignments).shape[0])[0])
+    _check_bootstrap(n_bootstrap, trajs)
     n = int(max(t.max() for t in trajs)) + 1
     if n_states is not None:
         if isinstance(n_states, bool) or not isinstance(n_states, (int, np.integer)) or n_states < n:

@@ -43,6 +43,9 @@ __all__ = ["TemperatureMBAR", "Reweighted", "reduced_energies", "temperature_mba
            "mbar_runs"]
 
 ERRORS = ("bootstrap", "analytic")
+#: Relative difference up to which a sample's recorded kT is its rung's: float32 rounding of
+#: a run's recorded kT (6e-8) with room to spare, far below any ladder's spacing.
+KT_MATCH_RTOL = 1e-6
 
 
 def _pymbar():
@@ -310,11 +313,25 @@ def temperature_mbar(energies, sample_kT, chain, kT_states=None, stride: int = 1
     """
     kt = np.asarray(sample_kT, dtype=np.float64).ravel()
     states = np.unique(kt) if kT_states is None else np.asarray(kT_states, dtype=np.float64)
-    pos = np.searchsorted(states, kt).clip(0, states.size - 1)
-    if not np.allclose(states[pos], kt, rtol=1e-9, atol=0):
-        bad = kt[~np.isclose(states[pos], kt, rtol=1e-9, atol=0)][0]
+    if states.size == 0:
+        raise ValueError("kT_states must hold the rungs' temperatures, got none")
+    # The nearest rung, from either side: a run in float32 records kT rounded to float32 (a
+    # relative 6e-8), which may fall just above or below the float64 ladder's value.
+    right = np.searchsorted(states, kt).clip(0, states.size - 1)
+    left = (right - 1).clip(0, states.size - 1)
+    pos = np.where(np.abs(states[left] - kt) <= np.abs(states[right] - kt), left, right)
+    close = np.isclose(states[pos], kt, rtol=KT_MATCH_RTOL, atol=0)
+    if not np.all(close):
+        bad = kt[~close][0]
         raise ValueError(f"sample kT {float(bad):g} is not one of kT_states {states.tolist()}")
     return TemperatureMBAR(energies, pos, chain, states, stride, error, n_bootstrap, seed)
+
+
+def _check_stride(stride) -> int:
+    """A given stride: a positive integer (0 or a fraction would keep no frames or crash)."""
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be a positive integer (keep every stride-th frame), got {stride!r}")
+    return int(stride)
 
 
 def _stride(energies: np.ndarray) -> int:
@@ -369,9 +386,7 @@ def mbar_tempering(result, error: str = "bootstrap", n_bootstrap: int = 100, see
         # whose slow wandering would inflate τ): the largest inefficiency over the rungs.
         idx = fields["temperature_index"]
         stride = max(_stride(at_temperature(idx, k, energies)) for k in range(n_T))
-    stride = int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    stride = _check_stride(stride)
     frames = np.arange(0, F, stride)
     chain = np.broadcast_to(np.arange(W) // n_T, (frames.size, W))
     ladder = np.asarray(result.integrator_summary.get("ladder_kT", np.unique(kT)), dtype=np.float64)
@@ -402,6 +417,8 @@ def mbar_runs(results: Sequence, error: str = "bootstrap", n_bootstrap: int = 10
     """
     if len(results) < 2:
         raise ValueError(f"mbar_runs needs >= 2 results at different temperatures, got {len(results)}")
+    if stride is not None:
+        stride = _check_stride(stride)
     e, kt, ch, layout = [], [], [], []
     offset = 0
     for r in results:

@@ -37,6 +37,7 @@ __all__ = [
     "ALANINE_DIPEPTIDE_STATES",
     "to_trajectory",
     "phi_psi",
+    "phi_psi_if_molecule",
     "dihedrals",
     "distances",
     "RamachandranSurface",
@@ -253,6 +254,26 @@ def phi_psi(result, residue: Optional[int] = None) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"residue must be an integer in [0, {len(phi_q)}), got {residue!r}")
     angles = _dihedral_angles(positions, np.stack([phi_q[residue], psi_q[residue]]))
     return angles[..., 0], angles[..., 1]
+
+
+def phi_psi_if_molecule(result) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """:func:`phi_psi` of a molecular result with one (φ, ψ) pair, or None for anything else.
+
+    The reports use it to decide whether the backbone-angle sections apply: a result that is
+    not made of 3-D atom positions, or whose topology has no single (φ, ψ) pair, gets None
+    instead of an error.
+
+    Returns
+    -------
+    tuple of numpy.ndarray or None
+        ``(phi, psi)`` in radians, ``(n_frames, n_walkers)`` each.
+    """
+    if len(result.event_shape) != 2:
+        return None
+    try:
+        return phi_psi(result)
+    except (ValueError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------- free energy

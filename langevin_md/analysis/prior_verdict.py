@@ -175,7 +175,8 @@ def compare_distributions(result, reference, features: Union[str, Callable, None
     states : sequence of StateCore
         Cores of the states whose populations are compared (default: alanine dipeptide's).
     n_bootstrap, n_permutations : int
-        Resamples for the standard errors and for the null distribution.
+        Resamples for the standard errors and for the null distribution; ``n_permutations``
+        must let the p-value fall below ``alpha`` (1/(n_permutations + 1) < alpha).
     alpha : float
         The permutation test's level for the verdict.
     path : str or PathLike, optional
@@ -194,6 +195,12 @@ def compare_distributions(result, reference, features: Union[str, Callable, None
             raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
     if not 0 < float(alpha) < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
+    # The smallest p-value n permutations can give is 1/(n + 1): with fewer permutations than
+    # that, the test could never reject, and every pair of laws would pass it.
+    if 1.0 / (n_permutations + 1) >= float(alpha):
+        raise ValueError(f"n_permutations = {n_permutations} cannot reach a p-value below alpha = {alpha:g} "
+                         f"(the smallest is 1/(n_permutations + 1)); use n_permutations >= "
+                         f"{math.ceil(1.0 / float(alpha))} or a larger alpha")
     if kT is None:
         kT = float(getattr(result, "kT", 1.0))
     if not (isinstance(kT, (int, float)) and math.isfinite(kT) and kT > 0):

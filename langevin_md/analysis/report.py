@@ -109,17 +109,6 @@ def _record_every(result) -> float:
     return 1.0
 
 
-def _molecular_angles(result) -> Optional[tuple]:
-    if len(result.event_shape) != 2:
-        return None
-    from .molecular import phi_psi
-
-    try:
-        return phi_psi(result)
-    except (ValueError, TypeError):
-        return None
-
-
 def _observables(result, angles) -> tuple[list, list[str]]:
     steps = np.asarray(result.steps)
     unit = "kJ/mol" if len(result.event_shape) == 2 else ""
@@ -477,7 +466,9 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
     make_dirs(out)
     rep = Report(out)
     record_every = _record_every(result)
-    angles = _molecular_angles(result)
+    from .molecular import phi_psi_if_molecule
+
+    angles = phi_psi_if_molecule(result)
     obs, notes = _observables(result, angles)
     rep.warnings.extend(notes)
     wall = float(result.wall_time or 0.0)
@@ -552,9 +543,12 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
     # apply: see analysis/free_energy_report.py.
     from .free_energy_report import free_energy_sections
 
-    rep.sections.extend(free_energy_sections(full_result, out))
+    sections = free_energy_sections(full_result, out)
+    rep.sections.extend(sections)
     for name in ("mbar_energy", "free_energy_surface", "implied_timescales"):
-        if (out / f"{name}.png").exists():
+        # Only a plot a section drew and shows now: one left by an earlier report in the same
+        # folder (a section not computed this time) is not this result's.
+        if any(f"({name}.png)" in text for text in sections) and (out / f"{name}.png").exists():
             rep.files[name.replace("_", " ")] = str(out / f"{name}.png")
     _write(rep, result, record_every, title)
     return rep

@@ -123,6 +123,9 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     MemoryError
         Before the run, when the kept frames would not fit in memory (naming their size).
     """
+    # Checked before "auto" adds them up for its cost model (a bare TypeError otherwise).
+    n_steps = checks.positive_int("n_steps", n_steps)
+    burn_in = checks.non_negative_int("burn_in", burn_in)
     backend, reason, system = _resolve_backend(backend, system, integrator, n_walkers, burn_in + n_steps,
                                                seed, device, dtype, compile, threads)
     cls = executor_class(backend)

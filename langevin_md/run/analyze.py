@@ -11,7 +11,7 @@ import numpy as np
 
 from ..analysis.prior_verdict import compare_distributions
 from ..analysis.report import report
-from ..safe_paths import make_dirs
+from ..safe_paths import atomic_write, make_dirs
 from .build import build_system
 from .config import load_config
 from .folder import CONFIG, load_run
@@ -85,7 +85,9 @@ def compare_runs(run_dir, reference_dir, result=None, reference=None) -> dict:
                              "topology (an analytic system?)")
     labels = (run_dir.name, reference_dir.name) if run_dir.name != reference_dir.name else ("run", "reference")
     out = run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    # As analyze_run: no link below the run folder, and none at the files written (a link at
+    # report/ or at comparison.json would send the comparison outside the folder).
+    make_dirs(out, inside=run_dir)
     c = compare_distributions(result, reference, features="phi_psi", path=out / COMPARISON_PNG, labels=labels)
     data = {"run": str(run_dir), "reference": str(reference_dir), "js": c.js, "js_error": c.js_error,
             "js_noise_floor": c.js_null, "p_value": c.p_value, "consistent": c.consistent, "verdict": c.verdict,
@@ -94,8 +96,8 @@ def compare_runs(run_dir, reference_dir, result=None, reference=None) -> dict:
                        for name, p, e, q, f, z in zip(c.state_names, c.populations, c.population_errors,
                                                       c.reference_populations, c.reference_population_errors,
                                                       np.nan_to_num(c.population_z, posinf=1e300, neginf=-1e300))}}
-    (out / COMPARISON_JSON).write_text(json.dumps(data, indent=1), encoding="utf-8")
-    (out / VERDICT_TXT).write_text(c.verdict + "\n", encoding="utf-8")
+    atomic_write(out / COMPARISON_JSON, json.dumps(data, indent=1).encode("utf-8"))
+    atomic_write(out / VERDICT_TXT, (c.verdict + "\n").encode("utf-8"))
     print(f"comparison with {reference_dir}: {c.verdict}")
     print(f"free-energy surfaces and their difference: {out / COMPARISON_PNG}")
     data["files"] = [str(out / n) for n in (COMPARISON_PNG, COMPARISON_JSON, VERDICT_TXT)]

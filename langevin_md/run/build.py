@@ -179,6 +179,8 @@ def resolve_backend(config: RunConfig, system, integrator) -> None:
         torch_options.append("compile = true")
     if config.tempering is not None:
         choice = BackendChoice("torch", "[tempering]: replica exchange runs on the torch executor only")
+    elif config.prior is not None:
+        choice = BackendChoice("torch", "[prior]: the force field plus a torch prior runs on the torch executor only")
     else:
         choice = choose_backend(system, integrator, int(s["n_walkers"]), int(s.get("burn_in", 0)) + int(s["n_steps"]),
                                 torch_options, int(s.get("seed", 0)), s.get("dtype"))

@@ -504,6 +504,7 @@ def parse_config(data: dict, source: Optional[str] = None, base_dir=None) -> Run
         tempering = _resolve_tempering(data["tempering"], sampler) if "tempering" in data else None
         output = _resolve_output(data["output"]) if "output" in data else None
         prior = resolve_prior(data["prior"], base_dir) if "prior" in data else None
+        # "auto" (the default) resolves to torch for a [prior] (build.resolve_backend).
         if prior is not None and sampler["backend"] not in ("torch", "auto"):
             raise ConfigError(f"[prior] needs [sampler] backend = \"torch\", got backend = {sampler['backend']!r}: "
                               "the OpenMM executor steps the OpenMM System alone and cannot add a torch energy "

@@ -48,6 +48,7 @@ from ..executors.results import acceptance_rate
 from ..io.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from ..io.trajectory import TrajectoryWriter, read_trajectory, topology_from_json
 from .build import build_integrator, build_system, resolve_backend
+from ..errors import ConfigError
 from .config import RunConfig, load_config
 from .folder import (CHECKPOINTS, CONFIG, LOG, TRAJECTORY, RunFolderError, append_text, check_run_folder,
                      create_run, is_run_folder, read_integrator_summary, read_summary, versions,
@@ -215,6 +216,29 @@ def _attempts(shard: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _backend_chosen_before(cfg, run_dir: Path, force: bool) -> bool:
+    """Take ``backend = "auto"``'s choice from an earlier call on ``run_dir``, if it ran this config.
+
+    A continuation must run on the executor its shards started on; deciding again (a timed
+    probe, or the short-run rule once n_steps grew) could pick the other one, and the resolved
+    config would then no longer match the folder's, which refused the continuation. Sets
+    ``cfg``'s backend and returns True when the folder's config is ``cfg`` with a resolved
+    backend; False (nothing changed) otherwise.
+    """
+    if force or not is_run_folder(run_dir) or not (run_dir / SHARDS).is_dir():
+        return False
+    try:
+        stored = load_config(run_dir / CONFIG)
+    except (ConfigError, OSError):
+        return False  # the checks below report a damaged folder
+    backend = stored.sampler.get("backend", "torch")
+    if dataclasses.replace(cfg, sampler=dict(cfg.sampler, backend=backend)).fingerprint() != stored.fingerprint():
+        return False
+    cfg.sampler["backend"] = backend
+    cfg.backend_reason = f"as chosen when the distributed run in {run_dir} started"
+    return True
+
+
 def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
                     force: bool = False, retries: int = 2, progress: Optional[bool] = None) -> dict:
     """Run a config's walkers in shards on a Dask cluster and merge them into ``run_dir``.
@@ -251,7 +275,9 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(run_dir)
     n_walkers = int(cfg.sampler["n_walkers"])
-    if cfg.sampler.get("backend") == "auto":
+    if not force and is_run_folder(run_dir):
+        check_run_folder(run_dir)  # no link among its entries (shards/ included) before reading them
+    if cfg.sampler.get("backend") == "auto" and not _backend_chosen_before(cfg, run_dir, force):
         # Decided once here, not per shard: every shard must run on the same executor.
         system = build_system(cfg)
         resolve_backend(cfg, system, build_integrator(cfg, system))
@@ -260,11 +286,21 @@ def run_distributed(config, run_dir, scheduler, n_shards: Optional[int] = None,
         raise ValueError(f"backend = 'openmm' runs one walker per shard (for reproducible chains on "
                          f"OpenMM's shared random generator): n_shards must be {n_walkers} "
                          f"(n_walkers) or unset, got {n_shards!r}")
-    if not force and is_run_folder(run_dir):
-        check_run_folder(run_dir)  # no link among its entries (shards/ included) before reading them
     continuing = (not force and is_run_folder(run_dir) and (run_dir / SHARDS).is_dir()
                   and load_config(run_dir / CONFIG).fingerprint() == cfg.fingerprint())
-    if not continuing:
+    if continuing:
+        # The fingerprint leaves out n_steps, but shards are never extended: their configs keep
+        # the old length and a completed shard returns at once, so a longer config would be
+        # merged at the old end step and reported "completed".
+        before = load_config(run_dir / CONFIG)
+        if before.end_step != cfg.end_step:
+            raise RunFolderError(
+                f"{run_dir} is a distributed run to step {before.end_step} (burn_in + n_steps = "
+                f"{before.sampler['burn_in']} + {before.sampler['n_steps']}); this config asks for step "
+                f"{cfg.end_step}, and a distributed run's shards cannot be extended. Continue it with "
+                f"n_steps = {before.sampler['n_steps']}, extend the merged folder locally with `langevin-md "
+                f"resume {run_dir}` after raising n_steps in {run_dir / CONFIG}, or pass --force to start over")
+    else:
         create_run(cfg, run_dir, force=force)
     own_client = not isinstance(scheduler, Client)
     client = Client(scheduler) if own_client else scheduler

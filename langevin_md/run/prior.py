@@ -26,7 +26,8 @@ frames would no longer continue the same chain). A config may state it too.
 The prior is summed with the system as a
 :class:`~langevin_md.systems.prior_sum.ForceFieldWithPrior`, which works with both energy
 engines of a molecule (the batched torch force field and the OpenMM bridge) and with analytic
-systems, under ``backend = "torch"`` (OpenMM's executor steps the OpenMM System alone and
+systems, under ``backend = "torch"`` (or the default ``"auto"``, which picks torch for a prior:
+OpenMM's executor steps the OpenMM System alone and
 cannot hold a torch energy). The run then records ``U_ff`` and ``U_prior`` (= λ U_prior) with
 every frame. Model files are read without pickle; their declared shapes are checked before any
 tensor is allocated, and a model whose input width does not match the features is refused

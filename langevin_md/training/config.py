@@ -249,7 +249,7 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     out_dir = os.path.join(base, out["dir"])
     make_dirs(out_dir)
     checkpoint = os.path.join(out_dir, f"model.{fmt}")
-    for target in (checkpoint, os.path.join(out_dir, "training.json")):
+    for target in (checkpoint, os.path.join(out_dir, "training.json"), os.path.join(out_dir, "loss_curve.png")):
         check_target(target)  # a link or FIFO is refused before training, not after
     fit_args = _arguments(fit, _TRAINING_KEYS, train)
     every = out.get("progress_every", DEFAULT_PROGRESS_EVERY_S)
@@ -296,13 +296,15 @@ def _main_force_matching(cfg: dict, base: str, config_path: str):
         allowed = "'safetensors'" if "cg" in cfg else "'safetensors' or 'pt'"
         raise ValueError(f"{config_path}: [output] format must be {allowed}, got {fmt!r}")
     out_dir = os.path.join(base, out["dir"])
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
+    report = os.path.join(out_dir, "training.json")
+    for target in (os.path.join(out_dir, f"model.{fmt}"), report, os.path.join(out_dir, "loss_curve.png")):
+        check_target(target)  # a link or FIFO is refused before training, not after (as for DSM)
     result, path, settings = train_force_matching(cfg, base, config_path, out_dir)
     summary = {"train_loss": result.train_loss, "validation_loss": result.validation_loss,
                "best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                "stopped_early": result.stopped_early, "model": path, "config": cfg, "settings": settings}
-    report = os.path.join(out_dir, "training.json")
-    with open(report, "w") as f:
+    with open_for_write(report, "w") as f:
         json.dump(summary, f, indent=2)
     print(loss_table(result), file=sys.stderr)
     print(f"model (best epoch {result.best_epoch + 1}, force matching) saved to {path}\nlosses and settings in "

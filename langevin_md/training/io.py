@@ -148,6 +148,11 @@ def load_model(path: PathLike, architecture=None, trust_pickle: bool = False, ma
         return model.eval()
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError) as exc:
+        # torch's zip reader says RuntimeError for a truncated or damaged archive (EOFError
+        # for an empty file): a broken file, not a bug, so it is named like the others.
+        raise ValueError(f"model file {path!r} is not a readable torch file (truncated or damaged?): "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise ValueError(

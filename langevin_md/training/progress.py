@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Optional, Sequence, TextIO
 
+from ..safe_paths import write_via_temp
+
 
 class ProgressLog:
     """Throttled progress lines: ``<name>: epoch 12/200  train 1.2e-01  val 1.3e-01 ...``.
@@ -110,6 +112,8 @@ def plot_loss_curve(train_loss: Sequence[float], validation_loss: Sequence[float
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_via_temp(path, lambda tmp: fig.savefig(tmp, dpi=110))  # never through a link at path
+    finally:
+        plt.close(fig)
     return path

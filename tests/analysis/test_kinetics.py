@@ -170,3 +170,18 @@ def test_molecular_sections(tmp_path):
     assert "Transitions between consecutive frames" in md
     for png in ("free_energy_surface.png", "implied_timescales.png"):
         assert (tmp_path / "ala" / png).stat().st_size > 0
+
+
+@pytest.mark.parametrize("n_bootstrap", [0, 1, True])
+def test_first_passage_times_refuse_a_bootstrap_that_gives_no_error(n_bootstrap):
+    """One resample gave NaN errors silently (a standard error with ddof=1), zero a bare numpy
+    'need at least one array' error; now both are refused as implied_timescales refuses them."""
+    labels = np.random.default_rng(0).integers(0, 2, size=(200, 4))
+    with pytest.raises(ValueError, match=rf"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}"):
+        mean_first_passage_times(labels, 2, n_bootstrap=n_bootstrap)
+
+
+def test_first_passage_times_need_two_walkers_for_their_errors():
+    labels = np.random.default_rng(0).integers(0, 2, size=(200, 1))
+    with pytest.raises(ValueError, match=">= 2 walkers"):
+        mean_first_passage_times(labels, 2)

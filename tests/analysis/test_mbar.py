@@ -135,3 +135,49 @@ def test_report_adds_the_mbar_section(double_well_run, tmp_path):
     md = (tmp_path / "rex" / "report.md").read_text()
     assert "## Free energies across the ladder (MBAR)" in md and "mbar_energy.png" in md
     assert (tmp_path / "rex" / "mbar_energy.png").stat().st_size > 0 and "mbar energy" in rep.files
+
+
+def test_a_float32_ladder_run_is_matched_to_its_rungs():
+    """A float32 run records kT rounded to float32 while the ladder stays float64: a rung
+    rounded by more than the old relative 1e-9 (1.3459001780 for 1.3459001926), or rounded up
+    past its rung, was refused as 'not one of kT_states', so MBAR (and the report's
+    free-energy sections) failed for float32 replica-exchange runs."""
+    ladder = geometric_ladder(N_T, 8.0)
+    kt32 = np.asarray(ladder, dtype=np.float32).astype(np.float64)
+    assert np.any(kt32 > ladder) and np.any(kt32 < ladder)  # rounded both ways
+    n = 40
+    g = np.random.default_rng(0)
+    sample_kT = np.tile(kt32, n)
+    energies = g.gamma(0.5, sample_kT)  # 1-D harmonic: U/kT ~ Gamma(1/2)
+    chain = np.repeat(np.arange(n), N_T)
+    m = temperature_mbar(energies, sample_kT, chain, kT_states=ladder, n_bootstrap=10)
+    np.testing.assert_array_equal(m.state, np.tile(np.arange(N_T), n))
+    # a kT off every rung is still refused, by name
+    with pytest.raises(ValueError, match="is not one of kT_states"):
+        temperature_mbar(energies, sample_kT * (1 + 1e-4), chain, kT_states=ladder, n_bootstrap=10)
+
+
+@pytest.mark.parametrize("stride", [0, -2, 1.5])
+def test_mbar_runs_refuses_a_stride_that_keeps_no_frames(stride):
+    """stride = 0 raised a bare ZeroDivisionError from numpy; a negative one kept no frames."""
+    from langevin_md.result import SampleResult
+
+    runs = [SampleResult(positions=np.zeros((20, 2, 1)), energies=np.random.default_rng(k).gamma(0.5, kT, (20, 2)),
+                         steps=np.arange(20), kT=kT) for k, kT in enumerate((1.0, 2.0))]
+    with pytest.raises(ValueError, match=rf"stride must be a positive integer.*got {stride!r}"):
+        mbar_runs(runs, stride=stride)
+
+
+def test_the_mbar_section_never_writes_through_a_linked_folder(double_well_run, tmp_path):
+    """mbar_section (and the φ/ψ and kinetics sections) made their folder with mkdir, which
+    accepts a link to a folder elsewhere and drew the plots there."""
+    from langevin_md.analysis.free_energy_report import mbar_section
+    from langevin_md.safe_paths import UnsafePathError
+
+    _, _, result, _, m = double_well_run
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "report").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        mbar_section(result, tmp_path / "report", mbar=m)
+    assert list(elsewhere.iterdir()) == []

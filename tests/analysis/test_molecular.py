@@ -135,3 +135,15 @@ def test_populations_with_error_bars_across_walkers():
 
 def test_default_states_are_named():
     assert [s.name for s in ALANINE_DIPEPTIDE_STATES] == ["C7eq/β", "αR", "αL"]
+
+
+def test_phi_psi_if_molecule_is_none_for_non_molecules():
+    """The reports' switch: a 1-D target, or atoms without a topology, have no backbone, so
+    no φ/ψ sections and no error."""
+    from langevin_md.analysis.molecular import phi_psi_if_molecule
+    from langevin_md.result import SampleResult
+
+    flat = SampleResult(positions=np.zeros((3, 2, 1)), energies=np.zeros((3, 2)), steps=np.arange(3), kT=1.0)
+    atoms = SampleResult(positions=np.zeros((3, 2, 4, 3)), energies=np.zeros((3, 2)), steps=np.arange(3), kT=1.0)
+    assert phi_psi_if_molecule(flat) is None
+    assert phi_psi_if_molecule(atoms) is None

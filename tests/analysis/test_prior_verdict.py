@@ -63,3 +63,15 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="features must be 'phi_psi'"):
         compare_distributions(a, a, features="chi")
     assert lmd.analysis.compare_distributions is compare_distributions
+
+
+def test_too_few_permutations_to_reject_are_refused():
+    """With n permutations the smallest p-value is 1/(n + 1): 50 of them at alpha = 0.01 could
+    never reject, so a wrong law would pass; the call is refused, naming both values."""
+    a, b = draw(20, 8, shift=(0.0, np.radians(60.0)), seed=1), draw(20, 8, seed=2)
+    with pytest.raises(ValueError, match=r"n_permutations = 50 .*alpha = 0\.01.*>= 100"):
+        compare_distributions(a, b, features=None, n_permutations=50, alpha=0.01)
+    # 99 permutations reach p = 0.01 exactly, still not below alpha; 100 can
+    with pytest.raises(ValueError, match="n_permutations = 99"):
+        compare_distributions(a, b, features=None, n_permutations=99, alpha=0.01)
+    assert compare_distributions(a, b, features=None, n_permutations=100, alpha=0.01).p_value < 0.01

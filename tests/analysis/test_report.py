@@ -113,3 +113,16 @@ def test_kinetic_temperature_warning_points_to_a_row_that_is_there(tmp_path):
     assert not any(c.name.startswith("configurational") for c in rep.checks)
     assert "row" not in kin and "did not compute it" in kin
     assert "configurational_temperature(system, positions)" in kin
+
+
+def test_a_plot_left_by_an_earlier_report_is_not_listed(tmp_path):
+    """rep.files listed every free-energy plot present in the folder, so a report of a plain
+    harmonic run written where a molecule's report had been claimed its implied timescales."""
+    system = lmd.systems.Harmonic(dim=2, kT=1.0)
+    r = lmd.sample(system, lmd.integrators.MALA(step_size=0.3), n_steps=200, n_walkers=4, seed=0)
+    out = tmp_path / "rep"
+    out.mkdir()
+    for name in ("mbar_energy", "free_energy_surface", "implied_timescales"):
+        (out / f"{name}.png").write_bytes(b"an earlier report's plot")
+    rep = report(r, out)
+    assert not {"mbar energy", "free energy surface", "implied timescales"} & set(rep.files), rep.files

@@ -171,3 +171,15 @@ def test_non_json_header_names_the_file(tmp_path, saved, raw):
     path = _write(tmp_path, None, saved[2], raw_header=raw)
     with pytest.raises(ValueError, match=rf"evil\.safetensors.*header '{FORMAT}'"):
         load_forcefield(path)
+
+
+@pytest.mark.parametrize("cut", ["half", "empty"])
+def test_a_truncated_torch_model_file_is_a_clear_error(tmp_path, cut):
+    """A .pt file cut short (a copy interrupted, a full disk) is named as broken: torch's zip
+    reader raised a RuntimeError (EOFError when empty) that escaped as a traceback."""
+    path = tmp_path / "model.pt"
+    save_model(EnergyMLP((2,), hidden=8), path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if cut == "half" else b"")
+    with pytest.raises(ValueError, match=r"model\.pt.*not a readable torch file"):
+        load_model(path)

@@ -15,7 +15,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from langevin_md.run.distributed import run_distributed, shard_ranges  # noqa: E402
-from langevin_md.run.folder import create_run, load_run  # noqa: E402
+from langevin_md.run.folder import RunFolderError, create_run, load_run  # noqa: E402
 from langevin_md.run.session import execute_run as execute  # noqa: E402
 from langevin_md.run.config import load_config  # noqa: E402
 
@@ -178,3 +178,41 @@ def test_adapted_metric_is_per_shard(tmp_path, cluster):
     assert summary["last_checkpoint"] is None
     res = load_run(out)
     assert res.positions.shape[1] == 6 and np.isfinite(res.energies).all()
+
+
+
+def test_an_auto_backend_continuation_keeps_the_executor_the_shards_started_on(tmp_path, cluster):
+    """backend = "auto" is decided at every call; a continuation used to decide again, and a
+    different answer (a timed probe; here, deterministically, the short-run rule says torch
+    where the folder's resolved config says OpenMM) made the resolved config differ from the
+    folder's, so the continuation was refused ("already exists; pass --force", which deletes
+    the finished shards)."""
+    from tests.openmm.run_configs import write_alanine_config
+
+    _, client = cluster
+    started = write_alanine_config(tmp_path, "started.toml", n_steps=40, n_walkers=2, record_every=20,
+                                   checkpoint_every=20)
+    out = tmp_path / "dist"
+    run_distributed(started, out, client, progress=False)
+    assert load_config(out / "config.toml").sampler["backend"] == "openmm"
+    # The same run as the user's config says it: the executor left to backend = "auto".
+    auto = tmp_path / "auto.toml"
+    auto.write_text(started.read_text().replace('backend = "openmm"\n', ""))
+    assert load_config(auto).sampler["backend"] == "auto"
+    summary = run_distributed(auto, out, client, progress=False)
+    assert summary["metadata"]["backend"] == "openmm (dask shards)"
+    np.testing.assert_array_equal(load_run(out).steps, [20, 40])
+
+
+def test_a_longer_continuation_is_refused_not_merged_at_the_old_end(tmp_path, cluster):
+    """n_steps is outside the config fingerprint, so a continuation with a larger n_steps was
+    accepted; the finished shards returned at once and the merge reported a "completed" run
+    at the old end step (40 of the 60 steps asked for)."""
+    _, client = cluster
+    cfg = write_config(tmp_path, n_steps=40, n_walkers=4, record_every=10, checkpoint_every=20)
+    out = tmp_path / "dist"
+    run_distributed(cfg, out, client, n_shards=2, progress=False)
+    cfg.write_text(cfg.read_text().replace("n_steps = 40", "n_steps = 60"))
+    with pytest.raises(RunFolderError, match=r"to step 40 .*asks for step 60.*cannot be extended"):
+        run_distributed(cfg, out, client, n_shards=2, progress=False)
+    assert load_run(out).steps[-1] == 40

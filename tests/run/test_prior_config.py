@@ -233,3 +233,18 @@ def test_a_changed_model_file_is_refused_on_resume(tmp_path):
     _model(model, (2,), periodic=False, seed=1)  # another network in the same file
     proc = run_cli("resume", tmp_path / "run", "--no-progress")
     assert proc.returncode == 2 and "the model file changed since this config was written" in proc.stderr
+
+
+def test_a_prior_under_the_default_backend_runs_on_torch(tmp_path):
+    """[sampler] backend defaults to "auto", and "auto" can only mean torch for a [prior]: such a
+    config was refused ('[prior] needs backend = "torch", got backend = 'auto'')."""
+    from langevin_md.run.build import resolve_backend
+
+    _model(tmp_path / "prior.safetensors", (2,), periodic=False)
+    cfg_path = tmp_path / "run.toml"
+    cfg_path.write_text(MULLER_BROWN.format(n_steps=10, n_walkers=2, model="prior.safetensors"))
+    cfg = load_config(cfg_path)
+    assert cfg.sampler["backend"] == "auto"
+    system = build_system(cfg)
+    resolve_backend(cfg, system, lmd.run.build.build_integrator(cfg, system))
+    assert cfg.sampler["backend"] == "torch" and "[prior]" in cfg.backend_reason

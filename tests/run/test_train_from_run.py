@@ -160,3 +160,34 @@ def test_a_cg_model_trained_from_a_run_folder_is_a_prior_and_a_cg_model(tmp_path
 
     with pytest.raises(ConfigError, match=r"the CG model has 5 beads but atoms lists 3 atoms"):
         build_system(load_config(cfg))
+
+
+@pytest.mark.parametrize("name", ["training.json", "loss_curve.png"])
+def test_force_matching_never_writes_through_a_link_in_its_output_folder(tmp_path, capsys, name):
+    """The force-matching path wrote training.json with open() and the loss curve with
+    savefig, both following a link planted in [output] dir (the DSM path checked them)."""
+    (tmp_path / "run.toml").write_text(RUN.format(forces="true").replace("n_steps = 3200", "n_steps = 400")
+                                       .replace("n_walkers = 256", "n_walkers = 4")
+                                       .replace("burn_in = 800", "burn_in = 0"))
+    assert cli.main(["run", str(tmp_path / "run.toml"), "--output", str(tmp_path / "run"), "--no-progress"]) == 0
+    (tmp_path / "train.toml").write_text(TRAIN.replace("epochs = 1500", "epochs = 2"))
+    victim = tmp_path / "precious"
+    victim.write_bytes(b"the user's own file\n")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / name).symlink_to(victim)
+    capsys.readouterr()
+    assert cli.main(["train", str(tmp_path / "train.toml")]) != 0
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert "symbolic link" in capsys.readouterr().err
+
+
+def test_a_loss_curve_is_never_drawn_through_a_link(tmp_path):
+    from langevin_md.safe_paths import UnsafePathError
+    from langevin_md.training.progress import plot_loss_curve
+
+    victim = tmp_path / "precious"
+    victim.write_bytes(b"mine\n")
+    (tmp_path / "curve.png").symlink_to(victim)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        plot_loss_curve([1.0, 0.5], [1.1, 0.6], tmp_path / "curve.png")
+    assert victim.read_bytes() == b"mine\n"
