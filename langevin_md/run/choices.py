@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..executors import Sampler, sample
 from ..integrators.base import Integrator
 from ..io.checkpoint import CheckpointReporter
-from ..systems import inputs, molecules
+from ..systems import inputs, molecules, peptides
 from ..systems.openmm_system import OpenMMSystem
 
 __all__ = ["Choice", "system_choices", "integrator_choices", "sampler_targets", "call_choice"]
@@ -84,6 +84,8 @@ def _analytic_systems() -> dict[str, Choice]:
 def _molecular_systems() -> dict[str, Choice]:
     out = {}
     for name, entry in molecules.CATALOGUE.items():
+        out[name] = Choice(name, entry.factory, "molecular", entry.description)
+    for name, entry in peptides.CATALOGUE.items():
         out[name] = Choice(name, entry.factory, "molecular", entry.description)
 
     def from_pdb(*args, **kwargs):

@@ -13,6 +13,7 @@ from .mixture import GaussianMixture
 from .molecules import CATALOGUE, CatalogueEntry, alanine_dipeptide, lennard_jones_fluid, list_systems
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
+from .peptides import polyalanine
 from .inputs import from_amber, from_charmm, from_gromacs
 from .torch_models import BayesianPosterior, FeaturePrior, MinibatchSystem, ScoreModel, TorchEnergy
 from . import features
@@ -23,6 +24,7 @@ __all__ = [
     "System", "SumSystem",
     "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
     "LennardJonesCluster", "OpenMMSystem", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
+    "polyalanine",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
     "TorchForceField", "load_forcefield",
     "TorchEnergy", "FeaturePrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",
