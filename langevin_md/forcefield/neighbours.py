@@ -22,6 +22,11 @@ Design choices, and their trade-offs:
   tensor shapes, so a rebuild cannot stay on the device without padding to a fixed capacity.
   On a CPU the sync is free; on a GPU it stalls the stream once per force call, which matters
   only for small systems, where all pairs are cheap anyway.
+- **Precision.** The rebuild and the displacement test run in the dtype of the positions;
+  in float32 a pair at the very edge could be misjudged by rounding (~1e-7 nm), far below
+  float32's own force error. Exactness to 1e-10 is a float64 statement.
+- **Compilation.** :meth:`NeighbourList.select` is excluded from ``torch.compile`` graphs;
+  the number of listed pairs changes at rebuilds, so a compiled caller sees a dynamic size.
 - **The rebuild** computes distances of all candidates (in chunks, without forces or
   parameters) and keeps those within r_c + skin: a cost of about one plain distance pass over
   all pairs, amortised over the steps between rebuilds.
@@ -91,6 +96,9 @@ class NeighbourList:
         # a hair under (skin/2)², so rounding in the squared distances cannot let a pair slip
         return bool(worst > (0.25 * (1.0 - 1e-9)) * self.skin * self.skin)
 
+    # data-dependent control flow and output size: torch.compile runs this eagerly (a graph
+    # break) and sees the list's length as a dynamic size after its first change
+    @torch.compiler.disable
     def select(self, xt: torch.Tensor) -> torch.Tensor:
         """Positions in the candidate list of the pairs to evaluate at ``xt``: ``(k,)`` int64,
         ascending (so sums run in the same relative order as over all candidates)."""

@@ -42,7 +42,9 @@ Terms
   produce.
 
 Pair interactions use a fixed list of particle pairs (all pairs minus exclusions, or the
-interaction groups' pairs), evaluated densely for all walkers; a cutoff masks pairs beyond it.
+interaction groups' pairs), evaluated densely for all walkers; with a cutoff, only the pairs of
+a neighbour list on a skin (:mod:`langevin_md.forcefield.neighbours`) are evaluated, and
+those beyond the cutoff are masked.
 
 Semantics follow OpenMM's Reference platform. Global parameters take their default values
 from the ``openmm.System``. Not supported (ValueError naming the force and the feature):
