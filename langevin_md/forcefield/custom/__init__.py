@@ -22,7 +22,8 @@ autograd through the same energy 50-60 ms, energy alone 19-23 ms; compiled (indu
 form 6-15 ms, compiled autograd 12-31 ms (2x slower in every run). Releasing each
 intermediate tensor after its last use mattered most in eager mode (2-3x: large temporaries
 that stay alive force fresh, page-faulting allocations). The closed form is one graph with no
-``autograd.grad`` inside, so ``torch.compile`` fuses it whole (``fullgraph=True`` works).
+``autograd.grad`` inside, so ``torch.compile`` fuses it whole (``fullgraph=True`` works;
+with a cutoff, the neighbour-list update is a graph break between the pieces).
 Walkers are processed in chunks when a term has many pairs (see ``common.ELEMENTS_PER_CHUNK``),
 which bounds the memory of large molecules at many walkers.
 
