@@ -27,7 +27,13 @@ Cases (alanine dipeptide, Amber ff14SB, BAOAB, γ = 1/ps, 300 K):
 * ``hbonds-hmr``: as ``hbonds`` with hydrogen masses of 4 amu, 4 fs;
 * ``protein``: a 100–600-atom protein in OBC2, 1 fs, from ``--pdb PATH`` (a PDB with
   hydrogens, Amber ff14SB + OBC2). The repository ships no chignolin or villin input, so
-  this case runs only when a file is given.
+  this case runs only when a file is given;
+* ``peptide-obc2``: the villin-size stand-in that ships, ``polyalanine(57, fold="bundle",
+  solvent="implicit")`` (582 atoms, three helices, radius of gyration 1.0 nm like villin
+  headpiece), OBC2, all pairs (``NoCutoff``), 1 fs;
+* ``peptide-obc2-cutoff``: the same with ``CutoffNonPeriodic`` at ``PEPTIDE_CUTOFF`` nm on
+  both sides (OpenMM gets the same System), where our nonbonded and GB terms run on
+  neighbour lists with a skin (``langevin_md.forcefield.neighbours``).
 
 Method: every measurement is a window of about ``--seconds`` (the number of steps of a
 ``sample`` call is calibrated once per cell, so compiled graphs are not rebuilt); contenders
@@ -54,7 +60,8 @@ TEMPERATURE = 300.0     # K
 RECORD_EVERY = 10       # as the README's examples
 SECONDS_PER_DAY = 86400.0
 
-ALL_CASES = ("vacuum", "obc2", "hbonds", "hbonds-hmr", "protein")
+ALL_CASES = ("vacuum", "obc2", "hbonds", "hbonds-hmr", "protein", "peptide-obc2", "peptide-obc2-cutoff")
+PEPTIDE_CUTOFF = 1.0    # nm
 ALL_WALKERS = (1, 16, 64, 1024, 8192)
 ALL_VARIANTS = ("default", "torch", "mixed", "float32", "compiled")
 TABLES = ("per-core", "all-cores")
@@ -88,6 +95,12 @@ def build_case(name: str, pdb: Optional[str]) -> Case:
         bridge = OpenMMSystem.from_pdb(pdb, forcefield=("amber14-all.xml", "implicit/obc2.xml"),
                                        temperature=TEMPERATURE)
         return Case(name, 0.001, bridge, bridge.to_torch(), bridge.to_torch(precision="mixed"))
+    if name.startswith("peptide-obc2"):
+        options = dict(n_residues=57, fold="bundle", solvent="implicit", temperature=TEMPERATURE,
+                       nonbonded_cutoff=PEPTIDE_CUTOFF if name.endswith("cutoff") else None)
+        bridge = lmd.systems.polyalanine(engine="openmm", **options)
+        return Case(name, 0.001, bridge, lmd.systems.polyalanine(**options),
+                    lmd.systems.polyalanine(engine="torch", precision="mixed", **options))
     options = {"vacuum": dict(solvent="vacuum"), "obc2": dict(solvent="implicit"),
                "hbonds": dict(constraints="HBonds"), "hbonds-hmr": dict(constraints="HBonds", hydrogen_mass=4.0)}[name]
     timestep = {"vacuum": 0.001, "obc2": 0.001, "hbonds": 0.002, "hbonds-hmr": 0.004}[name]

@@ -49,6 +49,7 @@ _ALANINE = (("temperature", 300.0), ("platform", "auto"), ("constraints", None),
             ("device_index", None), ("engine", "auto"), ("hydrogen_mass", None))
 #: The engine keys of the builders that default to OpenMM (files, the argon fluid).
 _ENGINE = (("engine", "openmm"), ("hydrogen_mass", None))
+_POLYALANINE = (("n_residues", 20), ("fold", "helix"), ("nonbonded_cutoff", None)) + _ALANINE
 _SOLVENT = (("temperature", 300.0), ("strip", None), ("nonbonded_method", None), ("nonbonded_cutoff", 1.0),
             ("constraints", None))
 
@@ -86,6 +87,14 @@ SYSTEMS: dict[str, SystemEntry] = {
     "lj_fluid": SystemEntry(
         "molecular", "liquid argon, 125 Lennard-Jones atoms, periodic box, 120 K default (OpenMM)",
         (("n_per_side", 5), ("reduced_density", 0.8), ("temperature", 120.0)) + _RUNTIME + _ENGINE),
+    "polyalanine_vacuum": SystemEntry(
+        "molecular",
+        "ACE-(ALA)n-NME, 10n+12 atoms (helix or 3-helix bundle), Amber ff14SB in vacuum, optional cutoff (OpenMM)",
+        _POLYALANINE),
+    "polyalanine_implicit": SystemEntry(
+        "molecular",
+        "ACE-(ALA)n-NME, 10n+12 atoms (helix or 3-helix bundle), Amber ff14SB + OBC2, optional cutoff (OpenMM)",
+        _POLYALANINE),
     "openmm_pdb": SystemEntry(
         "molecular",
         "any PDB/PDBx structure with OpenMM force-field XML files (systems.inputs.from_pdb); waters, "

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from langevin_md.forcefield.batched import WalkerLastTerm, dot, gather, scatter
+from langevin_md.forcefield.neighbours import DEFAULT_SKIN, NeighbourList, check_skin
 from langevin_md.forcefield.nonbonded import ONE_4PI_EPS0
 from langevin_md.forcefield.openmm_params import md
 from langevin_md.forcefield.registry import builds, term_kind
@@ -51,12 +52,17 @@ class OBCGeneralizedBorn(WalkerLastTerm):
         γ in kJ/mol/nm².
     cutoff : float or None
         nm, for ``CutoffNonPeriodic``.
+    skin : float or None
+        With a cutoff: the Verlet skin (nm) of the neighbour list over atom pairs
+        (:mod:`langevin_md.forcefield.neighbours`); None evaluates every pair and masks.
+        Ignored without a cutoff.
     """
 
     kind = "gbsa_obc2"
 
     def __init__(self, charge, radius, scale, solute_dielectric: float, solvent_dielectric: float,
-                 surface_area_energy: float, cutoff: Optional[float] = None):
+                 surface_area_energy: float, cutoff: Optional[float] = None,
+                 skin: Optional[float] = DEFAULT_SKIN):
         super().__init__()
         n = charge.shape[0]
         self.register_buffer("charge", charge)
@@ -77,24 +83,42 @@ class OBCGeneralizedBorn(WalkerLastTerm):
             self.prefactor = -ONE_4PI_EPS0 * (1.0 / self.solute_dielectric - 1.0 / self.solvent_dielectric)
         else:
             self.prefactor = 0.0
+        self.skin = None if self.cutoff is None else check_skin(skin)
+        self.neighbours = None
+        if self.skin is not None:
+            self.neighbours = NeighbourList(self.upper_i, self.upper_j, self.cutoff, self.skin)
 
     def spec(self) -> dict[str, Any]:
         return {"solute_dielectric": self.solute_dielectric, "solvent_dielectric": self.solvent_dielectric,
-                "surface_area_energy": self.surface_area_energy, "cutoff": self.cutoff}
+                "surface_area_energy": self.surface_area_energy, "cutoff": self.cutoff, "skin": self.skin}
 
     @classmethod
     def from_spec(cls, spec, buffers):
         return cls(buffers["charge"], buffers["radius"], buffers["scale"], spec["solute_dielectric"],
-                   spec["solvent_dielectric"], spec["surface_area_energy"], spec["cutoff"])
+                   spec["solvent_dielectric"], spec["surface_area_energy"], spec["cutoff"], spec.get("skin"))
 
     def accumulate(self, xt, ft):
-        pi, pj = self.pair_i, self.pair_j
+        if self.neighbours is None:
+            pi, pj = self.pair_i, self.pair_j
+            d = gather(xt, pi) - gather(xt, pj)  # (p, 3, n)
+            return self._evaluate(xt, ft, pi, pj, d, self.upper_i, self.upper_j, self._ordered_index())
+        # pairs within reach in some walker, each in both orders: (i, j) rows first, then (j, i)
+        near = self.neighbours.select(xt)
+        ui, uj = self.upper_i.index_select(0, near), self.upper_j.index_select(0, near)
+        d_u = gather(xt, ui) - gather(xt, uj)
+        k = near.shape[0]
+        return self._evaluate(xt, ft, torch.cat((ui, uj)), torch.cat((uj, ui)), torch.cat((d_u, -d_u)), ui, uj,
+                              torch.arange(k, device=near.device))
+
+    def _evaluate(self, xt, ft, pi, pj, d, ui, uj, upper_rows):
+        """Energy (and forces into ``ft``) over the ordered pairs ``(pi, pj)`` with separations
+        ``d`` = xᵢ − xⱼ (``(p, 3, n)``); ``(ui, uj)`` are the same pairs unordered (i < j), found
+        at rows ``upper_rows`` of the ordered list. Pairs not listed contribute nothing."""
         rho = self.radius - _DIELECTRIC_OFFSET  # (a, 1)
         rho_i = rho.index_select(0, pi)
         s_j = (self.scale * rho).index_select(0, pj)  # (p, 1)
 
         # ---- Born radii (sum over ordered pairs)
-        d = gather(xt, pi) - gather(xt, pj)  # (p, 3, n)
         r2 = dot(d, d)
         r = r2.sqrt()
         inv_r = 1.0 / r
@@ -127,8 +151,7 @@ class OBCGeneralizedBorn(WalkerLastTerm):
         # ---- polarisation energy: self terms and unordered pairs
         q = self.charge
         energy = energy + (0.5 * self.prefactor * q * q / born).sum(0)
-        ui, uj = self.upper_i, self.upper_j
-        r2_u = r2.index_select(0, self._ordered_index())
+        r2_u = r2.index_select(0, upper_rows)
         b_i, b_j = born.index_select(0, ui), born.index_select(0, uj)
         alpha = b_i * b_j
         big_d = r2_u / (4.0 * alpha)
@@ -152,7 +175,7 @@ class OBCGeneralizedBorn(WalkerLastTerm):
         if inside is not None:
             dE_dr2 = torch.where(inside, dE_dr2, torch.zeros_like(dE_dr2))
             dE_dalpha = torch.where(inside, dE_dalpha, torch.zeros_like(dE_dalpha))
-        d_u = d.index_select(0, self._ordered_index())
+        d_u = d.index_select(0, upper_rows)
         f_pair = (-2.0 * dE_dr2).unsqueeze(1) * d_u  # force on i (d = xᵢ − xⱼ)
         scatter(ft, ui, f_pair)
         scatter(ft, uj, -f_pair)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from langevin_md.forcefield.batched import WalkerLastTerm, dot, gather, pair_spread
+from langevin_md.forcefield.neighbours import DEFAULT_SKIN, NeighbourList, check_skin
 from langevin_md.forcefield.openmm_params import md
 from langevin_md.forcefield.registry import builds, term_kind
 
@@ -66,12 +67,17 @@ class PairInteractions(WalkerLastTerm):
         ε_rf (used only with a cutoff).
     switch : float or None
         Switching distance r_sw in nm, or None for no switching function.
+    skin : float or None
+        With a cutoff: the Verlet skin (nm) of the neighbour list over the ordinary pairs
+        (:mod:`langevin_md.forcefield.neighbours`); None evaluates every pair and masks.
+        Ignored without a cutoff (every pair counts).
     """
 
     kind = "lj_coulomb_pairs"
 
     def __init__(self, n_atoms: int, atoms, qq, eps4, sigma2, n_ordinary: int, cutoff: Optional[float] = None,
-                 reaction_field_dielectric: float = 78.3, switch: Optional[float] = None):
+                 reaction_field_dielectric: float = 78.3, switch: Optional[float] = None,
+                 skin: Optional[float] = DEFAULT_SKIN):
         super().__init__()
         self.n_atoms = int(n_atoms)
         self.spread = pair_spread(atoms)
@@ -87,38 +93,63 @@ class PairInteractions(WalkerLastTerm):
             eps_rf = self.reaction_field_dielectric
             self.k_rf = (eps_rf - 1.0) / (2.0 * eps_rf + 1.0) / self.cutoff**3
             self.c_rf = 3.0 * eps_rf / (2.0 * eps_rf + 1.0) / self.cutoff
+        self.skin = None if self.cutoff is None else check_skin(skin)
+        self.neighbours = None
+        if self.skin is not None:
+            m = self.n_ordinary
+            self.neighbours = NeighbourList(atoms[0, :m], atoms[1, :m], self.cutoff, self.skin)
 
     def spec(self) -> dict[str, Any]:
         return {"n_atoms": self.n_atoms, "n_ordinary": self.n_ordinary, "cutoff": self.cutoff,
-                "reaction_field_dielectric": self.reaction_field_dielectric, "switch": self.switch}
+                "reaction_field_dielectric": self.reaction_field_dielectric, "switch": self.switch,
+                "skin": self.skin}
 
     @classmethod
     def from_spec(cls, spec, buffers):
         return cls(spec["n_atoms"], buffers["atoms"], buffers["qq"], buffers["eps4"], buffers["sigma2"], spec["n_ordinary"],
-                   spec["cutoff"], spec["reaction_field_dielectric"], spec["switch"])
+                   spec["cutoff"], spec["reaction_field_dielectric"], spec["switch"], spec.get("skin"))
 
     def accumulate(self, xt, ft):
-        d = gather(xt, self.atoms[0]) - gather(xt, self.atoms[1])  # (p, 3, n)
+        if self.neighbours is None:
+            return self._evaluate(xt, ft, self.atoms, self.qq, self.eps4, self.sigma2, self.n_ordinary,
+                                  self.spread)
+        # the ordinary pairs near enough in some walker, then every exception (no cutoff)
+        near = self.neighbours.select(xt)
+        m, p = self.n_ordinary, self.atoms.shape[1]
+        index = torch.cat((near, torch.arange(m, p, device=near.device)))
+        atoms = self.atoms.index_select(1, index)
+
+        def spread(ft, basis):
+            ft.index_add_(0, atoms[0], basis[0])
+            ft.index_add_(0, atoms[1], basis[0], alpha=-1.0)
+
+        return self._evaluate(xt, ft, atoms, self.qq.index_select(0, index), self.eps4.index_select(0, index),
+                              self.sigma2.index_select(0, index), near.shape[0], spread)
+
+    def _evaluate(self, xt, ft, atoms, qq, eps4, sigma2, n_ordinary, spread):
+        """Energy of the pairs ``atoms`` (``(2, p)``, the first ``n_ordinary`` ordinary), forces
+        added into ``ft`` through ``spread``."""
+        d = gather(xt, atoms[0]) - gather(xt, atoms[1])  # (p, 3, n)
         r2 = dot(d, d)
         inv_r2 = 1.0 / r2
         inv_r = inv_r2.sqrt()
-        s6 = (self.sigma2 * inv_r2) ** 3
-        lj = self.eps4 * (s6 * s6 - s6)
-        lj_virial = self.eps4 * (12.0 * s6 * s6 - 6.0 * s6)  # −r dU/dr
-        coul = self.qq * inv_r
+        s6 = (sigma2 * inv_r2) ** 3
+        lj = eps4 * (s6 * s6 - s6)
+        lj_virial = eps4 * (12.0 * s6 * s6 - 6.0 * s6)  # −r dU/dr
+        coul = qq * inv_r
         if self.cutoff is None:
             e_pair = lj + coul
             virial = lj_virial + coul
         else:
-            e_pair, virial = self._cutoff(r2, lj, lj_virial, coul)
+            e_pair, virial = self._cutoff(r2, lj, lj_virial, coul, qq, n_ordinary)
         e = e_pair.sum(0)
         if ft is not None:
-            self.spread(ft, [(virial * inv_r2).unsqueeze(1) * d])
+            spread(ft, [(virial * inv_r2).unsqueeze(1) * d])
         return e
 
-    def _cutoff(self, r2, lj, lj_virial, coul):
-        """Energies and −r dU/dr with cutoff, switching and reaction field on ordinary pairs."""
-        m = self.n_ordinary
+    def _cutoff(self, r2, lj, lj_virial, coul, qq, m):
+        """Energies and −r dU/dr with cutoff, switching and reaction field on the first ``m``
+        (ordinary) pairs."""
         lj_o, ljv_o, coul_o, r2_o = lj[:m], lj_virial[:m], coul[:m], r2[:m]
         if self.switch is not None:
             r = r2_o.sqrt()
@@ -128,7 +159,7 @@ class PairInteractions(WalkerLastTerm):
             dsw = t * t * (-30.0 + t * (60.0 - t * 30.0)) / width
             ljv_o = ljv_o * sw - lj_o * dsw * r
             lj_o = lj_o * sw
-        qq_o = self.qq[:m]
+        qq_o = qq[:m]
         rf = self.k_rf * r2_o
         e_o = lj_o + coul_o + qq_o * (rf - self.c_rf)
         v_o = ljv_o + coul_o - 2.0 * qq_o * rf

@@ -19,7 +19,7 @@ from ..executors import Sampler, sample
 from ..integrators.base import Integrator
 from ..integrators.metric import ADAPTIVE_KINDS
 from ..io.checkpoint import CheckpointReporter
-from ..systems import inputs, molecules
+from ..systems import inputs, molecules, peptides
 
 __all__ = ["Choice", "system_choices", "integrator_choices", "sampler_targets", "call_choice"]
 
@@ -88,6 +88,8 @@ def _analytic_systems() -> dict[str, Choice]:
 def _molecular_systems() -> dict[str, Choice]:
     out = {}
     for name, entry in molecules.CATALOGUE.items():
+        out[name] = Choice(name, entry.factory, "molecular", entry.description)
+    for name, entry in peptides.CATALOGUE.items():
         out[name] = Choice(name, entry.factory, "molecular", entry.description)
 
     out["openmm_pdb"] = Choice(

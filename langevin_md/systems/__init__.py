@@ -16,6 +16,7 @@ from .cg_terms import CGPrior
 from .muller_brown import MullerBrown
 from .openmm_system import OpenMMSystem
 from .inputs import from_amber, from_charmm, from_gromacs, from_pdb, from_xml
+from .peptides import polyalanine
 from .prior_sum import AtomSelection, ForceFieldWithPrior
 from .torch_models import BayesianPosterior, FeaturePrior, MinibatchSystem, ScoreModel, TorchEnergy
 from . import features
@@ -26,6 +27,7 @@ __all__ = [
     "System", "SumSystem",
     "Harmonic", "FreeParticle", "DoubleWell", "MullerBrown", "GaussianMixture", "UniformBox",
     "LennardJonesCluster", "OpenMMSystem", "from_pdb", "from_xml", "from_amber", "from_gromacs", "from_charmm", "alanine_dipeptide", "lennard_jones_fluid",
+    "polyalanine",
     "CATALOGUE", "CatalogueEntry", "list_systems", "available_platforms",
     "TorchForceField", "load_forcefield",
     "TorchEnergy", "FeaturePrior", "ForceFieldWithPrior", "AtomSelection", "CGModel", "CGEnergy", "CGPrior", "ScoreModel", "MinibatchSystem", "BayesianPosterior", "features",

@@ -22,7 +22,8 @@ autograd through the same energy 50-60 ms, energy alone 19-23 ms; compiled (indu
 form 6-15 ms, compiled autograd 12-31 ms (2x slower in every run). Releasing each
 intermediate tensor after its last use mattered most in eager mode (2-3x: large temporaries
 that stay alive force fresh, page-faulting allocations). The closed form is one graph with no
-``autograd.grad`` inside, so ``torch.compile`` fuses it whole (``fullgraph=True`` works).
+``autograd.grad`` inside, so ``torch.compile`` fuses it whole (``fullgraph=True`` works;
+with a cutoff, the neighbour-list update is a graph break between the pieces).
 Walkers are processed in chunks when a term has many pairs (see ``common.ELEMENTS_PER_CHUNK``),
 which bounds the memory of large molecules at many walkers.
 
@@ -42,7 +43,9 @@ Terms
   produce.
 
 Pair interactions use a fixed list of particle pairs (all pairs minus exclusions, or the
-interaction groups' pairs), evaluated densely for all walkers; a cutoff masks pairs beyond it.
+interaction groups' pairs), evaluated densely for all walkers; with a cutoff, only the pairs of
+a neighbour list on a skin (:mod:`langevin_md.forcefield.neighbours`) are evaluated, and
+those beyond the cutoff are masked.
 
 Semantics follow OpenMM's Reference platform. Global parameters take their default values
 from the ``openmm.System``. Not supported (ValueError naming the force and the feature):

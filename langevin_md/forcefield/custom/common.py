@@ -157,6 +157,9 @@ class ExpressionTerm(WalkerLastTerm):
         is an ordinary differentiable torch computation.
         """
         n_walkers = xt.shape[2]
+        # neighbour lists see every walker at once (a chunk of walkers would look like a new
+        # batch to them and force a rebuild), and their size sets the chunk length below
+        self._update_neighbours(xt)
         chunk = max(1, ELEMENTS_PER_CHUNK // max(1, self._items_per_walker()))
         if chunk >= n_walkers:
             return self._accumulate(xt, ft)
@@ -171,6 +174,9 @@ class ExpressionTerm(WalkerLastTerm):
     def _items_per_walker(self) -> int:
         """Length of the longest per-walker batch of the term (terms, pairs...)."""
         raise NotImplementedError
+
+    def _update_neighbours(self, xt: torch.Tensor) -> None:
+        """Bring neighbour lists up to date for all walkers ``xt`` (terms with a cutoff)."""
 
     def _accumulate(self, xt: torch.Tensor, ft: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError

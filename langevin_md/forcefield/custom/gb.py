@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..neighbours import DEFAULT_SKIN, NeighbourList, check_skin
 from ..registry import builds, term_kind
 from ..term import Term
 from .common import (
@@ -50,6 +51,10 @@ class CustomGBTerm(ExpressionTerm):
     cutoff : float or None
         Non-periodic cutoff (nm); pairs at ``r >= cutoff`` are skipped.
     functions : dict of str to torch.nn.Module, optional
+    skin : float or None
+        With a cutoff: the Verlet skin (nm) of one neighbour list over all particle pairs
+        (:mod:`langevin_md.forcefield.neighbours`), from which both pair kinds are taken; None
+        evaluates every pair and masks. Ignored without a cutoff.
     """
 
     kind = "custom_gb"
@@ -66,6 +71,7 @@ class CustomGBTerm(ExpressionTerm):
         global_values: Sequence[float],
         cutoff: float | None,
         functions: dict[str, torch.nn.Module] | None = None,
+        skin: float | None = DEFAULT_SKIN,
     ):
         super().__init__()
         self._init_common(force_name, global_names, global_values, functions)
@@ -81,6 +87,15 @@ class CustomGBTerm(ExpressionTerm):
         self.register_buffer("pairs_excluding", as_tensor(upper_pairs(n, excluded), (0, 2), torch.int64))
         self.register_buffer("pairs_all", as_tensor(upper_pairs(n, set()), (0, 2), torch.int64))
         self.register_buffer("exclusions", as_tensor(sorted(excluded), (0, 2), torch.int64))
+        self.skin = None if self.cutoff is None else check_skin(skin)
+        self.neighbours = None
+        self._near = None  # {kind: pairs (k, 2)} selected for the current call
+        if self.skin is not None:
+            all_pairs = self.pairs_all
+            self.neighbours = NeighbourList(all_pairs[:, 0], all_pairs[:, 1], self.cutoff, self.skin)
+            # which of pairs_all are exclusions: the excluding kind is the rest, in the same order
+            flags = [(a, b) in excluded for a, b in all_pairs.tolist()]
+            self.register_buffer("all_pair_excluded", torch.tensor(flags, dtype=torch.bool), persistent=False)
 
         def pair_names(names):
             return {"r"} | {f"{m}{k}" for m in names for k in (1, 2)}
@@ -120,9 +135,19 @@ class CustomGBTerm(ExpressionTerm):
 
     def _items_per_walker(self) -> int:
         # ParticlePair computed values use every pair in both orders.
-        return 2 * self.pairs_all.shape[0] + self.params.shape[0]
+        return 2 * self._pairs(_PAIR_NO_EXCLUSIONS).shape[0] + self.params.shape[0]
+
+    def _update_neighbours(self, xt: torch.Tensor) -> None:
+        if self.neighbours is None:
+            return
+        near = self.neighbours.select(xt)
+        kept = near[~self.all_pair_excluded.index_select(0, near)]
+        self._near = {_PAIR_NO_EXCLUSIONS: self.pairs_all.index_select(0, near),
+                      _PAIR: self.pairs_all.index_select(0, kept)}
 
     def _pairs(self, kind: int) -> torch.Tensor:
+        if self._near is not None:
+            return self._near[kind]
         return self.pairs_excluding if kind == _PAIR else self.pairs_all
 
     def _accumulate(self, xt: torch.Tensor, ft: torch.Tensor | None) -> torch.Tensor:
@@ -238,6 +263,7 @@ class CustomGBTerm(ExpressionTerm):
             "computed_values": [list(cv) for cv in self.computed_values],
             "energy_terms": [list(t) for t in self.energy_terms],
             "cutoff": self.cutoff,
+            "skin": self.skin,
         }
 
     @classmethod
@@ -247,7 +273,7 @@ class CustomGBTerm(ExpressionTerm):
             [tuple(cv) for cv in spec["computed_values"]], [tuple(t) for t in spec["energy_terms"]],
             buffers["exclusions"].cpu().numpy(), spec["global_names"],
             buffers["global_values"].detach().cpu().double().numpy(), spec["cutoff"],
-            cls._functions_from_spec(spec, buffers),
+            cls._functions_from_spec(spec, buffers), spec.get("skin"),
         )
 
 

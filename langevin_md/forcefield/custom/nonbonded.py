@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..neighbours import DEFAULT_SKIN, NeighbourList, check_skin
 from ..registry import builds, term_kind
 from ..term import Term
 from .common import (
@@ -47,6 +48,10 @@ class CustomNonbondedTerm(ExpressionTerm):
         Start of OpenMM's switching function ``S = 1 - 10t^3 + 15t^4 - 6t^5``,
         ``t = (r - r_switch)/(r_cut - r_switch)``; None for none.
     functions : dict of str to torch.nn.Module, optional
+    skin : float or None
+        With a cutoff: the Verlet skin (nm) of the neighbour list over ``pairs``
+        (:mod:`langevin_md.forcefield.neighbours`); None evaluates every pair and masks.
+        Ignored without a cutoff.
     """
 
     kind = "custom_nonbonded"
@@ -64,6 +69,7 @@ class CustomNonbondedTerm(ExpressionTerm):
         cutoff: float | None,
         switching_distance: float | None,
         functions: dict[str, torch.nn.Module] | None = None,
+        skin: float | None = DEFAULT_SKIN,
     ):
         super().__init__()
         self._init_common(force_name, global_names, global_values, functions)
@@ -89,9 +95,21 @@ class CustomNonbondedTerm(ExpressionTerm):
             self.expression, {"r"} | {f"{n}{k}" for n in per_particle for k in (1, 2)}, "energy expression"
         )
         self._evaluator = Evaluator(self.expression, ["r"])
+        self.skin = None if self.cutoff is None else check_skin(skin)
+        self.neighbours = None
+        if self.skin is not None:
+            self.neighbours = NeighbourList(self.pairs[:, 0], self.pairs[:, 1], self.cutoff, self.skin)
+        self._near = None  # the pairs (k, 2) the neighbour list selected for the current call
 
     def _items_per_walker(self) -> int:
-        return self.pairs.shape[0]
+        return self._current_pairs().shape[0]
+
+    def _update_neighbours(self, xt: torch.Tensor) -> None:
+        if self.neighbours is not None:
+            self._near = self.pairs.index_select(0, self.neighbours.select(xt))
+
+    def _current_pairs(self) -> torch.Tensor:
+        return self.pairs if self._near is None else self._near
 
     def _per_particle(self, dtype) -> dict[str, torch.Tensor]:
         parameters = self.params.to(dtype)
@@ -105,7 +123,8 @@ class CustomNonbondedTerm(ExpressionTerm):
 
     def _accumulate(self, xt: torch.Tensor, ft: torch.Tensor | None) -> torch.Tensor:
         gradient = ft is not None
-        first, second = self.pairs[:, 0], self.pairs[:, 1]
+        pairs = self._current_pairs()
+        first, second = pairs[:, 0], pairs[:, 1]
         d, r = pair_geometry(xt, first, second)
         variables = self._globals(xt.dtype)
         variables["r"] = r
@@ -139,6 +158,7 @@ class CustomNonbondedTerm(ExpressionTerm):
             "computed_values": [list(cv) for cv in self.computed_values],
             "cutoff": self.cutoff,
             "switching_distance": self.switching_distance,
+            "skin": self.skin,
         }
 
     @classmethod
@@ -148,7 +168,7 @@ class CustomNonbondedTerm(ExpressionTerm):
             buffers["params"].detach().cpu().double().numpy(), spec["parameter_names"],
             [tuple(cv) for cv in spec["computed_values"]], spec["global_names"],
             buffers["global_values"].detach().cpu().double().numpy(), spec["cutoff"], spec["switching_distance"],
-            cls._functions_from_spec(spec, buffers),
+            cls._functions_from_spec(spec, buffers), spec.get("skin"),
         )
 
 
