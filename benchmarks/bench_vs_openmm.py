@@ -154,7 +154,7 @@ class TorchContender:
     def __init__(self, case: Case, variant: str, n_walkers: int, threads: int, seconds: float):
         import langevin_md as lmd
 
-        self.n_walkers, self.threads = n_walkers, threads
+        self.n_walkers, self.threads, self.variant = n_walkers, threads, variant
         self.integrator = lmd.integrators.BAOAB(timestep=case.timestep, friction=FRICTION)
         self.system = case.mixed if variant in ("mixed", "compiled") else case.default
         if variant == "torch":
@@ -168,13 +168,18 @@ class TorchContender:
         self.first_call_seconds = time.perf_counter() - t0
         per_step = self._time(RECORD_EVERY) / RECORD_EVERY
         self.n_steps = max(RECORD_EVERY, int(seconds / per_step) // RECORD_EVERY * RECORD_EVERY)
-        self._call(self.n_steps)  # a compiled graph for this length, if the length matters to it
+        # a compiled graph for this length, if the length matters to it; and which executor ran
+        self.backend = self._call(self.n_steps).metadata["backend"]
 
     def _call(self, n_steps: int):
         import langevin_md as lmd
 
+        # The default variant is lmd.sample as the README shows it (no threads=, so backend="auto"
+        # may route to OpenMM); the process's torch thread count and OPENMM_CPU_THREADS (set by
+        # measure) hold it to the table's threads. The other variants pin the torch executor.
+        threads = {} if self.variant == "default" else {"threads": self.threads}
         return lmd.sample(self.system, self.integrator, n_steps=n_steps, n_walkers=self.n_walkers,
-                          record_every=RECORD_EVERY, seed=0, progress=False, threads=self.threads, **self.options)
+                          record_every=RECORD_EVERY, seed=0, progress=False, **threads, **self.options)
 
     def _time(self, n_steps: int) -> float:
         t0 = time.perf_counter()
@@ -192,6 +197,7 @@ def measure(case: Case, walkers, variants, table: str, seconds: float, repeats: 
 
     threads = 1 if table == "per-core" else os.cpu_count()
     torch.set_num_threads(threads)
+    os.environ["OPENMM_CPU_THREADS"] = str(threads)  # Contexts the auto route builds without Threads
     configs = ("Reference", "CPU-1") if table == "per-core" else OPENMM_CONFIGS
     openmm_side = {c: OpenMMContender(case, c) for c in configs}
     ours, first_call = {}, {}
@@ -206,6 +212,7 @@ def measure(case: Case, walkers, variants, table: str, seconds: float, repeats: 
         for key, contender in ours.items():
             best[key] = max(best.get(key, 0.0), contender.walker_steps_per_second())
     best["first_call_seconds"] = first_call
+    best["backends"] = {key: contender.backend for key, contender in ours.items()}
     return best
 
 
@@ -225,7 +232,8 @@ def markdown_table(table: str, cases: dict, results: dict, walkers, variants) ->
             cells = []
             for v in variants:
                 rate = best[v, n]
-                cells.append(f"{rate / omm[config]:.2f}× ({ns_per_day(case.timestep, rate):.0f})")
+                ran = "" if best["backends"][v, n] == "torch" else f", {best['backends'][v, n]} executor"
+                cells.append(f"{rate / omm[config]:.2f}× ({ns_per_day(case.timestep, rate):.0f}{ran})")
             lines.append(f"| {name} ({1e3 * case.timestep:g} fs) | {omm[config]:.0f} ({config}) | {n} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -86,6 +86,12 @@ def test_what_the_openmm_executor_cannot_run_goes_to_torch_with_the_reason(alani
 def test_the_probe_weighs_both_and_the_openmm_twin_is_the_same_system(alanine):
     choice = choose_backend(alanine, BAOAB(0.001, 1.0), 1, LONG)
     assert choice.backend in ("torch", "openmm") and "(probe: torch " in choice.reason
+    assert "probed earlier" not in choice.reason
+    # A second call on the same system and walkers reuses the timings: the same answer, no new probe.
+    again = choose_backend(alanine, BAOAB(0.001, 1.0), 1, LONG)
+    assert again.backend == choice.backend and "timings probed earlier in this process" in again.reason
+    # Other walker counts are probed afresh.
+    assert "probed earlier" not in choose_backend(alanine, BAOAB(0.001, 1.0), 2, LONG).reason
     twin = openmm_equivalent(alanine)
     assert twin.openmm_system is alanine.source_openmm_system
     x = alanine.initial_positions(3) + 0.01 * torch.randn(3, 22, 3, generator=torch.Generator().manual_seed(0),

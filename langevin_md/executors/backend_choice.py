@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import weakref
 from typing import Optional, Sequence
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,12 @@ PROBE_STEPS = 5
 #: Seconds the OpenMM candidate is timed for (at least 10 steps, at most 2000): one OpenMM
 #: step can be ~10 µs, so a few steps would measure the executor's per-call overhead only.
 OPENMM_PROBE_SECONDS = 0.1
+
+
+#: Probe timings per system (weakly held), keyed by (integrator, walkers, dtype): a process that
+#: calls ``sample()`` again on the same system and walker count reuses them, so only the first
+#: call pays the probe (~0.1–0.3 s) and repeated calls cannot flip on timing noise.
+_PROBES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +128,21 @@ def choose_backend(system, integrator, n_walkers: int, n_steps: int,
     if work < PROBE_MIN_WALKER_STEPS:
         return BackendChoice("torch", f"a short run ({work} walker-steps < {PROBE_MIN_WALKER_STEPS}): "
                                       "the batched torch executor, unprobed")
-    t_torch, t_context, t_openmm = probe_backends(system, equivalent, integrator, n_walkers, seed, dtype)
+    key = (repr(integrator), int(n_walkers), str(dtype))
+    try:
+        timings = _PROBES.setdefault(system, {})
+    except TypeError:  # a system that cannot be weakly referenced: probe every time
+        timings = {}
+    cached = key in timings
+    if not cached:
+        timings[key] = probe_backends(system, equivalent, integrator, n_walkers, seed, dtype)
+    t_torch, t_context, t_openmm = timings[key]
     cost_torch = n_steps * t_torch
     cost_openmm = n_walkers * (t_context + n_steps * t_openmm)
     numbers = (f"probe: torch {t_torch * 1e3:.3g} ms per step of {n_walkers} walkers (eager), OpenMM "
                f"{t_openmm * 1e3:.3g} ms per walker-step + {t_context * 1e3:.3g} ms per Context; "
-               f"{n_steps} steps: torch ~{cost_torch:.3g} s, OpenMM ~{cost_openmm:.3g} s")
+               f"{n_steps} steps: torch ~{cost_torch:.3g} s, OpenMM ~{cost_openmm:.3g} s"
+               + ("; timings probed earlier in this process" if cached else ""))
     if cost_openmm < cost_torch:
         return BackendChoice("openmm", f"OpenMM is faster here ({numbers})")
     return BackendChoice("torch", f"torch is as fast or faster here ({numbers})")
