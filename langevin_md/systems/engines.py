@@ -27,15 +27,14 @@ def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
     :mod:`langevin_md.forcefield.custom` is absent). Constraints do not decide it: both
     executors enforce them (the torch executor's BAOAB and OBABO with SHAKE/RATTLE).
 
-    Measured with ``benchmarks/bench_forcefield.py`` (alanine dipeptide, BAOAB, one CPU thread
-    on a shared 2-core machine; ratios are walker-steps/s of torch over the bridge in the same
-    run): in implicit solvent (OBC2) torch is 3–8× the bridge eager and 14–57× compiled for
-    N = 64–1024 walkers; in vacuum float32 or compiled torch is 1.2–8× the bridge for N ≥ 64,
-    while eager float64 is 0.5–1.1× (on par); for a single walker the bridge is ~4× faster
-    eager. Torch is also the only engine that batches walkers on a GPU and fuses with learned
-    priors in one graph, so it is the default; pass ``engine="openmm"`` for few walkers or
-    for ``backend="openmm"`` (a run config with ``backend = "openmm"`` chooses it itself
-    unless ``engine = "torch"`` pins the system).
+    Measured with ``benchmarks/bench_vs_openmm.py`` (alanine dipeptide, per core, against one
+    OpenMM Context at its best, quiet machine; README "Molecules against OpenMM"): the torch
+    force field with its fused CPU kernels runs 1.5–1.8× OpenMM in vacuum and 11–12× with OBC2
+    from 64 walkers, and is slower than one Context for a single walker in vacuum. Torch is also
+    the only engine that batches walkers on a GPU and fuses with learned priors in one graph, so
+    it is the default; pass ``engine="openmm"`` for few walkers or for ``backend="openmm"`` (a
+    run config with ``backend = "openmm"`` chooses it itself unless ``engine = "torch"`` pins
+    the system).
 
     ``engine="torch"`` with an unsupported force raises the torch compiler's ValueError
     (naming the force); ``"openmm"`` always keeps the bridge.
