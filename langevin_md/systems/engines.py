@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["ENGINES", "choose_engine", "check_engine", "finish_molecule", "openmm_options"]
+from langevin_md.systems.torch_forcefield import PRECISIONS
+
+__all__ = ["ENGINES", "choose_engine", "check_engine", "finish_molecule", "openmm_options", "split_precision"]
 
 #: Engines of the molecule builders.
 ENGINES = ("auto", "torch", "openmm")
@@ -95,3 +97,18 @@ def openmm_options(platform: str = "auto", precision=None, device_index=None) ->
     given = {"platform": platform != "auto", "precision": precision is not None,
              "device_index": device_index is not None}
     return [k for k, v in given.items() if v]
+
+
+def split_precision(engine: str, precision):
+    """``(torch_precision, openmm_precision)``: who a builder's ``precision`` is for.
+
+    With ``engine="torch"`` it is the torch force field's
+    (:data:`~langevin_md.systems.torch_forcefield.PRECISIONS`) and OpenMM gets none; otherwise
+    it is OpenMM's platform precision and the torch force field, if ``"auto"`` builds one,
+    stays in double.
+    """
+    if engine == "torch" and precision is not None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} for engine='torch', got {precision!r}")
+        return precision, None
+    return "double", precision

@@ -16,9 +16,8 @@ import numpy as np
 
 from langevin_md.systems.base import check_positive
 from langevin_md.systems.engines import (ENGINES, check_engine, choose_engine,  # noqa: F401 (re-exported)
-                                         finish_molecule, openmm_options)
+                                         finish_molecule, openmm_options, split_precision)
 from langevin_md.systems.openmm_system import OpenMMSystem
-from langevin_md.systems.torch_forcefield import PRECISIONS
 
 # openmm is imported inside the builders that need it: it takes seconds to import, and
 # listing the catalogue (`langevin-md systems`) must not pay that.
@@ -96,11 +95,7 @@ def alanine_dipeptide(
     if constraints not in (None, "HBonds"):
         raise ValueError(f"constraints must be None or 'HBonds' for alanine dipeptide, got {constraints!r}")
     check_engine(engine)
-    torch_precision = "double"
-    if engine == "torch" and precision is not None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS} for engine='torch', got {precision!r}")
-        torch_precision, precision = precision, None
+    torch_precision, precision = split_precision(engine, precision)
     system = OpenMMSystem.from_pdb(
         ALANINE_DIPEPTIDE_PDB,
         forcefield=_FORCEFIELDS[solvent],

@@ -14,11 +14,10 @@ import functools
 import os
 from typing import Optional
 
-from langevin_md.systems.engines import check_engine, finish_molecule, openmm_options
+from langevin_md.systems.engines import check_engine, finish_molecule, openmm_options, split_precision
 from langevin_md.systems.molecules import DATA_DIR, CatalogueEntry
 from langevin_md.systems.openmm_system import OpenMMSystem
 from langevin_md.systems.peptide_builder import FOLDS
-from langevin_md.systems.torch_forcefield import PRECISIONS
 
 SOLVENTS = ("vacuum", "implicit")
 
@@ -93,11 +92,7 @@ def polyalanine(
     if constraints not in (None, "HBonds"):
         raise ValueError(f"constraints must be None or 'HBonds' for polyalanine, got {constraints!r}")
     check_engine(engine)
-    torch_precision = "double"
-    if engine == "torch" and precision is not None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS} for engine='torch', got {precision!r}")
-        torch_precision, precision = precision, None
+    torch_precision, precision = split_precision(engine, precision)
 
     topology, positions = _structure(n_residues, fold)
     forcefield = app.ForceField(*_FORCEFIELDS[solvent])
