@@ -26,7 +26,8 @@ from typing import Optional
 import numpy as np
 
 from ..safe_paths import atomic_write, make_dirs
-from .plots import Observable
+from .plots import (Observable, plot_acceptance, plot_autocorrelations, plot_histograms, plot_ramachandran,
+                    plot_running_means, plot_traces)
 
 __all__ = ["report", "Report", "ObservableRow", "Check"]
 
@@ -447,8 +448,6 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
         raise ValueError(f"exact must be None or 'auto', got {exact!r}")
     if result.n_frames < 4:
         raise ValueError(f"the result has {result.n_frames} frames; a report needs at least 4")
-    from . import plots
-
     tempering_md = None
     full_result = result  # every rung, for the free-energy sections (MBAR) below
     if "temperature_index" in result.fields and result.integrator_summary:
@@ -523,18 +522,18 @@ def report(result, output_dir, exact="auto", title: Optional[str] = None) -> Rep
         rep.states = _state_analysis(result, angles, record_every)
 
     title = title or "langevin_md sampling report"
-    rep.files["trace"] = plots.plot_traces(obs, out / "trace.png")
-    rep.files["autocorrelation"] = plots.plot_autocorrelations(
+    rep.files["trace"] = plot_traces(obs, out / "trace.png")
+    rep.files["autocorrelation"] = plot_autocorrelations(
         obs, [r.tau_steps / record_every for r in rep.rows], out / "autocorrelation.png", frame_spacing=record_every)
-    rep.files["running mean"] = plots.plot_running_means(obs, out / "running_mean.png")
-    rep.files["histograms"] = plots.plot_histograms(obs, out / "histograms.png", plot_exact)
+    rep.files["running mean"] = plot_running_means(obs, out / "running_mean.png")
+    rep.files["histograms"] = plot_histograms(obs, out / "histograms.png", plot_exact)
     if angles is not None:
         from .molecular import ALANINE_DIPEPTIDE_STATES
 
-        rep.files["ramachandran"] = plots.plot_ramachandran(angles[0], angles[1], result.kT, out / "ramachandran.png",
+        rep.files["ramachandran"] = plot_ramachandran(angles[0], angles[1], result.kT, out / "ramachandran.png",
                                                             states=ALANINE_DIPEPTIDE_STATES)
     if result.acceptance_rate is not None:
-        rep.files["acceptance"] = plots.plot_acceptance(result.acceptance_rate, out / "acceptance.png", LOW_ACCEPTANCE)
+        rep.files["acceptance"] = plot_acceptance(result.acceptance_rate, out / "acceptance.png", LOW_ACCEPTANCE)
     if tempering_md is not None:
         rep.sections.append(tempering_md)
         rep.files["replica traces"] = str(out / "replica_traces.png")

@@ -19,18 +19,7 @@ import sys
 import numpy as np
 
 from langevin_md.safe_paths import open_for_write
-
-
-def _place(a, b, c, bond, angle_deg, torsion_deg):
-    """Position of atom d with |cd| = bond, angle(b, c, d) and dihedral(a, b, c, d) (NeRF)."""
-    angle, torsion = np.radians(angle_deg), np.radians(torsion_deg)
-    bc = c - b
-    bc /= np.linalg.norm(bc)
-    n = np.cross(b - a, bc)
-    n /= np.linalg.norm(n)
-    m = np.cross(n, bc)
-    d2 = np.array([-bond * np.cos(angle), bond * np.sin(angle) * np.cos(torsion), bond * np.sin(angle) * np.sin(torsion)])
-    return c + d2[0] * bc + d2[1] * m + d2[2] * n
+from langevin_md.systems.peptide_builder import place as _place  # NeRF, shared with the peptide builder
 
 
 def heavy_atoms(phi=-80.0, psi=75.0):

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 
-from langevin_md.forcefield import bonded, cmap, gbsa, nonbonded  # noqa: F401  (register builders)
+# Imported for their side effect: each term module registers its builders and term kinds.
+import langevin_md.forcefield.bonded  # noqa: F401
+import langevin_md.forcefield.cmap  # noqa: F401
+import langevin_md.forcefield.gbsa  # noqa: F401
+import langevin_md.forcefield.nonbonded  # noqa: F401
 from langevin_md.forcefield.module import ForceFieldModule
 from langevin_md.forcefield.registry import BUILDERS
 

@@ -34,9 +34,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from langevin_md.systems import solvent
+import langevin_md.systems.solvent as solvent
 from langevin_md.systems.base import System
-from langevin_md.systems import xml_trust
+import langevin_md.systems.xml_trust as xml_trust
 from langevin_md.systems.platforms import resolve_platform
 from langevin_md.systems.torch_forcefield import TorchForceField
 from langevin_md.units import bond_pairs, check_not_angstrom, kT_from_temperature, strip

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from langevin_md.forcefield import saved_format
+import langevin_md.forcefield.saved_format as saved_format
 from langevin_md.forcefield.build import compile_forcefield, load_term_kinds
 from langevin_md.forcefield.fused import fusable_kinds, numba_available
 from langevin_md.forcefield.module import ForceFieldModule
