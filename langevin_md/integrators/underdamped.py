@@ -47,7 +47,7 @@ from .constraints import ConstraintSolver, constraint_solver
 
 
 #: Per system: (key, mass tensor, 1/m, sqrt(kT/m)) of the last scalar-kT call of
-#: :meth:`_Splitting._constants`. Weak keys: a system's entry goes when the system does.
+#: :meth:`_Splitting.mass_factors`. Weak keys: a system's entry goes when the system does.
 _CONSTANTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -158,7 +158,7 @@ class _Splitting(Integrator):
             v = solver.project_velocities(positions, v)
         return UnderdampedState(s.positions, s.energy, s.forces, velocities=v)
 
-    def _constants(self, system, state):
+    def mass_factors(self, system, state):
         """1/m and the thermal velocity sqrt(kT/m), per walker when the state carries kT.
 
         For a scalar kT both are computed once per mass tensor and kT (the same operations,
@@ -208,7 +208,7 @@ class BAOAB(_Splitting):
     """
 
     def step(self, system, state, generator):
-        inv_m, v_th = self._constants(system, state)
+        inv_m, v_th = self.mass_factors(system, state)
         h = self.timestep
         c = math.exp(-self.friction * h)
         con = constraint_solver(system, state.positions)
@@ -253,7 +253,7 @@ class OBABO(_Splitting):
     """
 
     def step(self, system, state, generator):
-        inv_m, v_th = self._constants(system, state)
+        inv_m, v_th = self.mass_factors(system, state)
         h = self.timestep
         c = math.exp(-0.5 * self.friction * h)
         con = constraint_solver(system, state.positions)

@@ -235,6 +235,23 @@ class TorchForceField(System):
             self._fused[x.dtype] = fused
         return self._fused[x.dtype]
 
+    def lanes_kernels(self, x: torch.Tensor):
+        """The :class:`FusedForceField` for positions like ``x`` when every term runs in a lanes kernel, else None.
+
+        An integrator that keeps its state in the kernels' lanes layout
+        (:mod:`langevin_md.integrators.lanes_langevin`) asks this; None means it must use
+        :meth:`energy_and_forces`: torch kernels chosen or needed (a gradient, a device,
+        compiling), a term without a fused kernel, or ``precision="mixed"`` (the kernels would
+        see float32 copies of float64 positions).
+        """
+        if self.precision != "double":
+            return None
+        fused = self._fused_for(x)
+        if fused is None or not fused.lanes_ready:
+            return None
+        self.kernels_used = "fused"
+        return fused
+
     def _evaluate(self, x: torch.Tensor):
         fused = self._fused_for(x)
         if fused is None:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from langevin_md.forcefield.fused import bonded, obc2, pairs
+from langevin_md.forcefield.fused.lanes import block_size, energies_from_lanes, from_lanes, to_lanes
 from langevin_md.forcefield.module import ForceFieldModule
 
 #: Kernel families, in the order they are evaluated: (name, module).
@@ -33,6 +34,10 @@ FAMILIES = (("bonded", bonded), ("pairs", pairs), ("obc2", obc2))
 _FAMILY = dict(FAMILIES)
 
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _has_lanes(family: str) -> bool:
+    return hasattr(_FAMILY[family], "accumulate_lanes")
 
 
 def numba_threads(parallel_items: int) -> int:
@@ -94,20 +99,51 @@ class FusedForceField:
         if x.dtype != self.dtype:
             raise ValueError(f"positions are {x.dtype} but this FusedForceField was built for {self.dtype}")
         x = x.detach().contiguous()
+        n = x.shape[0]
         if self._rest is not None:
             energy, forces = self._rest(x)
             energy, forces = energy.contiguous(), forces.contiguous()
         else:
-            energy = torch.zeros(x.shape[0], dtype=x.dtype)
+            energy = torch.zeros(n, dtype=x.dtype)
             forces = torch.zeros_like(x)
-        threads = numba_threads(x.shape[0])
-        parallel = threads > 1
-        if parallel and numba.get_num_threads() != threads:
-            numba.set_num_threads(threads)
+        lanes = block_size(n)
+        parallel = self.set_threads(-(-n // lanes))
         xn, fn, en = x.numpy(), forces.numpy(), energy.numpy()
-        for name, params in self._params:
-            _FAMILY[name].accumulate(xn, fn, en, params, parallel)
+        in_lanes = [(name, params) for name, params in self._params if _has_lanes(name)]
+        if in_lanes:
+            # the lanes start from the torch terms' results, so each force row sums in the
+            # order of the per-walker layout (torch terms, then each family in turn)
+            xl, fl = to_lanes(xn, lanes), to_lanes(fn, lanes)
+            el = to_lanes(en[:, None, None], lanes)[:, 0, 0]
+            for name, params in in_lanes:
+                _FAMILY[name].accumulate_lanes(xl, fl, el, params, parallel)
+            from_lanes(fl, n, out=fn)
+            en[:] = energies_from_lanes(el, n)
+        for name, params in self._params:  # families without a lanes kernel (after those with one)
+            if not _has_lanes(name):
+                _FAMILY[name].accumulate(xn, fn, en, params, parallel)
         return energy, forces
+
+    @property
+    def lanes_ready(self) -> bool:
+        """Whether every term runs in a lanes kernel (no torch term, every family in lanes)."""
+        return self._rest is None and all(_has_lanes(name) for name, _ in self._params)
+
+    def set_threads(self, n_blocks: int) -> bool:
+        """Size numba's pool for ``n_blocks`` blocks of walkers (:func:`numba_threads`); True if parallel."""
+        threads = numba_threads(n_blocks)
+        if threads > 1 and numba.get_num_threads() != threads:
+            numba.set_num_threads(threads)
+        return threads > 1
+
+    def accumulate_lanes(self, x: np.ndarray, f: np.ndarray, e: np.ndarray, parallel: bool) -> None:
+        """Add every term's energy to ``e`` ``(n_blocks, B)`` and forces to ``f``, in the lanes layout.
+
+        Only when :attr:`lanes_ready`. ``x``, ``f``: ``(n_blocks, n_atoms, 3, B)`` in this force
+        field's dtype (:mod:`.lanes`); ``parallel``: blocks over numba's pool (see :meth:`set_threads`).
+        """
+        for name, params in self._params:
+            _FAMILY[name].accumulate_lanes(x, f, e, params, parallel)
 
     def __repr__(self) -> str:
         return f"FusedForceField(fused={self.fused_kinds}, torch={self.torch_kinds}, dtype={self.dtype})"

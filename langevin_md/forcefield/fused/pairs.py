@@ -48,44 +48,52 @@ def pack(terms, dtype) -> PairParameters:
                           np.ascontiguousarray(cat("sigma2", 1)[0], dtype=dtype))
 
 
-@njit(cache=True, fastmath=False)
-def _walker(x, f, atoms, qq, eps4, sigma2):
-    """Pair energy of one walker (``x`` ``(n_atoms, 3)``), adding its forces into ``f``."""
-    energy = 0.0
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def block(x, f, e, atoms, qq, eps4, sigma2):
+    """Pair energies of one block (``x``, ``f`` ``(n_atoms, 3, B)``, ``e`` ``(B,)``), added into ``f`` and ``e``."""
+    lanes = x.shape[2]
+    acc = np.zeros(lanes)  # summed apart and added once: the per-walker kernel's order
     for p in range(atoms.shape[0]):
         i, j = atoms[p, 0], atoms[p, 1]
-        d0, d1, d2 = x[i, 0] - x[j, 0], x[i, 1] - x[j, 1], x[i, 2] - x[j, 2]
-        inv_r2 = 1.0 / (d0 * d0 + d1 * d1 + d2 * d2)
-        inv_r = math.sqrt(inv_r2)
-        s2 = sigma2[p] * inv_r2
-        s6 = s2 * s2 * s2
-        coul = qq[p] * inv_r
-        energy += eps4[p] * (s6 * s6 - s6) + coul
-        g = (eps4[p] * (12.0 * s6 * s6 - 6.0 * s6) + coul) * inv_r2  # −r dU/dr / r²
-        f[i, 0] += g * d0
-        f[i, 1] += g * d1
-        f[i, 2] += g * d2
-        f[j, 0] -= g * d0
-        f[j, 1] -= g * d1
-        f[j, 2] -= g * d2
-    return energy
+        q, e4, s2p = qq[p], eps4[p], sigma2[p]
+        xi0, xi1, xi2, xj0, xj1, xj2 = x[i, 0], x[i, 1], x[i, 2], x[j, 0], x[j, 1], x[j, 2]
+        fi0, fi1, fi2, fj0, fj1, fj2 = f[i, 0], f[i, 1], f[i, 2], f[j, 0], f[j, 1], f[j, 2]
+        for b in range(lanes):  # SIMD over walkers (see lanes.py)
+            d0, d1, d2 = xi0[b] - xj0[b], xi1[b] - xj1[b], xi2[b] - xj2[b]
+            inv_r2 = 1.0 / (d0 * d0 + d1 * d1 + d2 * d2)
+            inv_r = math.sqrt(inv_r2)
+            s2 = s2p * inv_r2
+            s6 = s2 * s2 * s2
+            coul = q * inv_r
+            acc[b] += e4 * (s6 * s6 - s6) + coul
+            g = (e4 * (12.0 * s6 * s6 - 6.0 * s6) + coul) * inv_r2  # −r dU/dr / r²
+            fi0[b] += g * d0
+            fi1[b] += g * d1
+            fi2[b] += g * d2
+            fj0[b] -= g * d0
+            fj1[b] -= g * d1
+            fj2[b] -= g * d2
+    for b in range(lanes):
+        e[b] += acc[b]
 
 
-@njit(parallel=True, cache=True, fastmath=False)
+@njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def _parallel(x, f, e, atoms, qq, eps4, sigma2):
-    for w in prange(x.shape[0]):  # one thread owns each walker's rows
-        e[w] += _walker(x[w], f[w], atoms, qq, eps4, sigma2)
+    for k in prange(x.shape[0]):  # one thread owns each block of walkers
+        block(x[k], f[k], e[k], atoms, qq, eps4, sigma2)
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _serial(x, f, e, atoms, qq, eps4, sigma2):
-    for w in range(x.shape[0]):
-        e[w] += _walker(x[w], f[w], atoms, qq, eps4, sigma2)
+    for k in range(x.shape[0]):
+        block(x[k], f[k], e[k], atoms, qq, eps4, sigma2)
 
 
-def accumulate(x: np.ndarray, f: np.ndarray, e: np.ndarray, params: PairParameters, parallel: bool) -> None:
-    """Add the pair energies to ``e`` ``(n_walkers,)`` and forces to ``f`` ``(n_walkers, n_atoms, 3)``.
+def accumulate_lanes(x: np.ndarray, f: np.ndarray, e: np.ndarray, params: PairParameters, parallel: bool) -> None:
+    """Add the pair energies to ``e`` ``(n_blocks, B)`` and forces to ``f`` ``(n_blocks, n_atoms, 3, B)``.
 
-    ``x`` ``(n_walkers, n_atoms, 3)`` nm, C-contiguous; ``parallel``: walkers over numba's pool.
+    ``x`` ``(n_blocks, n_atoms, 3, B)`` nm in the lanes layout (:mod:`.lanes`); ``parallel``:
+    blocks over numba's pool. Per walker the operations are those of the per-walker formula
+    in the module docstring, in that order.
     """
     (_parallel if parallel else _serial)(x, f, e, *params.arrays())

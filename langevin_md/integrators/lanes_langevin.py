@@ -1,0 +1,175 @@
+"""BAOAB on the fused force kernels' lanes layout: many steps with no torch op between them.
+
+The eager :class:`~langevin_md.integrators.underdamped.BAOAB` step is a dozen torch ops on
+``(n_walkers, n_atoms, 3)`` tensors around one force call; for a small molecule those ops,
+not the arithmetic, are much of a step. When every term of a force field runs in a fused
+numba kernel (:class:`~langevin_md.forcefield.fused.module.FusedForceField` with
+:attr:`~langevin_md.forcefield.fused.module.FusedForceField.lanes_ready`), :class:`LanesBAOAB`
+keeps positions, velocities and forces in the kernels' lanes layout
+(:mod:`langevin_md.forcefield.fused.lanes`) for a whole segment of steps: per step, one numba
+call does the kick, drift, Ornstein–Uhlenbeck step and drift of the splitting, one call per
+kernel family evaluates the forces, and the layout is converted back only at the segment's end.
+
+The step is :class:`~langevin_md.integrators.underdamped.BAOAB`'s (Leimkuhler & Matthews,
+AMRX 2013), with c = exp(−γh):
+
+    v ← v + (h/2) F(x)/m,  x ← x + (h/2) v,  v ← c v + √(1 − c²) √(kT/m) ξ,
+    x ← x + (h/2) v,  v ← v + (h/2) F(x)/m,
+
+each operation written as the eager step writes it (``(τ/m)·F + v``, ``τ·v + x``,
+``(√(1 − c²) √(kT/m))·ξ + c·v``), and the normal deviates ξ are drawn from the same
+per-walker streams in the same order (:meth:`~langevin_md.random.WalkerRNG.normal`, one draw
+of ``(n_atoms, 3)`` per step). No operation is fused or reordered (numba without fastmath), so
+positions, velocities, energies and forces are bitwise those of the eager step on the same
+fused force field, and a run may switch between the two at any step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from langevin_md.forcefield.fused.lanes import block_size, energies_from_lanes, from_lanes, to_lanes
+from langevin_md.forcefield.fused.module import numba_threads
+from langevin_md.integrators.base import UnderdampedState, evolve
+from langevin_md.integrators.constraints import constraint_solver
+from langevin_md.integrators.underdamped import BAOAB
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _kick_block(v, f, kick):
+    """v ← kick[a]·f + v on one block ``(n_atoms, 3, B)``; ``kick[a]`` = (h/2)/m_a."""
+    for a in range(v.shape[0]):
+        k = kick[a]
+        for c in range(3):
+            va, fa = v[a, c], f[a, c]
+            for b in range(v.shape[2]):
+                va[b] = k * fa[b] + va[b]
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _open_block(x, v, f, e, xi, kick, half_h, c, noise, first):
+    """The end kick of the previous step (unless ``first``), then B A O A of this one; zeroes f and e.
+
+    ``noise[a]`` = √(1 − c²)·√(kT/m_a); ``xi`` the step's normal deviates in lanes. ``noise``
+    is None-free: a frictionless run passes c = 1 and ``noise`` zeros, and skips ``xi``.
+    """
+    lanes = v.shape[2]
+    for a in range(v.shape[0]):
+        k, s = kick[a], noise[a]
+        for d in range(3):
+            xa, va, fa, za = x[a, d], v[a, d], f[a, d], xi[a, d]
+            for b in range(lanes):
+                vb = va[b]
+                if not first:
+                    vb = k * fa[b] + vb  # B(h/2) that ends the previous step
+                vb = k * fa[b] + vb  # B(h/2)
+                xb = half_h * vb + xa[b]  # A(h/2)
+                if c != 1.0:
+                    vb = s * za[b] + c * vb  # O(h)
+                xa[b] = half_h * vb + xb  # A(h/2)
+                va[b] = vb
+                fa[b] = 0.0
+    for b in range(lanes):
+        e[b] = 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
+def _open_parallel(x, v, f, e, xi, kick, half_h, c, noise, first):
+    for k in prange(x.shape[0]):
+        _open_block(x[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise, first)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _open_serial(x, v, f, e, xi, kick, half_h, c, noise, first):
+    for k in range(x.shape[0]):
+        _open_block(x[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise, first)
+
+
+@njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
+def _kick_parallel(v, f, kick):
+    for k in prange(v.shape[0]):
+        _kick_block(v[k], f[k], kick)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _kick_serial(v, f, kick):
+    for k in range(v.shape[0]):
+        _kick_block(v[k], f[k], kick)
+
+
+class LanesBAOAB:
+    """Runs :class:`~langevin_md.integrators.underdamped.BAOAB` segments on a fused force field's lanes.
+
+    Build with :func:`lanes_runner`, which says whether a (system, integrator, state) qualifies.
+
+    Parameters
+    ----------
+    fused : FusedForceField
+        The system's fused kernels for the state's dtype, every term in a lanes kernel.
+    timestep, friction : float
+        h (ps) and γ (1/ps) of the BAOAB integrator.
+    inv_mass, thermal_velocity : torch.Tensor, shape ``(n_atoms, 1)``
+        1/m and √(kT/m), the eager step's own tensors (so the products are the same numbers).
+    """
+
+    def __init__(self, fused, timestep: float, friction: float, inv_mass: torch.Tensor,
+                 thermal_velocity: torch.Tensor):
+        self.fused = fused
+        h = timestep
+        self.half_h = 0.5 * h
+        self.c = math.exp(-friction * h)
+        dtype = inv_mass.dtype
+        # the eager step's per-atom factors: (τ · 1/m) and (√(1 − c²) · √(kT/m)), as torch forms them
+        self.kick = np.ascontiguousarray((0.5 * h * inv_mass).reshape(-1).numpy())
+        self.noise = np.ascontiguousarray((math.sqrt(1.0 - self.c * self.c) * thermal_velocity)
+                                          .reshape(-1).numpy())
+        self.dtype = dtype
+
+    def run(self, state: UnderdampedState, generator, n_steps: int) -> UnderdampedState:
+        """``n_steps`` BAOAB steps from ``state``, drawing from ``generator`` (advanced as the eager steps do)."""
+        x, v, f = (t.detach().numpy() for t in (state.positions, state.velocities, state.forces))
+        n = x.shape[0]
+        lanes = block_size(n)
+        xl, vl, fl = to_lanes(x, lanes), to_lanes(v, lanes), to_lanes(f, lanes)
+        el = np.zeros(xl.shape[:1] + xl.shape[3:], dtype=xl.dtype)
+        parallel = numba_threads(xl.shape[0]) > 1
+        self.fused.set_threads(xl.shape[0])
+        opening = _open_parallel if parallel else _open_serial
+        kick = _kick_parallel if parallel else _kick_serial
+        xi = np.zeros_like(xl)
+        event = tuple(state.positions.shape[1:])
+        for step in range(n_steps):
+            if self.c != 1.0:  # frictionless: no noise, and no random numbers drawn (as eager)
+                xi = to_lanes(generator.normal(event, dtype=state.positions.dtype).numpy(), lanes)
+            opening(xl, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise, step == 0)
+            self.fused.accumulate_lanes(xl, fl, el, parallel)
+        kick(vl, fl, self.kick)
+        positions = torch.from_numpy(from_lanes(xl, n))
+        return evolve(state, positions=positions, velocities=torch.from_numpy(from_lanes(vl, n)),
+                      forces=torch.from_numpy(from_lanes(fl, n)),
+                      energy=torch.from_numpy(energies_from_lanes(el, n).copy()))
+
+
+def lanes_runner(system, integrator, state) -> Optional[LanesBAOAB]:
+    """A :class:`LanesBAOAB` for this run, or None when the eager step must run.
+
+    It applies to exactly :class:`~langevin_md.integrators.underdamped.BAOAB` on a system whose
+    ``lanes_kernels`` gives a fused force field with every term in a lanes kernel (a
+    :class:`~langevin_md.systems.torch_forcefield.TorchForceField` in double precision, no
+    constraints, CPU), with one temperature for all walkers.
+    """
+    if type(integrator) is not BAOAB or state.kT is not None or not isinstance(state, UnderdampedState):
+        return None
+    if constraint_solver(system, state.positions) is not None:
+        return None
+    lanes_kernels = getattr(system, "lanes_kernels", None)
+    fused = lanes_kernels(state.positions) if lanes_kernels is not None else None
+    if fused is None:
+        return None
+    inv_mass, thermal_velocity = integrator.mass_factors(system, state)
+    return LanesBAOAB(fused, integrator.timestep, integrator.friction, inv_mass, thermal_velocity)
