@@ -1,7 +1,7 @@
 """The OBC2 fused kernel, per walker (``obc2.accumulate``) against lanes (``obc2.accumulate_lanes``).
 
-Alanine dipeptide in OBC2 implicit solvent, float64, N walkers (default 1024; Gaussian 0.01 nm
-perturbations of the structure), one thread (serial drivers; numba's pool unused). For each block
+Alanine dipeptide in OBC2 implicit solvent, float64 (``--dtype``), N walkers (default 1024;
+Gaussian 0.01 nm perturbations of the structure), one thread (serial drivers; numba's pool unused). For each block
 size B the walkers are laid out ``(N/B, 22, 3, B)`` once, outside the timing (the layout change
 is the caller's). Best of ``--repeats`` alternated calls, same process; the table gives µs per
 walker and the ratio to the per-walker kernel measured in the same run. The load average is
@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--walkers", type=int, default=1024)
     parser.add_argument("--blocks", default="32,64,128,256", help="comma-separated block sizes B")
     parser.add_argument("--repeats", type=int, default=7, help="alternated repeats, best kept")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = parser.parse_args(argv)
     import torch
 
@@ -41,17 +42,20 @@ def main(argv=None) -> int:
     print(f"load average at start: {load_average()}  ({time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs)")
     ff = lmd.systems.alanine_dipeptide("implicit", engine="torch")
     (term,) = [t for t in ff.module.terms if obc2.is_fusable(t)]
-    params = obc2.pack(term, np.float64)
+    dtype = np.dtype(args.dtype)
+    params = obc2.pack(term, dtype)
     n = args.walkers
     g = torch.Generator().manual_seed(0)
-    x = (ff.initial_positions(n) + 0.01 * torch.randn((n, 22, 3), generator=g, dtype=torch.float64)).numpy()
+    noise = 0.01 * torch.randn((n, 22, 3), generator=g, dtype=torch.float64)
+    x = (ff.initial_positions(n) + noise).numpy().astype(dtype)
     atoms = x.shape[1]
-    contenders = {"per walker": (obc2.accumulate, (x, np.zeros_like(x), np.zeros(n)))}
+    contenders = {"per walker": (obc2.accumulate, (x, np.zeros_like(x), np.zeros(n, dtype)))}
     for b in (int(s) for s in args.blocks.split(",")):
         n_blocks = -(-n // b)
         padded = np.concatenate([x, np.repeat(x[:1], n_blocks * b - n, axis=0)])
         lanes = padded.reshape(n_blocks, b, atoms, 3).transpose(0, 2, 3, 1).copy()
-        contenders[f"lanes B={b}"] = (obc2.accumulate_lanes, (lanes, np.zeros_like(lanes), np.zeros((n_blocks, b))))
+        arrays = (lanes, np.zeros_like(lanes), np.zeros((n_blocks, b), dtype))
+        contenders[f"lanes B={b}"] = (obc2.accumulate_lanes, arrays)
     best = dict.fromkeys(contenders, float("inf"))
     for fn, arrays in contenders.values():  # compile or load from the cache
         fn(*arrays, params, False)
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             fn(*arrays, params, False)
             best[name] = min(best[name], time.perf_counter() - t0)
-    print(f"\nOBC2 kernel, alanine dipeptide, N={n}, float64, one thread, best of {args.repeats} alternated:")
+    print(f"\nOBC2 kernel, alanine dipeptide, N={n}, {args.dtype}, one thread, best of {args.repeats} alternated:")
     print("| kernel | µs per walker | speed-up |\n|---|---|---|")
     base = best["per walker"]
     for name, t in best.items():
