@@ -1,11 +1,11 @@
 """The OBC2 fused kernel, per walker (``obc2.accumulate``) against lanes (``obc2.accumulate_lanes``).
 
 Alanine dipeptide in OBC2 implicit solvent, float64 (``--dtype``), N walkers (default 1024;
-Gaussian 0.01 nm perturbations of the structure), one thread (serial drivers; numba's pool unused). For each block
-size B the walkers are laid out ``(N/B, 22, 3, B)`` once, outside the timing (the layout change
-is the caller's). Best of ``--repeats`` alternated calls, same process; the table gives µs per
-walker and the ratio to the per-walker kernel measured in the same run. The load average is
-printed at start and end: on a shared machine compare ratios, not absolute times.
+Gaussian 0.01 nm perturbations of the structure), one thread (serial drivers; numba's pool
+unused). For each block size B the walkers are laid out ``(N/B, 22, 3, B)`` once, outside the
+timing (the layout change is the caller's). Best of ``--repeats`` alternated calls, same process;
+the table gives µs per walker and the ratio to the per-walker kernel measured in the same run.
+The load average is printed at start and end: on a shared machine compare ratios, not times.
 
 Run ``OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_obc2_lanes.py``.
 """
