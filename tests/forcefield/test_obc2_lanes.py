@@ -91,3 +91,16 @@ def test_parallel_lanes_equal_serial(obc2_walkers):
         obc2.accumulate_lanes(X, F, E, params, parallel=parallel)
         out[parallel] = (F, E)
     assert np.array_equal(out[True][0], out[False][0]) and np.array_equal(out[True][1], out[False][1])
+
+
+def test_bad_lanes_are_refused_by_name(obc2_walkers):
+    term, x = obc2_walkers
+    params = obc2.pack(term, np.float64)
+    X = _to_lanes(x, 8)
+    F, E = np.zeros_like(X), np.zeros((X.shape[0], 8))
+    with pytest.raises(ValueError, match=r"X must have shape \(n_blocks, 22, 3, B\), got \(3, 8, 22, 3\)"):
+        obc2.accumulate_lanes(X.transpose(0, 3, 1, 2).copy(), F, E, params, parallel=False)
+    with pytest.raises(ValueError, match=r"E shape \(3, 8\).*E \(24,\)"):
+        obc2.accumulate_lanes(X, F, E.reshape(-1), params, parallel=False)
+    with pytest.raises(ValueError, match="X must be C-contiguous float64.*got float32"):
+        obc2.accumulate_lanes(X.astype(np.float32), F, E, params, parallel=False)

@@ -411,5 +411,16 @@ def accumulate_lanes(X: np.ndarray, F: np.ndarray, E: np.ndarray, params: OBC2Pa
 
     ``X`` ``(n_blocks, n_atoms, 3, B)`` nm, C-contiguous, in the dtype of ``params``; ``parallel``:
     blocks over numba's pool. Each lane's results are bitwise those of :func:`accumulate` on that walker.
+    Shapes and dtypes are checked here (the kernels run without bounds checks).
     """
+    n_atoms = params.charge.shape[0]
+    if X.ndim != 4 or X.shape[1:3] != (n_atoms, 3):
+        raise ValueError(f"X must have shape (n_blocks, {n_atoms}, 3, B), got {X.shape}")
+    if F.shape != X.shape or E.shape != (X.shape[0], X.shape[3]):
+        raise ValueError(f"F must have X's shape {X.shape} and E shape {(X.shape[0], X.shape[3])}; "
+                         f"got F {F.shape}, E {E.shape}")
+    for name, a in (("X", X), ("F", F), ("E", E)):
+        if a.dtype != params.charge.dtype or not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous {params.charge.dtype} (the parameters' dtype), "
+                             f"got {a.dtype}{'' if a.flags.c_contiguous else ', not C-contiguous'}")
     (_lanes_parallel if parallel else _lanes_serial)(X, F, E, *params.arrays())
