@@ -3,9 +3,10 @@
 Alanine dipeptide in OBC2 implicit solvent, float64 (``--dtype``), N walkers (default 1024;
 Gaussian 0.01 nm perturbations of the structure), one thread (serial drivers; numba's pool
 unused). For each block size B the walkers are laid out ``(N/B, 22, 3, B)`` once, outside the
-timing (the layout change is the caller's). Best of ``--repeats`` alternated calls, same process;
-the table gives µs per walker and the ratio to the per-walker kernel measured in the same run.
-The load average is printed at start and end: on a shared machine compare ratios, not times.
+timing (the layout change is the caller's). Best of ``--repeats`` alternated calls, same process,
+timed in process CPU time (one thread: time spent descheduled on a shared machine does not
+count); the table gives µs per walker and the ratio to the per-walker kernel measured in the
+same run. The load average is printed at start and end: compare ratios, not times.
 
 Run ``OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_obc2_lanes.py``.
 """
@@ -61,9 +62,9 @@ def main(argv=None) -> int:
         fn(*arrays, params, False)
     for _ in range(args.repeats):
         for name, (fn, arrays) in contenders.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn(*arrays, params, False)
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], time.process_time() - t0)
     print(f"\nOBC2 kernel, alanine dipeptide, N={n}, {args.dtype}, one thread, best of {args.repeats} alternated:")
     print("| kernel | µs per walker | speed-up |\n|---|---|---|")
     base = best["per walker"]
