@@ -1,0 +1,106 @@
+"""The OBC2 lanes kernel (walkers innermost) is bitwise the per-walker OBC2 kernel.
+
+``obc2.accumulate_lanes`` on ``(n_blocks, n_atoms, 3, B)`` blocks must give, in every lane,
+exactly the energies and forces ``obc2.accumulate`` gives for that walker (np.array_equal),
+in float64 and float32, for block sizes 1, 7 (odd: vector remainder loops) and 64, serial and
+parallel. The walkers include close contacts that reach every branch of the Born integral:
+inactive pairs (r + sⱼ < ρᵢ), L = ρᵢ, L = r − sⱼ and L = sⱼ − r.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langevin_md.forcefield.fused import obc2
+from langevin_md.systems import TorchForceField
+from tests.forcefield.helpers import configurations, create_system
+
+pytest.importorskip("openmm")
+pytest.importorskip("numba")
+
+
+@pytest.fixture(scope="module")
+def obc2_walkers():
+    """(the OBC2 term of alanine dipeptide, walkers (23, 22, 3) nm float64)."""
+    system, _, positions = create_system("alanine", ("amber14-all.xml", "implicit/obc2.xml"))
+    ff = TorchForceField.from_openmm(system, temperature=300.0)
+    (term,) = [t for t in ff.module.terms if obc2.is_fusable(t)]
+    params = obc2.pack(term, np.float64)
+    x = np.concatenate([configurations(positions, 12, 0.01, seed=11), configurations(positions, 8, 0.05, seed=12)])
+    # close contacts: a hydrogen (smallest ρ) moved onto an oxygen (largest s): at 0.004 nm its
+    # L = sⱼ − r (> ρᵢ) and the oxygen's term is inactive; at 0.03 nm its L = ρᵢ
+    h, o = int(np.argmin(params.offset_radius)), int(np.argmax(params.scaled_radius))
+    contacts = []
+    for r in (0.004, 0.03):
+        c = positions.copy()
+        c[h] = c[o] + r * np.array([0.6, 0.0, 0.8])
+        contacts.append(c)
+    return term, np.concatenate([x, np.array(contacts)])
+
+
+def _branches(x: np.ndarray, params) -> set:
+    """Which branches of the Born integral the ordered pairs (i from j) of ``x`` reach."""
+    r = np.linalg.norm(x[:, :, None] - x[:, None, :], axis=-1)
+    rho, s = params.offset_radius[:, None], params.scaled_radius[None, :]
+    off = ~np.eye(x.shape[1], dtype=bool)
+    inactive = (r + s - rho < 0) & off
+    active = ~inactive & off
+    out = set()
+    out |= {"inactive"} if inactive.any() else set()
+    out |= {"L=rho"} if (active & (np.abs(r - s) <= rho)).any() else set()
+    out |= {"L=r-s"} if (active & (r - s > rho)).any() else set()
+    out |= {"L=s-r"} if (active & (s - r > rho)).any() else set()
+    return out
+
+
+def _to_lanes(x: np.ndarray, block: int) -> np.ndarray:
+    """(n, A, 3) → (n_blocks, A, 3, block), the last block padded with copies of walker 0."""
+    n, atoms, _ = x.shape
+    n_blocks = -(-n // block)
+    padded = np.concatenate([x, np.repeat(x[:1], n_blocks * block - n, axis=0)])
+    return padded.reshape(n_blocks, block, atoms, 3).transpose(0, 2, 3, 1).copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_lanes_equal_the_walker_kernel_bitwise(obc2_walkers, dtype, block):
+    term, x64 = obc2_walkers
+    params = obc2.pack(term, dtype)
+    assert _branches(x64, params) == {"inactive", "L=rho", "L=r-s", "L=s-r"}
+    x = x64.astype(dtype)
+    n, atoms, _ = x.shape
+    f0 = np.random.default_rng(0).standard_normal(x.shape).astype(dtype)  # both add into what is there
+    e0 = np.linspace(-1.0, 1.0, n).astype(dtype)
+    X, F = _to_lanes(x, block), _to_lanes(f0, block)
+    E = np.concatenate([e0, np.zeros(X.shape[0] * block - n, dtype)]).reshape(X.shape[0], block)
+    obc2.accumulate(x, f0, e0, params, parallel=False)
+    obc2.accumulate_lanes(X, F, E, params, parallel=False)
+    f1 = F.transpose(0, 3, 1, 2).reshape(-1, atoms, 3)[:n]
+    assert F.dtype == dtype and E.dtype == dtype and np.isfinite(f0).all()
+    assert np.array_equal(E.reshape(-1)[:n], e0) and np.array_equal(f1, f0)
+
+
+def test_parallel_lanes_equal_serial(obc2_walkers):
+    term, x = obc2_walkers
+    params = obc2.pack(term, np.float64)
+    X = _to_lanes(x, 7)
+    out = {}
+    for parallel in (False, True):
+        F, E = np.zeros_like(X), np.zeros((X.shape[0], X.shape[3]))
+        obc2.accumulate_lanes(X, F, E, params, parallel=parallel)
+        out[parallel] = (F, E)
+    assert np.array_equal(out[True][0], out[False][0]) and np.array_equal(out[True][1], out[False][1])
+
+
+def test_bad_lanes_are_refused_by_name(obc2_walkers):
+    term, x = obc2_walkers
+    params = obc2.pack(term, np.float64)
+    X = _to_lanes(x, 8)
+    F, E = np.zeros_like(X), np.zeros((X.shape[0], 8))
+    with pytest.raises(ValueError, match=r"X must have shape \(n_blocks, 22, 3, B\), got \(3, 8, 22, 3\)"):
+        obc2.accumulate_lanes(X.transpose(0, 3, 1, 2).copy(), F, E, params, parallel=False)
+    with pytest.raises(ValueError, match=r"E shape \(3, 8\).*E \(24,\)"):
+        obc2.accumulate_lanes(X, F, E.reshape(-1), params, parallel=False)
+    with pytest.raises(ValueError, match="X must be C-contiguous float64.*got float32"):
+        obc2.accumulate_lanes(X.astype(np.float32), F, E, params, parallel=False)
