@@ -46,8 +46,10 @@ def test_lanes_segment_is_bitwise_the_eager_steps(vacuum, n_walkers, friction):
     assert runner is not None
     for _ in range(12):
         eager = integ.step(vacuum, eager, rng_eager)[0]
+    given, start = lanes, lanes.positions.clone()
     lanes = runner.run(runner.run(lanes, rng_lanes, 5), rng_lanes, 7)  # two segments
     assert _same(eager, lanes)
+    assert torch.equal(given.positions, start)  # the state it was given is not written into
     assert rng_eager.counter == rng_lanes.counter
     # and it moved: a runner that returned its input would pass the comparison above only if
     # the eager steps did nothing
@@ -89,6 +91,8 @@ def test_lanes_layout_round_trip_and_batch_independence(vacuum):
     assert lanes == 100 and block_size(7) == 7 and block_size(129) == 65
     xl = to_lanes(x, 86)  # 4 blocks, 44 pad lanes
     assert xl.shape == (4, 22, 3, 86) and xl.flags.c_contiguous
+    one = x[:1].copy()
+    assert not np.shares_memory(to_lanes(one, 1), one)  # kernels write into lanes: never a view
     assert np.array_equal(from_lanes(xl, 300), x)
     # a walker's energy and forces do not depend on the batch it is evaluated in
     pos = vacuum.initial_positions(300).to(torch.float64)

@@ -45,13 +45,15 @@ def block_size(n_walkers: int) -> int:
 
 
 def to_lanes(x: np.ndarray, lanes: int) -> np.ndarray:
-    """``(n_walkers, n_atoms, 3)`` → ``(n_blocks, n_atoms, 3, lanes)``, pad lanes copying the last walker."""
+    """``(n_walkers, n_atoms, 3)`` → ``(n_blocks, n_atoms, 3, lanes)``, a new array; pad lanes copy the last walker."""
     n = x.shape[0]
     n_blocks = -(-n // lanes)
     pad = n_blocks * lanes - n
     if pad:
         x = np.concatenate([x, np.broadcast_to(x[-1:], (pad,) + x.shape[1:])])
-    return np.ascontiguousarray(x.reshape((n_blocks, lanes) + x.shape[1:]).transpose(0, 2, 3, 1))
+    # always a copy: with one lane the transposed view is already "contiguous", and kernels
+    # write into lanes in place
+    return np.array(x.reshape((n_blocks, lanes) + x.shape[1:]).transpose(0, 2, 3, 1), order="C", copy=True)
 
 
 def from_lanes(x: np.ndarray, n_walkers: int, out: np.ndarray = None) -> np.ndarray:

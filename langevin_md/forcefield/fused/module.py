@@ -36,10 +36,6 @@ _FAMILY = dict(FAMILIES)
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-def _has_lanes(family: str) -> bool:
-    return hasattr(_FAMILY[family], "accumulate_lanes")
-
-
 def numba_threads(parallel_items: int) -> int:
     """Threads for the kernels: torch's current intra-op count, capped by numba's pool and the walkers."""
     return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, parallel_items))
@@ -109,25 +105,19 @@ class FusedForceField:
         lanes = block_size(n)
         parallel = self.set_threads(-(-n // lanes))
         xn, fn, en = x.numpy(), forces.numpy(), energy.numpy()
-        in_lanes = [(name, params) for name, params in self._params if _has_lanes(name)]
-        if in_lanes:
-            # the lanes start from the torch terms' results, so each force row sums in the
-            # order of the per-walker layout (torch terms, then each family in turn)
-            xl, fl = to_lanes(xn, lanes), to_lanes(fn, lanes)
-            el = to_lanes(en[:, None, None], lanes)[:, 0, 0]
-            for name, params in in_lanes:
-                _FAMILY[name].accumulate_lanes(xl, fl, el, params, parallel)
-            from_lanes(fl, n, out=fn)
-            en[:] = energies_from_lanes(el, n)
-        for name, params in self._params:  # families without a lanes kernel (after those with one)
-            if not _has_lanes(name):
-                _FAMILY[name].accumulate(xn, fn, en, params, parallel)
+        # the lanes start from the torch terms' results, so each force row sums in the order
+        # torch terms, then each family in turn, whatever the layout
+        xl, fl = to_lanes(xn, lanes), to_lanes(fn, lanes)
+        el = to_lanes(en[:, None, None], lanes)[:, 0, 0].copy()
+        self.accumulate_lanes(xl, fl, el, parallel)
+        from_lanes(fl, n, out=fn)
+        en[:] = energies_from_lanes(el, n)
         return energy, forces
 
     @property
     def lanes_ready(self) -> bool:
-        """Whether every term runs in a lanes kernel (no torch term, every family in lanes)."""
-        return self._rest is None and all(_has_lanes(name) for name, _ in self._params)
+        """Whether every term runs in a lanes kernel (no term is left to torch)."""
+        return self._rest is None
 
     def set_threads(self, n_blocks: int) -> bool:
         """Size numba's pool for ``n_blocks`` blocks of walkers (:func:`numba_threads`); True if parallel."""
@@ -139,7 +129,7 @@ class FusedForceField:
     def accumulate_lanes(self, x: np.ndarray, f: np.ndarray, e: np.ndarray, parallel: bool) -> None:
         """Add every term's energy to ``e`` ``(n_blocks, B)`` and forces to ``f``, in the lanes layout.
 
-        Only when :attr:`lanes_ready`. ``x``, ``f``: ``(n_blocks, n_atoms, 3, B)`` in this force
+        The torch terms (:attr:`torch_kinds`) are not included. ``x``, ``f``: ``(n_blocks, n_atoms, 3, B)`` in this force
         field's dtype (:mod:`.lanes`); ``parallel``: blocks over numba's pool (see :meth:`set_threads`).
         """
         for name, params in self._params:
