@@ -15,9 +15,10 @@ Two conditions make numba's loops vectorise, and every lanes kernel has both:
 * no transcendental call (log, exp, atan2 are scalar libm calls) inside a lane loop that
   should vectorise: such loops are split, the call in a short loop of its own.
 
-Each lane computes exactly the operations of the per-walker kernels in the same order
-(``fastmath`` stays off: no contraction into FMA, no reassociation), so results are bitwise
-those of the per-walker layout: the layout changes speed, not numbers.
+Each lane computes the same operations in the same order whatever the block size and
+whichever walkers share its block (``fastmath`` stays off: no contraction into FMA, no
+reassociation), so a walker's energy and forces are bitwise independent of the batch it is
+evaluated in.
 
 Walkers are padded to whole blocks with copies of the last walker, so pad lanes are finite
 and their results are dropped.

@@ -3,20 +3,24 @@
 The eager torch path (:class:`~langevin_md.forcefield.module.ForceFieldModule`) launches
 dozens of small ops per term and scatters forces with ``index_add_``; on alanine dipeptide
 that per-op overhead is most of a step. Here each kernel family (bonded, pairs, OBC2) is one
-compiled loop over walkers that computes a walker's energies and closed-form forces in one
-pass, adding forces directly into that walker's rows. Terms no kernel recognises are
+compiled loop that computes energies and closed-form forces, adding forces directly into
+their rows, with no gather and no scatter. The kernels work on the lanes layout
+(:mod:`.lanes`: blocks of walkers, the walker index innermost), so the same arithmetic runs
+on many walkers at once in SIMD registers; :meth:`FusedForceField.__call__` converts to and
+from it, and an integrator that keeps its state in lanes (:mod:`langevin_md.integrators.lanes_langevin`)
+calls :meth:`FusedForceField.accumulate_lanes` directly. Terms no kernel recognises are
 evaluated by a :class:`ForceFieldModule` of the remaining terms and added.
 
-The kernels run on CPU numpy views of the tensors (no copies), with parameters and results in
-the dtype of the positions (float32 or float64); a float32 kernel still does much of its
-arithmetic in float64 (numba widens float32 combined with float64 constants), so it is more
-accurate than the float32 torch terms and not faster than the float64 kernel. No autograd: :class:`FusedForceField` is for forces of
+Parameters and results are in the dtype of the positions (float32 or float64); a float32
+kernel still does much of its arithmetic in float64 (numba widens float32 combined with
+float64 constants), so it is more accurate than the float32 torch terms and not faster than
+the float64 kernel. No autograd: :class:`FusedForceField` is for forces of
 positions that need no gradient; the torch module stays the differentiable reference.
 
 Threads: numba's pool is set to torch's current intra-op thread count (the run's choice, see
 :mod:`langevin_md.threads`), capped by numba's pool size; with one thread the serial driver
-runs on the calling thread and numba's pool is not used at all. Each walker is computed by
-one thread in a fixed order, so results do not depend on the thread count.
+runs on the calling thread and numba's pool is not used at all. Each block of walkers is
+computed by one thread in a fixed order, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
