@@ -151,91 +151,107 @@ def pack_clusters(constraints: Constraints, masses, dtype=np.float64) -> LaneCon
                            dtype=dtype, cluster_sizes=dict(sorted(counts.items())))
 
 
+# ---------------------------------------------------------------------------- work rows
+# Lanes are processed in chunks of CHUNK walkers. A cluster of n constraints keeps its per-lane
+# state in one flat scratch array W, row r at W[r·CHUNK : (r+1)·CHUNK]: reference bonds R at rows
+# 3k + xyz, current bonds S at 3n + 3k + xyz, residuals G at 6n + k, multipliers L at 7n + k.
+# CHUNK is a compile-time constant, so every row offset in the size-specialised loops is a constant
+# offset from one pointer: LLVM then sees that rows never overlap and vectorises without runtime
+# alias checks (with one array per row, the ~24 rows of a 3-constraint cluster need several hundred
+# pairwise checks, beyond LLVM's limit, and the loop stays scalar).
+CHUNK = 32
+
+
 # ---------------------------------------------------------------------------- Newton steps per size
-# Each takes the cluster's reference bonds R and current bonds S as rows ``(3·b, B)`` (row 3k + xyz),
-# residuals G ``(b, B)`` and multipliers L ``(b, B)``, does one Newton step on every lane and returns
-# the number of lanes with some relative residual |ΔS_k|²/d_k² not below ``thr`` (NaN counts).
+# One Newton step on lanes [0, nl) of W for a cluster of n constraints (n = 1, 2, 3 specialised);
+# returns the number of lanes with some relative residual |ΔS_k|²/d_k² not below ``thr`` (NaN counts).
+# J_kl = 2 c_kl (S_k · R_l); Δλ = J⁻¹(−g); ΔS_k = Σ_l c_kl Δλ_l R_l; the new residual is |ΔS_k|².
+# A lane whose residuals already meet ``thr`` takes a zero step (a select, so the loop stays
+# vectorised): each lane stops at its own convergence, and its result does not depend on which
+# other walkers share its block or chunk (the same for any block size B).
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton1(R, S, G, L, c, cs, inv_d2, s0, thr):
+def _newton1(W, nl, c, cs, inv_d2, s0, thr):
     c00 = c[cs]
     t00 = c00 + c00
     e0 = inv_d2[s0]
-    rx, ry, rz = R[0], R[1], R[2]
-    sx, sy, sz = S[0], S[1], S[2]
-    g0, l0 = G[0], L[0]
+    C = CHUNK
     bad = 0
-    for b in range(R.shape[1]):
-        ax, ay, az = rx[b], ry[b], rz[b]
-        m00 = t00 * (sx[b] * ax + sy[b] * ay + sz[b] * az)
-        mu0 = -g0[b] / m00
+    for b in range(nl):
+        ax, ay, az = W[b], W[C + b], W[2 * C + b]
+        px, py, pz = W[3 * C + b], W[4 * C + b], W[5 * C + b]
+        g0 = W[6 * C + b]
+        live = not abs(g0) * e0 < thr
+        mu0 = -g0 / (t00 * (px * ax + py * ay + pz * az))
+        mu0 = mu0 if live else 0.0
         w = c00 * mu0
         dx, dy, dz = w * ax, w * ay, w * az
-        sx[b] += dx
-        sy[b] += dy
-        sz[b] += dz
-        g = dx * dx + dy * dy + dz * dz
-        g0[b] = g
-        l0[b] += mu0
-        bad += 0 if g * e0 < thr else 1
+        W[3 * C + b] = px + dx
+        W[4 * C + b] = py + dy
+        W[5 * C + b] = pz + dz
+        h0 = dx * dx + dy * dy + dz * dz
+        W[6 * C + b] = h0
+        W[7 * C + b] += mu0
+        bad += 0 if h0 * e0 < thr else 1
     return bad
 
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton2(R, S, G, L, c, cs, inv_d2, s0, thr):
+def _newton2(W, nl, c, cs, inv_d2, s0, thr):
     c00, c01, c10, c11 = c[cs], c[cs + 1], c[cs + 2], c[cs + 3]
     t00, t01, t10, t11 = c00 + c00, c01 + c01, c10 + c10, c11 + c11
     e0, e1 = inv_d2[s0], inv_d2[s0 + 1]
-    r0x, r0y, r0z, r1x, r1y, r1z = R[0], R[1], R[2], R[3], R[4], R[5]
-    s0x, s0y, s0z, s1x, s1y, s1z = S[0], S[1], S[2], S[3], S[4], S[5]
-    g0, g1, l0, l1 = G[0], G[1], L[0], L[1]
+    C = CHUNK
     bad = 0
-    for b in range(R.shape[1]):
-        ax, ay, az, bx, by, bz = r0x[b], r0y[b], r0z[b], r1x[b], r1y[b], r1z[b]
-        px, py, pz, qx, qy, qz = s0x[b], s0y[b], s0z[b], s1x[b], s1y[b], s1z[b]
+    for b in range(nl):
+        ax, ay, az, bx, by, bz = W[b], W[C + b], W[2 * C + b], W[3 * C + b], W[4 * C + b], W[5 * C + b]
+        px, py, pz, qx, qy, qz = W[6 * C + b], W[7 * C + b], W[8 * C + b], W[9 * C + b], W[10 * C + b], W[11 * C + b]
         m00 = t00 * (px * ax + py * ay + pz * az)
         m01 = t01 * (px * bx + py * by + pz * bz)
         m10 = t10 * (qx * ax + qy * ay + qz * az)
         m11 = t11 * (qx * bx + qy * by + qz * bz)
-        r0, r1 = -g0[b], -g1[b]
-        det = m00 * m11 - m01 * m10
-        mu0 = (m11 * r0 - m01 * r1) / det
-        mu1 = (m00 * r1 - m10 * r0) / det
+        r0, r1 = -W[12 * C + b], -W[13 * C + b]
+        live = not ((abs(r0) * e0 < thr) & (abs(r1) * e1 < thr))
+        inv_det = 1.0 / (m00 * m11 - m01 * m10)
+        mu0 = (m11 * r0 - m01 * r1) * inv_det
+        mu1 = (m00 * r1 - m10 * r0) * inv_det
+        mu0, mu1 = (mu0, mu1) if live else (0.0, 0.0)
         w00, w01, w10, w11 = c00 * mu0, c01 * mu1, c10 * mu0, c11 * mu1
         d0x, d0y, d0z = w00 * ax + w01 * bx, w00 * ay + w01 * by, w00 * az + w01 * bz
         d1x, d1y, d1z = w10 * ax + w11 * bx, w10 * ay + w11 * by, w10 * az + w11 * bz
-        s0x[b] = px + d0x
-        s0y[b] = py + d0y
-        s0z[b] = pz + d0z
-        s1x[b] = qx + d1x
-        s1y[b] = qy + d1y
-        s1z[b] = qz + d1z
+        W[6 * C + b] = px + d0x
+        W[7 * C + b] = py + d0y
+        W[8 * C + b] = pz + d0z
+        W[9 * C + b] = qx + d1x
+        W[10 * C + b] = qy + d1y
+        W[11 * C + b] = qz + d1z
         h0 = d0x * d0x + d0y * d0y + d0z * d0z
         h1 = d1x * d1x + d1y * d1y + d1z * d1z
-        g0[b] = h0
-        g1[b] = h1
-        l0[b] += mu0
-        l1[b] += mu1
+        W[12 * C + b] = h0
+        W[13 * C + b] = h1
+        W[14 * C + b] += mu0
+        W[15 * C + b] += mu1
         bad += 0 if (h0 * e0 < thr) & (h1 * e1 < thr) else 1
     return bad
 
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton3(R, S, G, L, c, cs, inv_d2, s0, thr):
+def _newton3(W, nl, c, cs, inv_d2, s0, thr):
     c00, c01, c02 = c[cs], c[cs + 1], c[cs + 2]
     c10, c11, c12 = c[cs + 3], c[cs + 4], c[cs + 5]
     c20, c21, c22 = c[cs + 6], c[cs + 7], c[cs + 8]
     t00, t01, t02, t10, t11, t12 = c00 + c00, c01 + c01, c02 + c02, c10 + c10, c11 + c11, c12 + c12
     t20, t21, t22 = c20 + c20, c21 + c21, c22 + c22
     e0, e1, e2 = inv_d2[s0], inv_d2[s0 + 1], inv_d2[s0 + 2]
-    r0x, r0y, r0z, r1x, r1y, r1z, r2x, r2y, r2z = R[0], R[1], R[2], R[3], R[4], R[5], R[6], R[7], R[8]
-    s0x, s0y, s0z, s1x, s1y, s1z, s2x, s2y, s2z = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8]
-    g0, g1, g2, l0, l1, l2 = G[0], G[1], G[2], L[0], L[1], L[2]
+    C = CHUNK
     bad = 0
-    for b in range(R.shape[1]):
-        ax, ay, az, bx, by, bz, cx, cy, cz = r0x[b], r0y[b], r0z[b], r1x[b], r1y[b], r1z[b], r2x[b], r2y[b], r2z[b]
-        px, py, pz, qx, qy, qz, ux, uy, uz = s0x[b], s0y[b], s0z[b], s1x[b], s1y[b], s1z[b], s2x[b], s2y[b], s2z[b]
-        # Jacobian J_kl = 2 c_kl (S_k · R_l)
+    for b in range(nl):
+        ax, ay, az = W[b], W[C + b], W[2 * C + b]
+        bx, by, bz = W[3 * C + b], W[4 * C + b], W[5 * C + b]
+        cx, cy, cz = W[6 * C + b], W[7 * C + b], W[8 * C + b]
+        px, py, pz = W[9 * C + b], W[10 * C + b], W[11 * C + b]
+        qx, qy, qz = W[12 * C + b], W[13 * C + b], W[14 * C + b]
+        ux, uy, uz = W[15 * C + b], W[16 * C + b], W[17 * C + b]
         m00 = t00 * (px * ax + py * ay + pz * az)
         m01 = t01 * (px * bx + py * by + pz * bz)
         m02 = t02 * (px * cx + py * cy + pz * cz)
@@ -245,7 +261,8 @@ def _newton3(R, S, G, L, c, cs, inv_d2, s0, thr):
         m20 = t20 * (ux * ax + uy * ay + uz * az)
         m21 = t21 * (ux * bx + uy * by + uz * bz)
         m22 = t22 * (ux * cx + uy * cy + uz * cz)
-        r0, r1, r2 = -g0[b], -g1[b], -g2[b]
+        r0, r1, r2 = -W[18 * C + b], -W[19 * C + b], -W[20 * C + b]
+        live = not ((abs(r0) * e0 < thr) & (abs(r1) * e1 < thr) & (abs(r2) * e2 < thr))
         # cofactors cof[i, j] = m[i+1, j+1] m[i+2, j+2] − m[i+1, j+2] m[i+2, j+1] (indices mod 3)
         k00 = m11 * m22 - m12 * m21
         k01 = m12 * m20 - m10 * m22
@@ -256,34 +273,35 @@ def _newton3(R, S, G, L, c, cs, inv_d2, s0, thr):
         k20 = m01 * m12 - m02 * m11
         k21 = m02 * m10 - m00 * m12
         k22 = m00 * m11 - m01 * m10
-        det = m00 * k00 + m01 * k01 + m02 * k02
-        mu0 = (k00 * r0 + k10 * r1 + k20 * r2) / det
-        mu1 = (k01 * r0 + k11 * r1 + k21 * r2) / det
-        mu2 = (k02 * r0 + k12 * r1 + k22 * r2) / det
+        inv_det = 1.0 / (m00 * k00 + m01 * k01 + m02 * k02)  # one division, not three: divisions dominate
+        mu0 = (k00 * r0 + k10 * r1 + k20 * r2) * inv_det
+        mu1 = (k01 * r0 + k11 * r1 + k21 * r2) * inv_det
+        mu2 = (k02 * r0 + k12 * r1 + k22 * r2) * inv_det
+        mu0, mu1, mu2 = (mu0, mu1, mu2) if live else (0.0, 0.0, 0.0)
         w00, w01, w02 = c00 * mu0, c01 * mu1, c02 * mu2
         w10, w11, w12 = c10 * mu0, c11 * mu1, c12 * mu2
         w20, w21, w22 = c20 * mu0, c21 * mu1, c22 * mu2
         d0x, d0y, d0z = w00 * ax + w01 * bx + w02 * cx, w00 * ay + w01 * by + w02 * cy, w00 * az + w01 * bz + w02 * cz
         d1x, d1y, d1z = w10 * ax + w11 * bx + w12 * cx, w10 * ay + w11 * by + w12 * cy, w10 * az + w11 * bz + w12 * cz
         d2x, d2y, d2z = w20 * ax + w21 * bx + w22 * cx, w20 * ay + w21 * by + w22 * cy, w20 * az + w21 * bz + w22 * cz
-        s0x[b] = px + d0x
-        s0y[b] = py + d0y
-        s0z[b] = pz + d0z
-        s1x[b] = qx + d1x
-        s1y[b] = qy + d1y
-        s1z[b] = qz + d1z
-        s2x[b] = ux + d2x
-        s2y[b] = uy + d2y
-        s2z[b] = uz + d2z
+        W[9 * C + b] = px + d0x
+        W[10 * C + b] = py + d0y
+        W[11 * C + b] = pz + d0z
+        W[12 * C + b] = qx + d1x
+        W[13 * C + b] = qy + d1y
+        W[14 * C + b] = qz + d1z
+        W[15 * C + b] = ux + d2x
+        W[16 * C + b] = uy + d2y
+        W[17 * C + b] = uz + d2z
         h0 = d0x * d0x + d0y * d0y + d0z * d0z
         h1 = d1x * d1x + d1y * d1y + d1z * d1z
         h2 = d2x * d2x + d2y * d2y + d2z * d2z
-        g0[b] = h0
-        g1[b] = h1
-        g2[b] = h2
-        l0[b] += mu0
-        l1[b] += mu1
-        l2[b] += mu2
+        W[18 * C + b] = h0
+        W[19 * C + b] = h1
+        W[20 * C + b] = h2
+        W[21 * C + b] += mu0
+        W[22 * C + b] += mu1
+        W[23 * C + b] += mu2
         bad += 0 if (h0 * e0 < thr) & (h1 * e1 < thr) & (h2 * e2 < thr) else 1
     return bad
 
@@ -313,33 +331,42 @@ def _dense_solve(m, r, n):
 
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton_general(R, S, G, L, c, cs, inv_d2, s0, thr, n, m, r):
+def _newton_general(W, nl, c, cs, inv_d2, s0, thr, n, m, r):
     """One Newton step for a cluster of n > 3 constraints, lane by lane (m ``(n, n)``, r ``(n,)`` scratch)."""
+    C = CHUNK
+    oS, oG, oL = 3 * n * C, 6 * n * C, 7 * n * C
     bad = 0
-    for b in range(R.shape[1]):
+    for b in range(nl):
+        live = False
         for k in range(n):
+            live = live | (not abs(W[oG + k * C + b]) * inv_d2[s0 + k] < thr)
+        if not live:
+            continue  # this lane has converged: it keeps its state
+        for k in range(n):
+            sk = oS + 3 * k * C + b
             for l in range(n):
-                dot = S[3 * k, b] * R[3 * l, b] + S[3 * k + 1, b] * R[3 * l + 1, b] + S[3 * k + 2, b] * R[3 * l + 2, b]
+                rl = 3 * l * C + b
+                dot = W[sk] * W[rl] + W[sk + C] * W[rl + C] + W[sk + 2 * C] * W[rl + 2 * C]
                 ckl = c[cs + k * n + l]
                 m[k, l] = (ckl + ckl) * dot
-            r[k] = -G[k, b]
+            r[k] = -W[oG + k * C + b]
         _dense_solve(m, r, n)
         ok = True
         for k in range(n):
-            dx = 0.0 * R[0, b]
-            dy = dx
-            dz = dx
+            dx, dy, dz = 0.0, 0.0, 0.0
             for l in range(n):
                 w = c[cs + k * n + l] * r[l]
-                dx += w * R[3 * l, b]
-                dy += w * R[3 * l + 1, b]
-                dz += w * R[3 * l + 2, b]
-            S[3 * k, b] += dx
-            S[3 * k + 1, b] += dy
-            S[3 * k + 2, b] += dz
+                rl = 3 * l * C + b
+                dx += w * W[rl]
+                dy += w * W[rl + C]
+                dz += w * W[rl + 2 * C]
+            sk = oS + 3 * k * C + b
+            W[sk] += dx
+            W[sk + C] += dy
+            W[sk + 2 * C] += dz
             h = dx * dx + dy * dy + dz * dz
-            G[k, b] = h
-            L[k, b] += r[k]
+            W[oG + k * C + b] = h
+            W[oL + k * C + b] += r[k]
             ok = ok & (h * inv_d2[s0 + k] < thr)
         bad += 0 if ok else 1
     return bad
@@ -370,7 +397,7 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
         Relative tolerance: a cluster stops when every lane has |r_k² − d_k²|/d_k² < 2·tol
         (≈ |r_k − d_k|/d_k < tol) for all its constraints k.
     max_iter : int
-        Newton steps per cluster before giving up.
+        Newton steps per cluster and chunk of lanes before giving up.
 
     Returns
     -------
@@ -379,11 +406,9 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
         X hold the last iterate (possibly inf/NaN).
     """
     B = X.shape[2]
+    C = CHUNK
     nb = _max_size(slot_start)
-    R = np.empty((3 * nb, B), dtype=X.dtype)
-    S = np.empty((3 * nb, B), dtype=X.dtype)
-    G = np.empty((nb, B), dtype=X.dtype)
-    L = np.empty((nb, B), dtype=X.dtype)
+    W = np.empty(8 * nb * C, dtype=X.dtype)
     m = np.empty((nb, nb), dtype=X.dtype)
     r = np.empty(nb, dtype=X.dtype)
     failed = np.zeros(B, dtype=np.bool_)
@@ -392,58 +417,56 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
         s0 = slot_start[cl]
         n = slot_start[cl + 1] - s0
         cs = coupling_start[cl]
-        bad = 0
-        for k in range(n):
-            i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-            d2, e = dist2[s0 + k], inv_dist2[s0 + k]
-            Rx, Ry, Rz, Sx, Sy, Sz = R[3 * k], R[3 * k + 1], R[3 * k + 2], S[3 * k], S[3 * k + 1], S[3 * k + 2]
-            ai, aj, xi, xj = X0[i], X0[j], X[i], X[j]
-            ai0, ai1, ai2, aj0, aj1, aj2 = ai[0], ai[1], ai[2], aj[0], aj[1], aj[2]
-            xi0, xi1, xi2, xj0, xj1, xj2 = xi[0], xi[1], xi[2], xj[0], xj[1], xj[2]
-            Gk, Lk = G[k], L[k]
-            for b in range(B):
-                Rx[b] = ai0[b] - aj0[b]
-                Ry[b] = ai1[b] - aj1[b]
-                Rz[b] = ai2[b] - aj2[b]
-                px, py, pz = xi0[b] - xj0[b], xi1[b] - xj1[b], xi2[b] - xj2[b]
-                Sx[b] = px
-                Sy[b] = py
-                Sz[b] = pz
-                g = px * px + py * py + pz * pz - d2
-                Gk[b] = g
-                Lk[b] = 0.0
-                bad += 0 if abs(g) * e < thr else 1
-        it = 0
-        while bad > 0 and it < max_iter:
-            if n == 1:
-                bad = _newton1(R, S, G, L, coupling, cs, inv_dist2, s0, thr)
-            elif n == 2:
-                bad = _newton2(R, S, G, L, coupling, cs, inv_dist2, s0, thr)
-            elif n == 3:
-                bad = _newton3(R, S, G, L, coupling, cs, inv_dist2, s0, thr)
-            else:
-                bad = _newton_general(R, S, G, L, coupling, cs, inv_dist2, s0, thr, n, m, r)
-            it += 1
-        if bad > 0:
+        oS, oG, oL = 3 * n * C, 6 * n * C, 7 * n * C
+        for st in range(0, B, C):
+            nl = min(C, B - st)
+            bad = 0
             for k in range(n):
-                e = inv_dist2[s0 + k]
-                Gk = G[k]
-                for b in range(B):
-                    if not (abs(Gk[b]) * e < thr):
-                        failed[b] = True
-        if it == 0:
-            continue  # already on the manifold: λ = 0, nothing moves
-        # x_i += λ_k R_k / m_i, x_j −= λ_k R_k / m_j (atoms of one cluster only: clusters are disjoint)
-        for k in range(n):
-            i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-            wi, wj = inv_mass[s0 + k, 0], inv_mass[s0 + k, 1]
-            Lk = L[k]
-            for a in range(3):
-                Ra, xi, xj = R[3 * k + a], X[i, a], X[j, a]
-                for b in range(B):
-                    f = Lk[b] * Ra[b]
-                    xi[b] += f * wi
-                    xj[b] -= f * wj
+                i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
+                for a in range(3):
+                    ai, aj, xi, xj = X0[i, a], X0[j, a], X[i, a], X[j, a]
+                    oR, oSa = (3 * k + a) * C, oS + (3 * k + a) * C
+                    for b in range(nl):
+                        W[oR + b] = ai[st + b] - aj[st + b]
+                        W[oSa + b] = xi[st + b] - xj[st + b]
+                d2, e = dist2[s0 + k], inv_dist2[s0 + k]
+                oSk, oGk, oLk = oS + 3 * k * C, oG + k * C, oL + k * C
+                for b in range(nl):
+                    px, py, pz = W[oSk + b], W[oSk + C + b], W[oSk + 2 * C + b]
+                    g = px * px + py * py + pz * pz - d2
+                    W[oGk + b] = g
+                    W[oLk + b] = 0.0
+                    bad += 0 if abs(g) * e < thr else 1
+            it = 0
+            while bad > 0 and it < max_iter:
+                if n == 1:
+                    bad = _newton1(W, nl, coupling, cs, inv_dist2, s0, thr)
+                elif n == 2:
+                    bad = _newton2(W, nl, coupling, cs, inv_dist2, s0, thr)
+                elif n == 3:
+                    bad = _newton3(W, nl, coupling, cs, inv_dist2, s0, thr)
+                else:
+                    bad = _newton_general(W, nl, coupling, cs, inv_dist2, s0, thr, n, m, r)
+                it += 1
+            if bad > 0:
+                for k in range(n):
+                    e, oGk = inv_dist2[s0 + k], oG + k * C
+                    for b in range(nl):
+                        if not (abs(W[oGk + b]) * e < thr):
+                            failed[st + b] = True
+            if it == 0:
+                continue  # already on the manifold: λ = 0, nothing moves
+            # x_i += λ_k R_k / m_i, x_j −= λ_k R_k / m_j (this cluster's atoms only: clusters are disjoint)
+            for k in range(n):
+                i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
+                wi, wj = inv_mass[s0 + k, 0], inv_mass[s0 + k, 1]
+                oLk = oL + k * C
+                for a in range(3):
+                    xi, xj, oR = X[i, a], X[j, a], (3 * k + a) * C
+                    for b in range(nl):
+                        f = W[oLk + b] * W[oR + b]
+                        xi[st + b] += f * wi
+                        xj[st + b] -= f * wj
     n_failed = 0
     for b in range(B):
         if failed[b]:
@@ -465,102 +488,106 @@ def project_block(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv
         :meth:`LaneConstraints.arrays` (``dist2``, ``inv_dist2`` unused: the projection is linear).
     """
     B = X.shape[2]
+    C = CHUNK
     nb = _max_size(slot_start)
-    R = np.empty((3 * nb, B), dtype=X.dtype)
-    U = np.empty((nb, B), dtype=X.dtype)
+    W = np.empty(4 * nb * C, dtype=X.dtype)  # bonds r at rows 3k + xyz, then u_k / μ_k at rows 3n + k
     m = np.empty((nb, nb), dtype=X.dtype)
     r = np.empty(nb, dtype=X.dtype)
     for cl in range(slot_start.shape[0] - 1):
         s0 = slot_start[cl]
         n = slot_start[cl + 1] - s0
         cs = coupling_start[cl]
-        # bonds r_k = x_i − x_j and rates u_k = r_k · (v_i − v_j)
-        for k in range(n):
-            i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-            Rx, Ry, Rz, Uk = R[3 * k], R[3 * k + 1], R[3 * k + 2], U[k]
-            xi, xj, vi, vj = X[i], X[j], V[i], V[j]
-            xi0, xi1, xi2, xj0, xj1, xj2 = xi[0], xi[1], xi[2], xj[0], xj[1], xj[2]
-            vi0, vi1, vi2, vj0, vj1, vj2 = vi[0], vi[1], vi[2], vj[0], vj[1], vj[2]
-            for b in range(B):
-                px, py, pz = xi0[b] - xj0[b], xi1[b] - xj1[b], xi2[b] - xj2[b]
-                Rx[b] = px
-                Ry[b] = py
-                Rz[b] = pz
-                Uk[b] = px * (vi0[b] - vj0[b]) + py * (vi1[b] - vj1[b]) + pz * (vi2[b] - vj2[b])
-        # μ = (c ⊙ R Rᵀ)⁻¹ u, left in U
-        if n == 1:
-            c00 = coupling[cs]
-            Rx, Ry, Rz, U0 = R[0], R[1], R[2], U[0]
-            for b in range(B):
-                ax, ay, az = Rx[b], Ry[b], Rz[b]
-                U0[b] = U0[b] / (c00 * (ax * ax + ay * ay + az * az))
-        elif n == 2:
-            c00, c01, c10, c11 = coupling[cs], coupling[cs + 1], coupling[cs + 2], coupling[cs + 3]
-            r0x, r0y, r0z, r1x, r1y, r1z, U0, U1 = R[0], R[1], R[2], R[3], R[4], R[5], U[0], U[1]
-            for b in range(B):
-                ax, ay, az, bx, by, bz = r0x[b], r0y[b], r0z[b], r1x[b], r1y[b], r1z[b]
-                m00 = c00 * (ax * ax + ay * ay + az * az)
-                m01 = c01 * (ax * bx + ay * by + az * bz)
-                m10 = c10 * (bx * ax + by * ay + bz * az)
-                m11 = c11 * (bx * bx + by * by + bz * bz)
-                u0, u1 = U0[b], U1[b]
-                det = m00 * m11 - m01 * m10
-                U0[b] = (m11 * u0 - m01 * u1) / det
-                U1[b] = (m00 * u1 - m10 * u0) / det
-        elif n == 3:
-            c00, c01, c02 = coupling[cs], coupling[cs + 1], coupling[cs + 2]
-            c10, c11, c12 = coupling[cs + 3], coupling[cs + 4], coupling[cs + 5]
-            c20, c21, c22 = coupling[cs + 6], coupling[cs + 7], coupling[cs + 8]
-            r0x, r0y, r0z, r1x, r1y, r1z, r2x, r2y, r2z = R[0], R[1], R[2], R[3], R[4], R[5], R[6], R[7], R[8]
-            U0, U1, U2 = U[0], U[1], U[2]
-            for b in range(B):
-                ax, ay, az = r0x[b], r0y[b], r0z[b]
-                bx, by, bz = r1x[b], r1y[b], r1z[b]
-                cx, cy, cz = r2x[b], r2y[b], r2z[b]
-                aa = ax * ax + ay * ay + az * az
-                ab = ax * bx + ay * by + az * bz
-                ac = ax * cx + ay * cy + az * cz
-                bb = bx * bx + by * by + bz * bz
-                bc = bx * cx + by * cy + bz * cz
-                cc = cx * cx + cy * cy + cz * cz
-                m00, m01, m02 = c00 * aa, c01 * ab, c02 * ac
-                m10, m11, m12 = c10 * ab, c11 * bb, c12 * bc
-                m20, m21, m22 = c20 * ac, c21 * bc, c22 * cc
-                k00 = m11 * m22 - m12 * m21
-                k01 = m12 * m20 - m10 * m22
-                k02 = m10 * m21 - m11 * m20
-                k10 = m21 * m02 - m22 * m01
-                k11 = m22 * m00 - m20 * m02
-                k12 = m20 * m01 - m21 * m00
-                k20 = m01 * m12 - m02 * m11
-                k21 = m02 * m10 - m00 * m12
-                k22 = m00 * m11 - m01 * m10
-                det = m00 * k00 + m01 * k01 + m02 * k02
-                u0, u1, u2 = U0[b], U1[b], U2[b]
-                U0[b] = (k00 * u0 + k10 * u1 + k20 * u2) / det
-                U1[b] = (k01 * u0 + k11 * u1 + k21 * u2) / det
-                U2[b] = (k02 * u0 + k12 * u1 + k22 * u2) / det
-        else:
-            for b in range(B):
-                for k in range(n):
-                    for l in range(n):
-                        m[k, l] = coupling[cs + k * n + l] * (R[3 * k, b] * R[3 * l, b] + R[3 * k + 1, b] * R[3 * l + 1, b]
-                                                              + R[3 * k + 2, b] * R[3 * l + 2, b])
-                    r[k] = U[k, b]
-                _dense_solve(m, r, n)
-                for k in range(n):
-                    U[k, b] = r[k]
-        # v_i −= μ_k r_k / m_i, v_j += μ_k r_k / m_j
-        for k in range(n):
-            i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-            wi, wj = inv_mass[s0 + k, 0], inv_mass[s0 + k, 1]
-            Uk = U[k]
-            for a in range(3):
-                Ra, vi, vj = R[3 * k + a], V[i, a], V[j, a]
-                for b in range(B):
-                    f = Uk[b] * Ra[b]
-                    vi[b] -= f * wi
-                    vj[b] += f * wj
+        oU = 3 * n * C
+        for st in range(0, B, C):
+            nl = min(C, B - st)
+            # bonds r_k = x_i − x_j and rates u_k = r_k · (v_i − v_j)
+            for k in range(n):
+                i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
+                oUk = oU + k * C
+                for a in range(3):
+                    xi, xj, vi, vj = X[i, a], X[j, a], V[i, a], V[j, a]
+                    oR = (3 * k + a) * C
+                    if a == 0:
+                        for b in range(nl):
+                            p = xi[st + b] - xj[st + b]
+                            W[oR + b] = p
+                            W[oUk + b] = p * (vi[st + b] - vj[st + b])
+                    else:
+                        for b in range(nl):
+                            p = xi[st + b] - xj[st + b]
+                            W[oR + b] = p
+                            W[oUk + b] += p * (vi[st + b] - vj[st + b])
+            # μ = (c ⊙ R Rᵀ)⁻¹ u, left in place of u
+            if n == 1:
+                c00 = coupling[cs]
+                for b in range(nl):
+                    ax, ay, az = W[b], W[C + b], W[2 * C + b]
+                    W[3 * C + b] = W[3 * C + b] / (c00 * (ax * ax + ay * ay + az * az))
+            elif n == 2:
+                c00, c01, c10, c11 = coupling[cs], coupling[cs + 1], coupling[cs + 2], coupling[cs + 3]
+                for b in range(nl):
+                    ax, ay, az, bx, by, bz = W[b], W[C + b], W[2 * C + b], W[3 * C + b], W[4 * C + b], W[5 * C + b]
+                    m00 = c00 * (ax * ax + ay * ay + az * az)
+                    m01 = c01 * (ax * bx + ay * by + az * bz)
+                    m10 = c10 * (bx * ax + by * ay + bz * az)
+                    m11 = c11 * (bx * bx + by * by + bz * bz)
+                    u0, u1 = W[6 * C + b], W[7 * C + b]
+                    inv_det = 1.0 / (m00 * m11 - m01 * m10)
+                    W[6 * C + b] = (m11 * u0 - m01 * u1) * inv_det
+                    W[7 * C + b] = (m00 * u1 - m10 * u0) * inv_det
+            elif n == 3:
+                c00, c01, c02 = coupling[cs], coupling[cs + 1], coupling[cs + 2]
+                c10, c11, c12 = coupling[cs + 3], coupling[cs + 4], coupling[cs + 5]
+                c20, c21, c22 = coupling[cs + 6], coupling[cs + 7], coupling[cs + 8]
+                for b in range(nl):
+                    ax, ay, az = W[b], W[C + b], W[2 * C + b]
+                    bx, by, bz = W[3 * C + b], W[4 * C + b], W[5 * C + b]
+                    cx, cy, cz = W[6 * C + b], W[7 * C + b], W[8 * C + b]
+                    aa = ax * ax + ay * ay + az * az
+                    ab = ax * bx + ay * by + az * bz
+                    ac = ax * cx + ay * cy + az * cz
+                    bb = bx * bx + by * by + bz * bz
+                    bc = bx * cx + by * cy + bz * cz
+                    cc = cx * cx + cy * cy + cz * cz
+                    m00, m01, m02 = c00 * aa, c01 * ab, c02 * ac
+                    m10, m11, m12 = c10 * ab, c11 * bb, c12 * bc
+                    m20, m21, m22 = c20 * ac, c21 * bc, c22 * cc
+                    k00 = m11 * m22 - m12 * m21
+                    k01 = m12 * m20 - m10 * m22
+                    k02 = m10 * m21 - m11 * m20
+                    k10 = m21 * m02 - m22 * m01
+                    k11 = m22 * m00 - m20 * m02
+                    k12 = m20 * m01 - m21 * m00
+                    k20 = m01 * m12 - m02 * m11
+                    k21 = m02 * m10 - m00 * m12
+                    k22 = m00 * m11 - m01 * m10
+                    inv_det = 1.0 / (m00 * k00 + m01 * k01 + m02 * k02)
+                    u0, u1, u2 = W[9 * C + b], W[10 * C + b], W[11 * C + b]
+                    W[9 * C + b] = (k00 * u0 + k10 * u1 + k20 * u2) * inv_det
+                    W[10 * C + b] = (k01 * u0 + k11 * u1 + k21 * u2) * inv_det
+                    W[11 * C + b] = (k02 * u0 + k12 * u1 + k22 * u2) * inv_det
+            else:
+                for b in range(nl):
+                    for k in range(n):
+                        for l in range(n):
+                            rk, rl = 3 * k * C + b, 3 * l * C + b
+                            m[k, l] = coupling[cs + k * n + l] * (W[rk] * W[rl] + W[rk + C] * W[rl + C]
+                                                                  + W[rk + 2 * C] * W[rl + 2 * C])
+                        r[k] = W[oU + k * C + b]
+                    _dense_solve(m, r, n)
+                    for k in range(n):
+                        W[oU + k * C + b] = r[k]
+            # v_i −= μ_k r_k / m_i, v_j += μ_k r_k / m_j
+            for k in range(n):
+                i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
+                wi, wj = inv_mass[s0 + k, 0], inv_mass[s0 + k, 1]
+                oUk = oU + k * C
+                for a in range(3):
+                    vi, vj, oR = V[i, a], V[j, a], (3 * k + a) * C
+                    for b in range(nl):
+                        f = W[oUk + b] * W[oR + b]
+                        vi[st + b] -= f * wi
+                        vj[st + b] += f * wj
 
 
 # ---------------------------------------------------------------------------- drivers over blocks
