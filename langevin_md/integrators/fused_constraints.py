@@ -122,7 +122,7 @@ def pack_clusters(constraints: Constraints, masses, dtype=np.float64) -> LaneCon
     bad = constraints.atoms[~(masses[constraints.atoms] > 0)]
     if bad.size:
         raise ValueError(f"constrained atoms need positive masses; atom {int(bad[0])} has mass "
-                         f"{masses[int(bad[0])]!r}")
+                         f"{float(masses[int(bad[0])])!r}")
     inv_m = 1.0 / np.where(masses > 0, masses, 1.0)
     clusters = sorted(constraints.components(), key=len)
     slots = np.concatenate([np.asarray(c, dtype=np.int64) for c in clusters])
