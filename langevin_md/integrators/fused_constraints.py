@@ -423,16 +423,19 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
             bad = 0
             for k in range(n):
                 i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-                for a in range(3):
-                    ai, aj, xi, xj = X0[i, a], X0[j, a], X[i, a], X[j, a]
-                    oR, oSa = (3 * k + a) * C, oS + (3 * k + a) * C
-                    for b in range(nl):
-                        W[oR + b] = ai[st + b] - aj[st + b]
-                        W[oSa + b] = xi[st + b] - xj[st + b]
+                ix, iy, iz, jx, jy, jz = X0[i, 0], X0[i, 1], X0[i, 2], X0[j, 0], X0[j, 1], X0[j, 2]
+                kx, ky, kz, lx, ly, lz = X[i, 0], X[i, 1], X[i, 2], X[j, 0], X[j, 1], X[j, 2]
                 d2, e = dist2[s0 + k], inv_dist2[s0 + k]
-                oSk, oGk, oLk = oS + 3 * k * C, oG + k * C, oL + k * C
-                for b in range(nl):
-                    px, py, pz = W[oSk + b], W[oSk + C + b], W[oSk + 2 * C + b]
+                oRk, oSk, oGk, oLk = 3 * k * C, oS + 3 * k * C, oG + k * C, oL + k * C
+                for b in range(nl):  # one pass per bond: few loops, each with its own alias checks
+                    u = st + b
+                    W[oRk + b] = ix[u] - jx[u]
+                    W[oRk + C + b] = iy[u] - jy[u]
+                    W[oRk + 2 * C + b] = iz[u] - jz[u]
+                    px, py, pz = kx[u] - lx[u], ky[u] - ly[u], kz[u] - lz[u]
+                    W[oSk + b] = px
+                    W[oSk + C + b] = py
+                    W[oSk + 2 * C + b] = pz
                     g = px * px + py * py + pz * pz - d2
                     W[oGk + b] = g
                     W[oLk + b] = 0.0
