@@ -134,8 +134,10 @@ def pack_clusters(constraints: Constraints, masses, dtype=np.float64) -> LaneCon
     for c in range(len(clusters)):
         a = atoms[slot_start[c]:slot_start[c + 1]]
         si, sj = a[:, 0], a[:, 1]
-        block = ((si[:, None] == si[None, :]) * inv_m[si][:, None] + (sj[:, None] == sj[None, :]) * inv_m[sj][:, None]
-                 - (si[:, None] == sj[None, :]) * inv_m[si][:, None] - (sj[:, None] == si[None, :]) * inv_m[sj][:, None])
+        # (C M⁻¹ Cᵀ)_kl: +1/m where bonds k and l share an atom on the same side, −1/m on opposite sides
+        wi, wj = inv_m[si][:, None], inv_m[sj][:, None]
+        block = ((si[:, None] == si[None, :]) * wi + (sj[:, None] == sj[None, :]) * wj
+                 - (si[:, None] == sj[None, :]) * wi - (sj[:, None] == si[None, :]) * wj)
         blocks.append(block.reshape(-1))
     d2 = constraints.distances[slots] ** 2
     counts: dict[int, int] = {}
@@ -153,12 +155,13 @@ def pack_clusters(constraints: Constraints, masses, dtype=np.float64) -> LaneCon
 
 # ---------------------------------------------------------------------------- work rows
 # Lanes are processed in chunks of CHUNK walkers. A cluster of n constraints keeps its per-lane
-# state in one flat scratch array W, row r at W[r·CHUNK : (r+1)·CHUNK]: reference bonds R at rows
-# 3k + xyz, current bonds S at 3n + 3k + xyz, residuals G at 6n + k, multipliers L at 7n + k.
-# CHUNK is a compile-time constant, so every row offset in the size-specialised loops is a constant
-# offset from one pointer: LLVM then sees that rows never overlap and vectorises without runtime
-# alias checks (with one array per row, the ~24 rows of a 3-constraint cluster need several hundred
-# pairwise checks, beyond LLVM's limit, and the loop stays scalar).
+# state in one flat scratch array W, row r at W[r·CHUNK : (r+1)·CHUNK], eight rows per constraint k:
+# reference bond R_k at rows 8k + xyz, current bond S_k at 8k + 3 + xyz, residual g_k at 8k + 6 and
+# multiplier λ_k at 8k + 7. CHUNK is a compile-time constant, so every row offset in the
+# size-specialised loops is a constant offset from one pointer: LLVM then sees that rows never
+# overlap and vectorises without runtime alias checks (with one array per row, the ~24 rows of a
+# 3-constraint cluster need several hundred pairwise checks, beyond LLVM's limit, and the loop
+# stays scalar).
 CHUNK = 32
 
 
@@ -171,7 +174,7 @@ CHUNK = 32
 # other walkers share its block or chunk (the same for any block size B).
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton1(W, nl, c, cs, inv_d2, s0, thr):
+def _newton1(W, nl, c, cs, inv_d2, s0, thr, one, zero):
     c00 = c[cs]
     t00 = c00 + c00
     e0 = inv_d2[s0]
@@ -183,7 +186,7 @@ def _newton1(W, nl, c, cs, inv_d2, s0, thr):
         g0 = W[6 * C + b]
         live = not abs(g0) * e0 < thr
         mu0 = -g0 / (t00 * (px * ax + py * ay + pz * az))
-        mu0 = mu0 if live else 0.0
+        mu0 = mu0 if live else zero
         w = c00 * mu0
         dx, dy, dz = w * ax, w * ay, w * az
         W[3 * C + b] = px + dx
@@ -197,46 +200,46 @@ def _newton1(W, nl, c, cs, inv_d2, s0, thr):
 
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton2(W, nl, c, cs, inv_d2, s0, thr):
+def _newton2(W, nl, c, cs, inv_d2, s0, thr, one, zero):
     c00, c01, c10, c11 = c[cs], c[cs + 1], c[cs + 2], c[cs + 3]
     t00, t01, t10, t11 = c00 + c00, c01 + c01, c10 + c10, c11 + c11
     e0, e1 = inv_d2[s0], inv_d2[s0 + 1]
     C = CHUNK
     bad = 0
     for b in range(nl):
-        ax, ay, az, bx, by, bz = W[b], W[C + b], W[2 * C + b], W[3 * C + b], W[4 * C + b], W[5 * C + b]
-        px, py, pz, qx, qy, qz = W[6 * C + b], W[7 * C + b], W[8 * C + b], W[9 * C + b], W[10 * C + b], W[11 * C + b]
+        ax, ay, az, bx, by, bz = W[b], W[C + b], W[2 * C + b], W[8 * C + b], W[9 * C + b], W[10 * C + b]
+        px, py, pz, qx, qy, qz = W[3 * C + b], W[4 * C + b], W[5 * C + b], W[11 * C + b], W[12 * C + b], W[13 * C + b]
         m00 = t00 * (px * ax + py * ay + pz * az)
         m01 = t01 * (px * bx + py * by + pz * bz)
         m10 = t10 * (qx * ax + qy * ay + qz * az)
         m11 = t11 * (qx * bx + qy * by + qz * bz)
-        r0, r1 = -W[12 * C + b], -W[13 * C + b]
+        r0, r1 = -W[6 * C + b], -W[14 * C + b]
         live = not ((abs(r0) * e0 < thr) & (abs(r1) * e1 < thr))
-        inv_det = 1.0 / (m00 * m11 - m01 * m10)
+        inv_det = one / (m00 * m11 - m01 * m10)
         mu0 = (m11 * r0 - m01 * r1) * inv_det
         mu1 = (m00 * r1 - m10 * r0) * inv_det
-        mu0, mu1 = (mu0, mu1) if live else (0.0, 0.0)
+        mu0, mu1 = (mu0, mu1) if live else (zero, zero)
         w00, w01, w10, w11 = c00 * mu0, c01 * mu1, c10 * mu0, c11 * mu1
         d0x, d0y, d0z = w00 * ax + w01 * bx, w00 * ay + w01 * by, w00 * az + w01 * bz
         d1x, d1y, d1z = w10 * ax + w11 * bx, w10 * ay + w11 * by, w10 * az + w11 * bz
-        W[6 * C + b] = px + d0x
-        W[7 * C + b] = py + d0y
-        W[8 * C + b] = pz + d0z
-        W[9 * C + b] = qx + d1x
-        W[10 * C + b] = qy + d1y
-        W[11 * C + b] = qz + d1z
+        W[3 * C + b] = px + d0x
+        W[4 * C + b] = py + d0y
+        W[5 * C + b] = pz + d0z
+        W[11 * C + b] = qx + d1x
+        W[12 * C + b] = qy + d1y
+        W[13 * C + b] = qz + d1z
         h0 = d0x * d0x + d0y * d0y + d0z * d0z
         h1 = d1x * d1x + d1y * d1y + d1z * d1z
-        W[12 * C + b] = h0
-        W[13 * C + b] = h1
-        W[14 * C + b] += mu0
+        W[6 * C + b] = h0
+        W[14 * C + b] = h1
+        W[7 * C + b] += mu0
         W[15 * C + b] += mu1
         bad += 0 if (h0 * e0 < thr) & (h1 * e1 < thr) else 1
     return bad
 
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
-def _newton3(W, nl, c, cs, inv_d2, s0, thr):
+def _newton3(W, nl, c, cs, inv_d2, s0, thr, one, zero):
     c00, c01, c02 = c[cs], c[cs + 1], c[cs + 2]
     c10, c11, c12 = c[cs + 3], c[cs + 4], c[cs + 5]
     c20, c21, c22 = c[cs + 6], c[cs + 7], c[cs + 8]
@@ -247,11 +250,11 @@ def _newton3(W, nl, c, cs, inv_d2, s0, thr):
     bad = 0
     for b in range(nl):
         ax, ay, az = W[b], W[C + b], W[2 * C + b]
-        bx, by, bz = W[3 * C + b], W[4 * C + b], W[5 * C + b]
-        cx, cy, cz = W[6 * C + b], W[7 * C + b], W[8 * C + b]
-        px, py, pz = W[9 * C + b], W[10 * C + b], W[11 * C + b]
-        qx, qy, qz = W[12 * C + b], W[13 * C + b], W[14 * C + b]
-        ux, uy, uz = W[15 * C + b], W[16 * C + b], W[17 * C + b]
+        bx, by, bz = W[8 * C + b], W[9 * C + b], W[10 * C + b]
+        cx, cy, cz = W[16 * C + b], W[17 * C + b], W[18 * C + b]
+        px, py, pz = W[3 * C + b], W[4 * C + b], W[5 * C + b]
+        qx, qy, qz = W[11 * C + b], W[12 * C + b], W[13 * C + b]
+        ux, uy, uz = W[19 * C + b], W[20 * C + b], W[21 * C + b]
         m00 = t00 * (px * ax + py * ay + pz * az)
         m01 = t01 * (px * bx + py * by + pz * bz)
         m02 = t02 * (px * cx + py * cy + pz * cz)
@@ -261,7 +264,7 @@ def _newton3(W, nl, c, cs, inv_d2, s0, thr):
         m20 = t20 * (ux * ax + uy * ay + uz * az)
         m21 = t21 * (ux * bx + uy * by + uz * bz)
         m22 = t22 * (ux * cx + uy * cy + uz * cz)
-        r0, r1, r2 = -W[18 * C + b], -W[19 * C + b], -W[20 * C + b]
+        r0, r1, r2 = -W[6 * C + b], -W[14 * C + b], -W[22 * C + b]
         live = not ((abs(r0) * e0 < thr) & (abs(r1) * e1 < thr) & (abs(r2) * e2 < thr))
         # cofactors cof[i, j] = m[i+1, j+1] m[i+2, j+2] − m[i+1, j+2] m[i+2, j+1] (indices mod 3)
         k00 = m11 * m22 - m12 * m21
@@ -273,34 +276,34 @@ def _newton3(W, nl, c, cs, inv_d2, s0, thr):
         k20 = m01 * m12 - m02 * m11
         k21 = m02 * m10 - m00 * m12
         k22 = m00 * m11 - m01 * m10
-        inv_det = 1.0 / (m00 * k00 + m01 * k01 + m02 * k02)  # one division, not three: divisions dominate
+        inv_det = one / (m00 * k00 + m01 * k01 + m02 * k02)  # one division, not three: divisions dominate
         mu0 = (k00 * r0 + k10 * r1 + k20 * r2) * inv_det
         mu1 = (k01 * r0 + k11 * r1 + k21 * r2) * inv_det
         mu2 = (k02 * r0 + k12 * r1 + k22 * r2) * inv_det
-        mu0, mu1, mu2 = (mu0, mu1, mu2) if live else (0.0, 0.0, 0.0)
+        mu0, mu1, mu2 = (mu0, mu1, mu2) if live else (zero, zero, zero)
         w00, w01, w02 = c00 * mu0, c01 * mu1, c02 * mu2
         w10, w11, w12 = c10 * mu0, c11 * mu1, c12 * mu2
         w20, w21, w22 = c20 * mu0, c21 * mu1, c22 * mu2
         d0x, d0y, d0z = w00 * ax + w01 * bx + w02 * cx, w00 * ay + w01 * by + w02 * cy, w00 * az + w01 * bz + w02 * cz
         d1x, d1y, d1z = w10 * ax + w11 * bx + w12 * cx, w10 * ay + w11 * by + w12 * cy, w10 * az + w11 * bz + w12 * cz
         d2x, d2y, d2z = w20 * ax + w21 * bx + w22 * cx, w20 * ay + w21 * by + w22 * cy, w20 * az + w21 * bz + w22 * cz
-        W[9 * C + b] = px + d0x
-        W[10 * C + b] = py + d0y
-        W[11 * C + b] = pz + d0z
-        W[12 * C + b] = qx + d1x
-        W[13 * C + b] = qy + d1y
-        W[14 * C + b] = qz + d1z
-        W[15 * C + b] = ux + d2x
-        W[16 * C + b] = uy + d2y
-        W[17 * C + b] = uz + d2z
+        W[3 * C + b] = px + d0x
+        W[4 * C + b] = py + d0y
+        W[5 * C + b] = pz + d0z
+        W[11 * C + b] = qx + d1x
+        W[12 * C + b] = qy + d1y
+        W[13 * C + b] = qz + d1z
+        W[19 * C + b] = ux + d2x
+        W[20 * C + b] = uy + d2y
+        W[21 * C + b] = uz + d2z
         h0 = d0x * d0x + d0y * d0y + d0z * d0z
         h1 = d1x * d1x + d1y * d1y + d1z * d1z
         h2 = d2x * d2x + d2y * d2y + d2z * d2z
-        W[18 * C + b] = h0
-        W[19 * C + b] = h1
-        W[20 * C + b] = h2
-        W[21 * C + b] += mu0
-        W[22 * C + b] += mu1
+        W[6 * C + b] = h0
+        W[14 * C + b] = h1
+        W[22 * C + b] = h2
+        W[7 * C + b] += mu0
+        W[15 * C + b] += mu1
         W[23 * C + b] += mu2
         bad += 0 if (h0 * e0 < thr) & (h1 * e1 < thr) & (h2 * e2 < thr) else 1
     return bad
@@ -334,42 +337,49 @@ def _dense_solve(m, r, n):
 def _newton_general(W, nl, c, cs, inv_d2, s0, thr, n, m, r):
     """One Newton step for a cluster of n > 3 constraints, lane by lane (m ``(n, n)``, r ``(n,)`` scratch)."""
     C = CHUNK
-    oS, oG, oL = 3 * n * C, 6 * n * C, 7 * n * C
     bad = 0
     for b in range(nl):
         live = False
         for k in range(n):
-            live = live | (not abs(W[oG + k * C + b]) * inv_d2[s0 + k] < thr)
+            live = live | (not abs(W[(8 * k + 6) * C + b]) * inv_d2[s0 + k] < thr)
         if not live:
             continue  # this lane has converged: it keeps its state
         for k in range(n):
-            sk = oS + 3 * k * C + b
+            sk = (8 * k + 3) * C + b
             for l in range(n):
-                rl = 3 * l * C + b
+                rl = 8 * l * C + b
                 dot = W[sk] * W[rl] + W[sk + C] * W[rl + C] + W[sk + 2 * C] * W[rl + 2 * C]
                 ckl = c[cs + k * n + l]
                 m[k, l] = (ckl + ckl) * dot
-            r[k] = -W[oG + k * C + b]
+            r[k] = -W[(8 * k + 6) * C + b]
         _dense_solve(m, r, n)
         ok = True
         for k in range(n):
             dx, dy, dz = 0.0, 0.0, 0.0
             for l in range(n):
                 w = c[cs + k * n + l] * r[l]
-                rl = 3 * l * C + b
+                rl = 8 * l * C + b
                 dx += w * W[rl]
                 dy += w * W[rl + C]
                 dz += w * W[rl + 2 * C]
-            sk = oS + 3 * k * C + b
+            sk = (8 * k + 3) * C + b
             W[sk] += dx
             W[sk + C] += dy
             W[sk + 2 * C] += dz
             h = dx * dx + dy * dy + dz * dz
-            W[oG + k * C + b] = h
-            W[oL + k * C + b] += r[k]
+            W[(8 * k + 6) * C + b] = h
+            W[(8 * k + 7) * C + b] += r[k]
             ok = ok & (h * inv_d2[s0 + k] < thr)
         bad += 0 if ok else 1
     return bad
+
+
+@njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
+def _constants(X, thr):
+    """1, 0 and ``thr`` as scalars of X's dtype: float64 literals would widen float32 lanes to float64."""
+    k = np.empty(3, dtype=X.dtype)
+    k[0], k[1], k[2] = 1.0, 0.0, thr
+    return k[0], k[1], k[2]
 
 
 @njit(cache=True, fastmath=False, error_model='numpy', boundscheck=False)
@@ -394,10 +404,10 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
     slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass, coupling
         :meth:`LaneConstraints.arrays`, in the dtype of X.
     tol : float
-        Relative tolerance: a cluster stops when every lane has |r_k² − d_k²|/d_k² < 2·tol
+        Relative tolerance: a lane stops iterating a cluster when |r_k² − d_k²|/d_k² < 2·tol
         (≈ |r_k − d_k|/d_k < tol) for all its constraints k.
     max_iter : int
-        Newton steps per cluster and chunk of lanes before giving up.
+        Newton steps per cluster before giving up.
 
     Returns
     -------
@@ -412,50 +422,53 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
     m = np.empty((nb, nb), dtype=X.dtype)
     r = np.empty(nb, dtype=X.dtype)
     failed = np.zeros(B, dtype=np.bool_)
-    thr = tol + tol
+    one, zero, thr = _constants(X, tol + tol)
     for cl in range(slot_start.shape[0] - 1):
         s0 = slot_start[cl]
         n = slot_start[cl + 1] - s0
         cs = coupling_start[cl]
-        oS, oG, oL = 3 * n * C, 6 * n * C, 7 * n * C
         for st in range(0, B, C):
             nl = min(C, B - st)
             bad = 0
             for k in range(n):
                 i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-                ix, iy, iz, jx, jy, jz = X0[i, 0], X0[i, 1], X0[i, 2], X0[j, 0], X0[j, 1], X0[j, 2]
-                kx, ky, kz, lx, ly, lz = X[i, 0], X[i, 1], X[i, 2], X[j, 0], X[j, 1], X[j, 2]
                 d2, e = dist2[s0 + k], inv_dist2[s0 + k]
-                oRk, oSk, oGk, oLk = 3 * k * C, oS + 3 * k * C, oG + k * C, oL + k * C
-                for b in range(nl):  # one pass per bond: few loops, each with its own alias checks
-                    u = st + b
-                    W[oRk + b] = ix[u] - jx[u]
-                    W[oRk + C + b] = iy[u] - jy[u]
-                    W[oRk + 2 * C + b] = iz[u] - jz[u]
-                    px, py, pz = kx[u] - lx[u], ky[u] - ly[u], kz[u] - lz[u]
-                    W[oSk + b] = px
-                    W[oSk + C + b] = py
-                    W[oSk + 2 * C + b] = pz
+                Wk = W[8 * k * C:8 * (k + 1) * C]
+                # lane slices, so indices start at 0 (no wraparound arithmetic) and each loop
+                # reads few arrays (few runtime alias checks): both keep the loops vectorised
+                ix, iy, iz = X0[i, 0, st:st + nl], X0[i, 1, st:st + nl], X0[i, 2, st:st + nl]
+                jx, jy, jz = X0[j, 0, st:st + nl], X0[j, 1, st:st + nl], X0[j, 2, st:st + nl]
+                for b in range(nl):
+                    Wk[b] = ix[b] - jx[b]
+                    Wk[C + b] = iy[b] - jy[b]
+                    Wk[2 * C + b] = iz[b] - jz[b]
+                ix, iy, iz = X[i, 0, st:st + nl], X[i, 1, st:st + nl], X[i, 2, st:st + nl]
+                jx, jy, jz = X[j, 0, st:st + nl], X[j, 1, st:st + nl], X[j, 2, st:st + nl]
+                for b in range(nl):
+                    px, py, pz = ix[b] - jx[b], iy[b] - jy[b], iz[b] - jz[b]
+                    Wk[3 * C + b] = px
+                    Wk[4 * C + b] = py
+                    Wk[5 * C + b] = pz
                     g = px * px + py * py + pz * pz - d2
-                    W[oGk + b] = g
-                    W[oLk + b] = 0.0
+                    Wk[6 * C + b] = g
+                    Wk[7 * C + b] = zero
                     bad += 0 if abs(g) * e < thr else 1
             it = 0
             while bad > 0 and it < max_iter:
                 if n == 1:
-                    bad = _newton1(W, nl, coupling, cs, inv_dist2, s0, thr)
+                    bad = _newton1(W, nl, coupling, cs, inv_dist2, s0, thr, one, zero)
                 elif n == 2:
-                    bad = _newton2(W, nl, coupling, cs, inv_dist2, s0, thr)
+                    bad = _newton2(W, nl, coupling, cs, inv_dist2, s0, thr, one, zero)
                 elif n == 3:
-                    bad = _newton3(W, nl, coupling, cs, inv_dist2, s0, thr)
+                    bad = _newton3(W, nl, coupling, cs, inv_dist2, s0, thr, one, zero)
                 else:
                     bad = _newton_general(W, nl, coupling, cs, inv_dist2, s0, thr, n, m, r)
                 it += 1
             if bad > 0:
                 for k in range(n):
-                    e, oGk = inv_dist2[s0 + k], oG + k * C
+                    e, oG = inv_dist2[s0 + k], (8 * k + 6) * C
                     for b in range(nl):
-                        if not (abs(W[oGk + b]) * e < thr):
+                        if not (abs(W[oG + b]) * e < thr):
                             failed[st + b] = True
             if it == 0:
                 continue  # already on the manifold: λ = 0, nothing moves
@@ -463,13 +476,13 @@ def shake_block(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
             for k in range(n):
                 i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
                 wi, wj = inv_mass[s0 + k, 0], inv_mass[s0 + k, 1]
-                oLk = oL + k * C
+                Wk = W[8 * k * C:8 * (k + 1) * C]
                 for a in range(3):
-                    xi, xj, oR = X[i, a], X[j, a], (3 * k + a) * C
+                    xi, xj, oR = X[i, a, st:st + nl], X[j, a, st:st + nl], a * C
                     for b in range(nl):
-                        f = W[oLk + b] * W[oR + b]
-                        xi[st + b] += f * wi
-                        xj[st + b] -= f * wj
+                        f = Wk[7 * C + b] * Wk[oR + b]
+                        xi[b] += f * wi
+                        xj[b] -= f * wj
     n_failed = 0
     for b in range(B):
         if failed[b]:
@@ -493,33 +506,31 @@ def project_block(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv
     B = X.shape[2]
     C = CHUNK
     nb = _max_size(slot_start)
-    W = np.empty(4 * nb * C, dtype=X.dtype)  # bonds r at rows 3k + xyz, then u_k / μ_k at rows 3n + k
+    one, _, _ = _constants(X, 0.0)
+    W = np.empty(4 * nb * C, dtype=X.dtype)  # per bond k: r_k at rows 4k + xyz, then u_k (later μ_k) at 4k + 3
     m = np.empty((nb, nb), dtype=X.dtype)
     r = np.empty(nb, dtype=X.dtype)
     for cl in range(slot_start.shape[0] - 1):
         s0 = slot_start[cl]
         n = slot_start[cl + 1] - s0
         cs = coupling_start[cl]
-        oU = 3 * n * C
         for st in range(0, B, C):
             nl = min(C, B - st)
             # bonds r_k = x_i − x_j and rates u_k = r_k · (v_i − v_j)
             for k in range(n):
                 i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
-                oUk = oU + k * C
-                for a in range(3):
-                    xi, xj, vi, vj = X[i, a], X[j, a], V[i, a], V[j, a]
-                    oR = (3 * k + a) * C
-                    if a == 0:
-                        for b in range(nl):
-                            p = xi[st + b] - xj[st + b]
-                            W[oR + b] = p
-                            W[oUk + b] = p * (vi[st + b] - vj[st + b])
-                    else:
-                        for b in range(nl):
-                            p = xi[st + b] - xj[st + b]
-                            W[oR + b] = p
-                            W[oUk + b] += p * (vi[st + b] - vj[st + b])
+                Wk = W[4 * k * C:4 * (k + 1) * C]
+                ix, iy, iz = X[i, 0, st:st + nl], X[i, 1, st:st + nl], X[i, 2, st:st + nl]
+                jx, jy, jz = X[j, 0, st:st + nl], X[j, 1, st:st + nl], X[j, 2, st:st + nl]
+                for b in range(nl):
+                    Wk[b] = ix[b] - jx[b]
+                    Wk[C + b] = iy[b] - jy[b]
+                    Wk[2 * C + b] = iz[b] - jz[b]
+                ix, iy, iz = V[i, 0, st:st + nl], V[i, 1, st:st + nl], V[i, 2, st:st + nl]
+                jx, jy, jz = V[j, 0, st:st + nl], V[j, 1, st:st + nl], V[j, 2, st:st + nl]
+                for b in range(nl):
+                    Wk[3 * C + b] = (Wk[b] * (ix[b] - jx[b]) + Wk[C + b] * (iy[b] - jy[b])
+                                     + Wk[2 * C + b] * (iz[b] - jz[b]))
             # μ = (c ⊙ R Rᵀ)⁻¹ u, left in place of u
             if n == 1:
                 c00 = coupling[cs]
@@ -529,14 +540,14 @@ def project_block(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv
             elif n == 2:
                 c00, c01, c10, c11 = coupling[cs], coupling[cs + 1], coupling[cs + 2], coupling[cs + 3]
                 for b in range(nl):
-                    ax, ay, az, bx, by, bz = W[b], W[C + b], W[2 * C + b], W[3 * C + b], W[4 * C + b], W[5 * C + b]
+                    ax, ay, az, bx, by, bz = W[b], W[C + b], W[2 * C + b], W[4 * C + b], W[5 * C + b], W[6 * C + b]
                     m00 = c00 * (ax * ax + ay * ay + az * az)
                     m01 = c01 * (ax * bx + ay * by + az * bz)
                     m10 = c10 * (bx * ax + by * ay + bz * az)
                     m11 = c11 * (bx * bx + by * by + bz * bz)
-                    u0, u1 = W[6 * C + b], W[7 * C + b]
-                    inv_det = 1.0 / (m00 * m11 - m01 * m10)
-                    W[6 * C + b] = (m11 * u0 - m01 * u1) * inv_det
+                    u0, u1 = W[3 * C + b], W[7 * C + b]
+                    inv_det = one / (m00 * m11 - m01 * m10)
+                    W[3 * C + b] = (m11 * u0 - m01 * u1) * inv_det
                     W[7 * C + b] = (m00 * u1 - m10 * u0) * inv_det
             elif n == 3:
                 c00, c01, c02 = coupling[cs], coupling[cs + 1], coupling[cs + 2]
@@ -544,8 +555,8 @@ def project_block(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv
                 c20, c21, c22 = coupling[cs + 6], coupling[cs + 7], coupling[cs + 8]
                 for b in range(nl):
                     ax, ay, az = W[b], W[C + b], W[2 * C + b]
-                    bx, by, bz = W[3 * C + b], W[4 * C + b], W[5 * C + b]
-                    cx, cy, cz = W[6 * C + b], W[7 * C + b], W[8 * C + b]
+                    bx, by, bz = W[4 * C + b], W[5 * C + b], W[6 * C + b]
+                    cx, cy, cz = W[8 * C + b], W[9 * C + b], W[10 * C + b]
                     aa = ax * ax + ay * ay + az * az
                     ab = ax * bx + ay * by + az * bz
                     ac = ax * cx + ay * cy + az * cz
@@ -564,33 +575,33 @@ def project_block(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv
                     k20 = m01 * m12 - m02 * m11
                     k21 = m02 * m10 - m00 * m12
                     k22 = m00 * m11 - m01 * m10
-                    inv_det = 1.0 / (m00 * k00 + m01 * k01 + m02 * k02)
-                    u0, u1, u2 = W[9 * C + b], W[10 * C + b], W[11 * C + b]
-                    W[9 * C + b] = (k00 * u0 + k10 * u1 + k20 * u2) * inv_det
-                    W[10 * C + b] = (k01 * u0 + k11 * u1 + k21 * u2) * inv_det
+                    inv_det = one / (m00 * k00 + m01 * k01 + m02 * k02)
+                    u0, u1, u2 = W[3 * C + b], W[7 * C + b], W[11 * C + b]
+                    W[3 * C + b] = (k00 * u0 + k10 * u1 + k20 * u2) * inv_det
+                    W[7 * C + b] = (k01 * u0 + k11 * u1 + k21 * u2) * inv_det
                     W[11 * C + b] = (k02 * u0 + k12 * u1 + k22 * u2) * inv_det
             else:
                 for b in range(nl):
                     for k in range(n):
                         for l in range(n):
-                            rk, rl = 3 * k * C + b, 3 * l * C + b
+                            rk, rl = 4 * k * C + b, 4 * l * C + b
                             m[k, l] = coupling[cs + k * n + l] * (W[rk] * W[rl] + W[rk + C] * W[rl + C]
                                                                   + W[rk + 2 * C] * W[rl + 2 * C])
-                        r[k] = W[oU + k * C + b]
+                        r[k] = W[(4 * k + 3) * C + b]
                     _dense_solve(m, r, n)
                     for k in range(n):
-                        W[oU + k * C + b] = r[k]
+                        W[(4 * k + 3) * C + b] = r[k]
             # v_i −= μ_k r_k / m_i, v_j += μ_k r_k / m_j
             for k in range(n):
                 i, j = atoms[s0 + k, 0], atoms[s0 + k, 1]
                 wi, wj = inv_mass[s0 + k, 0], inv_mass[s0 + k, 1]
-                oUk = oU + k * C
+                Wk = W[4 * k * C:4 * (k + 1) * C]
                 for a in range(3):
-                    vi, vj, oR = V[i, a], V[j, a], (3 * k + a) * C
+                    vi, vj, oR = V[i, a, st:st + nl], V[j, a, st:st + nl], a * C
                     for b in range(nl):
-                        f = W[oUk + b] * W[oR + b]
-                        vi[st + b] -= f * wi
-                        vj[st + b] += f * wj
+                        f = Wk[3 * C + b] * Wk[oR + b]
+                        vi[b] -= f * wi
+                        vj[b] += f * wj
 
 
 # ---------------------------------------------------------------------------- drivers over blocks
