@@ -117,12 +117,16 @@ def ns_per_day(timestep_ps, step_seconds):
     return timestep_ps * NS_PER_PS * SECONDS_PER_DAY / step_seconds
 
 
-def _best_seconds(fn, calls):
-    """Seconds per call of ``fn`` over ``calls`` calls (one window)."""
-    t0 = time.perf_counter()
+def _seconds(fn, calls):
+    """Wall-clock and this thread's CPU seconds per call of ``fn`` over ``calls`` calls (one window).
+
+    On a shared machine the CPU time leaves out the time the thread waited for a core, so it
+    varies less between windows than the wall clock (cache and hyperthread sharing still count).
+    """
+    w0, c0 = time.perf_counter(), time.thread_time()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - t0) / calls
+    return (time.perf_counter() - w0) / calls, (time.thread_time() - c0) / calls
 
 
 def kernels_main(n_walkers, blocks, repeats, seconds, dtype_name) -> int:
@@ -189,22 +193,27 @@ def kernels_main(n_walkers, blocks, repeats, seconds, dtype_name) -> int:
     calls = {}
     for name, (fn, _) in variants.items():  # size each window to about `seconds`
         fn()
-        once = _best_seconds(fn, 1)
+        once = _seconds(fn, 1)[0]
         calls[name] = max(1, int(seconds / max(once, 1e-7)))
-    best = {name: float("inf") for name in variants}
+    best = {(name, clock): float("inf") for name in variants for clock in (0, 1)}
     for _ in range(repeats):
         for name, (fn, _) in variants.items():
-            best[name] = min(best[name], _best_seconds(fn, calls[name]))
-    force = best["force evaluation"]
-    torch_s = best[torch_name]
-    print(f"{'variant':<30}{'us/walker-step':>16}{'torch/this':>12}{'this/force':>12}")
+            for clock, t in enumerate(_seconds(fn, calls[name])):
+                best[name, clock] = min(best[name, clock], t)
+    print("per walker-step; wall clock, then this thread's CPU time (ratios within each clock)")
+    print(f"{'variant':<30}{'wall us':>9}{'torch/this':>11}{'this/force':>11}"
+          f"{'cpu us':>9}{'torch/this':>11}{'this/force':>11}")
     for name in variants:
         if name.endswith("(copy only)"):
             continue
-        t = best[name]
-        if name.startswith("lanes"):
-            t = t - best[name + " (copy only)"]  # the input copy is not SHAKE's work
-        print(f"{name:<30}{1e6 * t / n_walkers:>16.3f}{torch_s / t:>12.2f}{t / force:>12.3f}")
+        row = f"{name:<30}"
+        for clock in (0, 1):
+            t = best[name, clock]
+            if name.startswith("lanes"):
+                t = t - best[name + " (copy only)", clock]  # the input copy is not SHAKE's work
+            row += (f"{1e6 * t / n_walkers:>9.3f}{best[torch_name, clock] / t:>11.2f}"
+                    f"{t / best['force evaluation', clock]:>11.3f}")
+        print(row)
     print(f"load average at end: {load_average()}")
     return 0
 
