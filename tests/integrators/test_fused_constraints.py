@@ -135,6 +135,25 @@ def test_shake_holds_bonds_and_matches_the_torch_solver(bridge, solver, lanes, t
     np.testing.assert_array_equal(out[:, free], x1.numpy()[:, free])
 
 
+def test_shake_with_velocities_adds_the_drift_correction(bridge, solver, lanes):
+    # V ← V + (x' − x̃)/h, the constrained drift's velocity update (drift_ou_drift); X as shake_block
+    h = 0.002
+    x0 = start(solver, bridge.positions, N_WALKERS, seed=21)
+    v = thermal(bridge.masses, x0.shape, seed=22)
+    x1 = x0 + h * v
+    X0, X = np.ascontiguousarray(x0.numpy().transpose(1, 2, 0)), np.ascontiguousarray(x1.numpy().transpose(1, 2, 0))
+    V = np.ascontiguousarray(v.numpy().transpose(1, 2, 0))
+    X_only = X.copy()
+    assert fc.shake_block_with_velocities(X0, X, V, 1.0 / h, *lanes.arrays(), 1e-12, 50) == 0
+    assert fc.shake_block(X0, X_only, *lanes.arrays(), 1e-12, 50) == 0
+    assert np.array_equal(X, X_only)
+    x = solver.shake(x0, x1)
+    expected = (v + (x - x1) / h).numpy()
+    np.testing.assert_allclose(V.transpose(2, 0, 1), expected, rtol=0, atol=1e-9)  # (x − x̃) ~ 1e-16 nm / 2 fs
+    # the corrected velocity is the secant (x' − x0)/h, whose bond-length change is second order
+    np.testing.assert_allclose(V.transpose(2, 0, 1), (x - x0).numpy() / h, rtol=0, atol=1e-9)
+
+
 def test_shake_correction_is_along_inverse_mass_times_reference_gradients(bridge, solver, lanes):
     # (d) x' − x̃ must lie in the span of M⁻¹G(x0)ᵀ: least squares on that basis leaves only round-off.
     c = constraints_of(bridge)
