@@ -10,14 +10,24 @@ loop LLVM can vectorise:
   on each cluster's b×b system (M-SHAKE). In bond space the update is linear in λ, so the
   current bonds S are updated by ΔS_k = Σ_l c_kl Δλ_l R_l (c = C M⁻¹ Cᵀ, R the reference
   bonds) and the residual after a step is exactly |ΔS_k|²; atoms move once, at the end.
+  :func:`shake_block_with_velocities` also adds the drift's velocity correction (x' − x̃)/h.
 * **RATTLE** (:func:`project_block`): v ← v − M⁻¹Gᵀμ with (G M⁻¹ Gᵀ) μ = G v, G at x.
 
 Clusters are the connected components of the constraint graph (for ``HBonds`` a heavy atom
-with its one to three hydrogens, a star; for rigid water a triangle). A cluster's lanes are
-iterated together: every lane of the block takes the same number of Newton steps, until all
-of them meet the tolerance (a converged lane's further steps are of round-off size). Sizes
-b ≤ 3 are solved in closed form (cofactors) with every per-lane quantity in registers; larger
-clusters take a per-lane Gaussian elimination with partial pivoting (correct, not fast).
+with its one to three hydrogens, a star; for rigid water a triangle). Each cluster is solved
+over chunks of :data:`CHUNK` lanes; a chunk iterates while any of its lanes is above the
+tolerance, and a lane that has met it takes zero steps from then on, so every lane stops at
+its own convergence and its result does not depend on the other walkers of its block (the
+same bits for any block size). Sizes b ≤ 3 are solved in closed form (cofactors, as the torch
+solver) with the per-lane quantities in registers; larger clusters take a per-lane Gaussian
+elimination with partial pivoting (correct, not fast). Results agree with the torch solver to
+round-off of the tolerance (~1e-13 nm in float64), not bitwise: the torch solver iterates
+every walker until all have converged.
+
+Cost (alanine dipeptide, HBonds, 2 fs, 1024 walkers, one thread; ``bench_constraints.py
+--kernels``): one SHAKE plus one projection per step is about 0.16–0.19 µs per walker in
+float64, 13–16× less than the torch solver and about 6 % of a (per-walker, fused) force
+evaluation.
 
 Kernels are compiled with ``fastmath=False`` (no FMA contraction or reassociation, so results
 are reproducible) and ``error_model='numpy'`` (no ZeroDivisionError check per division, which
