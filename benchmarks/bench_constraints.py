@@ -24,6 +24,15 @@ mean much. The aim (issue 21) is a cost ratio of at most 1.3 for ``2fs-HBonds``.
 
 Run ``python benchmarks/bench_constraints.py`` (``--quick`` for N = 64 and short windows;
 ``--walkers``, ``--dtype float64,float32``, ``--threads``, ``--device cuda``, ``--json PATH``).
+
+``--kernels`` runs the micro-benchmark of the constraint kernels instead (one thread: run it
+with ``OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1``): SHAKE + RATTLE velocity projection per
+walker-step, the lanes kernels of :mod:`langevin_md.integrators.fused_constraints` on blocks of
+B = 64, 128, 256 walkers against the torch :class:`ConstraintSolver` (``shake`` +
+``project_velocities``) on the same N walkers, with one unconstrained force evaluation
+(``energy_and_forces`` of the torch force field, fused kernels) for scale. The inputs are a 2 fs
+step's worth of thermal displacement from constrained positions; variants are alternated within
+each of ``--repeats`` rounds (default 7 with ``--kernels``) and the best of each is kept.
 """
 
 from __future__ import annotations
@@ -108,6 +117,107 @@ def ns_per_day(timestep_ps, step_seconds):
     return timestep_ps * NS_PER_PS * SECONDS_PER_DAY / step_seconds
 
 
+def _seconds(fn, calls):
+    """Wall-clock and this thread's CPU seconds per call of ``fn`` over ``calls`` calls (one window).
+
+    On a shared machine the CPU time leaves out the time the thread waited for a core, so it
+    varies less between windows than the wall clock (cache and hyperthread sharing still count).
+    """
+    w0, c0 = time.perf_counter(), time.thread_time()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - w0) / calls, (time.thread_time() - c0) / calls
+
+
+def kernels_main(n_walkers, blocks, repeats, seconds, dtype_name) -> int:
+    """Micro-benchmark of SHAKE + RATTLE per walker-step: lanes kernels vs torch solver vs one force call."""
+    import numpy as np
+    import torch
+
+    from langevin_md.integrators import fused_constraints as fc
+    from langevin_md.integrators.constraints import ConstraintSolver, constraints_of
+
+    torch.set_num_threads(1)
+    dtype = np.dtype(dtype_name)
+    tdtype = getattr(torch, dtype_name)
+    bridge, ff = build("HBonds", None)
+    constraints = constraints_of(bridge)
+    solver = ConstraintSolver(constraints, bridge.masses, dtype=tdtype)
+    lc = fc.pack_clusters(constraints, bridge.masses, dtype)
+    tol = fc.default_tolerance(dtype)
+    g = torch.Generator().manual_seed(0)
+    x = torch.as_tensor(bridge.positions, dtype=tdtype).expand(n_walkers, -1, -1).clone()
+    x0 = solver.constrain_positions(x + 0.01 * torch.randn(x.shape, generator=g, dtype=tdtype))
+    kt = 0.0083144626 * bridge.temperature  # kJ/mol
+    sd = torch.as_tensor(np.sqrt(kt / bridge.masses), dtype=tdtype).reshape(1, -1, 1)
+    v = sd * torch.randn(x.shape, generator=g, dtype=tdtype)          # thermal velocities, nm/ps
+    x1 = x0 + 0.002 * v                                                # a 2 fs drift
+    if hasattr(ff, "kernels_used"):
+        ff.energy_and_forces(x0)
+    print(f"load average at start: {load_average()}")
+    print(f"alanine dipeptide HBonds ({lc.cluster_sizes} clusters by size), N = {n_walkers}, {dtype_name}, "
+          f"one thread; force field kernels: {getattr(ff, 'kernels_used', '?')}")
+
+    variants = {}
+
+    def lanes_variant(b, tol):
+        from_lanes = lambda a: np.ascontiguousarray(  # noqa: E731 - (N, A, 3) -> (nb, A, 3, B)
+            a.numpy().reshape(n_walkers // b, b, -1, 3).transpose(0, 2, 3, 1))
+        X0, X1, V = from_lanes(x0), from_lanes(x1), from_lanes(v)
+        X = X1.copy()
+        arrays = lc.arrays()
+
+        def copy():
+            np.copyto(X, X1)
+
+        def run():
+            np.copyto(X, X1)
+            if fc.shake_lanes(X0, X, *arrays, tol, 50):
+                raise RuntimeError("lanes SHAKE did not converge")
+            fc.project_lanes(X, V, *arrays)
+        run()
+        return run, copy
+
+    loose = 1e-10 if dtype_name == "float64" else tol  # the issue's bond tolerance: one Newton step fewer
+    for b in blocks:
+        if n_walkers % b:
+            raise SystemExit(f"--walkers {n_walkers} is not a multiple of block size {b}")
+        for t in sorted({tol, loose}):
+            name = f"lanes B={b} tol={t:g}"
+            variants[name] = lanes_variant(b, t)
+            variants[name + " (copy only)"] = (variants[name][1], None)
+    vt = v.clone()
+    torch_name = f"torch ConstraintSolver tol={solver.tolerance:g}"
+    variants[torch_name] = (lambda: solver.project_velocities(solver.shake(x0, x1), vt), None)
+    variants["force evaluation"] = (lambda: ff.energy_and_forces(x0), None)
+    calls = {}
+    for name, (fn, _) in variants.items():  # size each window to about `seconds`
+        fn()
+        once = _seconds(fn, 1)[0]
+        calls[name] = max(1, int(seconds / max(once, 1e-7)))
+    best = {(name, clock): float("inf") for name in variants for clock in (0, 1)}
+    for _ in range(repeats):
+        for name, (fn, _) in variants.items():
+            for clock, t in enumerate(_seconds(fn, calls[name])):
+                best[name, clock] = min(best[name, clock], t)
+    print("per walker-step; wall clock, then this thread's CPU time (ratios within each clock)")
+    print(f"{'variant':<30}{'wall us':>9}{'torch/this':>11}{'this/force':>11}"
+          f"{'cpu us':>9}{'torch/this':>11}{'this/force':>11}")
+    for name in variants:
+        if name.endswith("(copy only)"):
+            continue
+        row = f"{name:<30}"
+        for clock in (0, 1):
+            t = best[name, clock]
+            if name.startswith("lanes"):
+                t = t - best[name + " (copy only)", clock]  # the input copy is not SHAKE's work
+            row += (f"{1e6 * t / n_walkers:>9.3f}{best[torch_name, clock] / t:>11.2f}"
+                    f"{t / best['force evaluation', clock]:>11.3f}")
+        print(row)
+    print(f"load average at end: {load_average()}")
+    return 0
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -120,7 +230,17 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="N = 64, 1 s windows, one repeat")
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--kernels", action="store_true",
+                        help="micro-benchmark SHAKE + RATTLE kernels (lanes vs torch solver vs a force call)")
+    parser.add_argument("--blocks", default="64,128,256", help="lanes block sizes for --kernels")
     args = parser.parse_args(argv)
+    if args.kernels:
+        dtype = args.dtype.split(",")[0].strip()
+        if dtype not in ("float64", "float32"):
+            parser.error(f"--dtype must be float64 or float32, got {dtype!r}")
+        blocks = [int(b) for b in args.blocks.split(",")]
+        return kernels_main(args.walkers, blocks, 7 if args.repeats == 3 else args.repeats,
+                            0.3 if args.quick else 1.0, dtype)
     if args.quick:
         args.walkers, args.seconds, args.repeats = min(args.walkers, 64), 1.0, 1
     dtypes = []
