@@ -41,13 +41,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 
 from langevin_md.integrators.constraints import DEFAULT_TOLERANCE, MAX_ITERATIONS, ConstraintError
 from langevin_md.systems.constraints import Constraints
 
 __all__ = ["LaneConstraints", "pack_clusters", "shake_block", "shake_block_with_velocities", "project_block",
-           "shake_lanes", "project_lanes", "shake", "project", "default_tolerance"]
+           "shake_lanes", "project_lanes", "shake_velocities_lanes_parallel", "shake_velocities_lanes_serial",
+           "project_lanes_parallel", "shake", "project", "default_tolerance"]
 
 _DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}
 
@@ -671,6 +672,35 @@ def shake_lanes(X0, X, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_
 def project_lanes(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass, coupling):
     """:func:`project_block` over every block of ``(nb, n_atoms, 3, B)`` arrays."""
     for blk in range(X.shape[0]):
+        project_block(X[blk], V[blk], slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass, coupling)
+
+
+@njit(parallel=True, cache=True, fastmath=False, error_model='numpy')
+def shake_velocities_lanes_parallel(X0, X, V, inv_h, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass,
+                                    coupling, tol, max_iter):
+    """:func:`shake_block_with_velocities` over every block, blocks over numba's pool; the failed-lane count."""
+    failed = np.zeros(X.shape[0], dtype=np.int64)
+    for blk in prange(X.shape[0]):
+        failed[blk] = shake_block_with_velocities(X0[blk], X[blk], V[blk], inv_h, slot_start, coupling_start, atoms,
+                                                  dist2, inv_dist2, inv_mass, coupling, tol, max_iter)
+    return failed.sum()
+
+
+@njit(cache=True, fastmath=False, error_model='numpy')
+def shake_velocities_lanes_serial(X0, X, V, inv_h, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass,
+                                  coupling, tol, max_iter):
+    """:func:`shake_block_with_velocities` over every block on the calling thread; the failed-lane count."""
+    failed = 0
+    for blk in range(X.shape[0]):
+        failed += shake_block_with_velocities(X0[blk], X[blk], V[blk], inv_h, slot_start, coupling_start, atoms,
+                                              dist2, inv_dist2, inv_mass, coupling, tol, max_iter)
+    return failed
+
+
+@njit(parallel=True, cache=True, fastmath=False, error_model='numpy')
+def project_lanes_parallel(X, V, slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass, coupling):
+    """:func:`project_block` over every block, blocks over numba's pool."""
+    for blk in prange(X.shape[0]):
         project_block(X[blk], V[blk], slot_start, coupling_start, atoms, dist2, inv_dist2, inv_mass, coupling)
 
 

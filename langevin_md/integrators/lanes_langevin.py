@@ -20,8 +20,17 @@ each operation written as the eager step writes it (``(τ/m)·F + v``, ``τ·v +
 ``(√(1 − c²) √(kT/m))·ξ + c·v``), and the normal deviates ξ are drawn from the same
 per-walker streams in the same order (:meth:`~langevin_md.random.WalkerRNG.normal`, one draw
 of ``(n_atoms, 3)`` per step). No operation is fused or reordered (numba without fastmath), so
-positions, velocities, energies and forces are bitwise those of the eager step on the same
-fused force field, and a run may switch between the two at any step.
+without constraints positions, velocities, energies and forces are bitwise those of the
+eager step on the same fused force field, and a run may switch between the two at any step.
+
+With holonomic constraints (HBonds, rigid water) the step is the eager constrained BAOAB
+(Leimkuhler & Matthews, Proc. R. Soc. A 472, 20160138 (2016), as OpenMM's
+``LangevinMiddleIntegrator``): A O A from x₀ to x̃, one SHAKE x' = x̃ + M⁻¹G(x₀)ᵀλ with
+v ← v + (x' − x̃)/h, forces, the last kick, and RATTLE's projection of v onto the tangent
+space, with SHAKE and RATTLE in the lanes kernels of
+:mod:`~langevin_md.integrators.fused_constraints`. Those iterate each walker to its own
+convergence where the torch solver iterates the batch together, so constrained runs agree
+with the eager step to the SHAKE tolerance (1e-12 relative in float64), not bitwise.
 """
 
 from __future__ import annotations
@@ -36,9 +45,12 @@ from numba import njit, prange
 from langevin_md.forcefield.fused.lanes import block_size, energies_from_lanes, from_lanes, to_lanes
 from langevin_md.forcefield.fused.module import numba_threads
 from langevin_md.integrators.base import UnderdampedState, evolve
-from langevin_md.integrators.constraints import constraint_solver
+import langevin_md.integrators.fused_constraints as fused_constraints
+from langevin_md.integrators.constraints import MAX_ITERATIONS, ConstraintError, constraint_solver
+from langevin_md.integrators.fused_constraints import LaneConstraints
 from langevin_md.integrators.underdamped import BAOAB
 from langevin_md.random import GAMMA, MIX1, MIX2, WalkerRNG
+from langevin_md.systems.constraints import constraints_of
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
@@ -77,6 +89,44 @@ def _open_block(x, v, f, e, xi, kick, half_h, c, noise, first):
                 fa[b] = 0.0
     for b in range(lanes):
         e[b] = 0.0
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+def _open_constrained_block(x, x0, v, f, e, xi, kick, half_h, c, noise):
+    """B A O A of a constrained step before its SHAKE: x0 ← x, then x ← x̃ (unconstrained); zeroes f and e.
+
+    v ← (h/2)F/m + v; x̃ = x + (h/2) v + (h/2) v_O with v_O = c v + noise·ξ, unprojected (SHAKE
+    ignores normal components, see :mod:`~langevin_md.integrators.underdamped`).
+    """
+    lanes = v.shape[2]
+    for a in range(v.shape[0]):
+        k, s = kick[a], noise[a]
+        for d in range(3):
+            xa, x0a, va, fa, za = x[a, d], x0[a, d], v[a, d], f[a, d], xi[a, d]
+            for b in range(lanes):
+                vb = k * fa[b] + va[b]  # B(h/2)
+                xb = xa[b]
+                x0a[b] = xb
+                xb = half_h * vb + xb  # A(h/2)
+                if c != 1.0:
+                    vb = s * za[b] + c * vb  # O(h)
+                xa[b] = half_h * vb + xb  # A(h/2)
+                va[b] = vb
+                fa[b] = 0.0
+    for b in range(lanes):
+        e[b] = 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
+def _open_constrained_parallel(x, x0, v, f, e, xi, kick, half_h, c, noise):
+    for k in prange(x.shape[0]):
+        _open_constrained_block(x[k], x0[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise)
+
+
+@njit(cache=True, fastmath=False, error_model="numpy")
+def _open_constrained_serial(x, x0, v, f, e, xi, kick, half_h, c, noise):
+    for k in range(x.shape[0]):
+        _open_constrained_block(x[k], x0[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise)
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
@@ -205,9 +255,13 @@ class LanesBAOAB:
     """
 
     def __init__(self, fused, timestep: float, friction: float, inv_mass: torch.Tensor,
-                 thermal_velocity: torch.Tensor):
+                 thermal_velocity: torch.Tensor, constraints: Optional[LaneConstraints] = None,
+                 tolerance: float = 0.0):
         self.fused = fused
+        self.constraints = constraints
+        self.tolerance = tolerance
         h = timestep
+        self.h = h
         self.half_h = 0.5 * h
         self.c = math.exp(-friction * h)
         dtype = inv_mass.dtype
@@ -234,6 +288,7 @@ class LanesBAOAB:
                    and generator.device.type == "cpu" and xl.dtype == np.float64 else None)
         if normals is not None:
             normals.chunks = numba_threads(n)
+        x0 = np.empty_like(xl) if self.constraints is not None else None
         for step in range(n_steps):
             if self.c == 1.0:  # frictionless: no noise, and no random numbers drawn (as eager)
                 pass
@@ -241,13 +296,44 @@ class LanesBAOAB:
                 xi = normals.draw()
             else:
                 xi = to_lanes(generator.normal(event, dtype=state.positions.dtype).numpy(), lanes)
-            opening(xl, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise, step == 0)
-            self.fused.accumulate_lanes(xl, fl, el, parallel)
-        kick(vl, fl, self.kick)
+            if self.constraints is None:
+                opening(xl, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise, step == 0)
+                self.fused.accumulate_lanes(xl, fl, el, parallel)
+            else:
+                self._constrained_step(xl, x0, vl, fl, el, xi, parallel, n)
+        if self.constraints is None:
+            kick(vl, fl, self.kick)
         positions = torch.from_numpy(from_lanes(xl, n))
         return evolve(state, positions=positions, velocities=torch.from_numpy(from_lanes(vl, n)),
                       forces=torch.from_numpy(from_lanes(fl, n)),
                       energy=torch.from_numpy(energies_from_lanes(el, n).copy()))
+
+
+    def _constrained_step(self, xl, x0, vl, fl, el, xi, parallel: bool, n_walkers: int) -> None:
+        """One constrained BAOAB step in lanes: B, A O A with one SHAKE (and its velocity correction), forces, B, RATTLE."""
+        arrays = self.constraints.arrays()
+        (_open_constrained_parallel if parallel else _open_constrained_serial)(
+            xl, x0, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise)
+        shake = fused_constraints.shake_velocities_lanes_parallel if parallel else \
+            fused_constraints.shake_velocities_lanes_serial
+        failed = shake(x0, xl, vl, 1.0 / self.h, *arrays, self.tolerance, MAX_ITERATIONS)
+        if failed:
+            self._shake_failed(xl, n_walkers)
+        self.fused.accumulate_lanes(xl, fl, el, parallel)
+        (_kick_parallel if parallel else _kick_serial)(vl, fl, self.kick)
+        (fused_constraints.project_lanes_parallel if parallel else fused_constraints.project_lanes)(xl, vl, *arrays)
+
+    def _shake_failed(self, xl, n_walkers: int):
+        x = from_lanes(xl, n_walkers)
+        atoms = self.constraints.atoms
+        r2 = ((x[:, atoms[:, 0]] - x[:, atoms[:, 1]]) ** 2).sum(-1)
+        err = 0.5 * np.abs((r2 - self.constraints.dist2) * self.constraints.inv_dist2).max(axis=1)
+        bad = np.flatnonzero(~(err < self.tolerance)).tolist()
+        raise ConstraintError(
+            f"SHAKE did not reach relative tolerance {self.tolerance:g} in {MAX_ITERATIONS} iterations for "
+            f"walkers {bad[:10]} (worst error {float(np.nanmax(err)) if np.isfinite(err).any() else float('nan'):.3g}); "
+            "the step moved constrained atoms too far. Use a smaller timestep, or start from positions that "
+            "satisfy the constraints.", walkers=bad)
 
 
 def lanes_runner(system, integrator, state) -> Optional[LanesBAOAB]:
@@ -255,16 +341,20 @@ def lanes_runner(system, integrator, state) -> Optional[LanesBAOAB]:
 
     It applies to exactly :class:`~langevin_md.integrators.underdamped.BAOAB` on a system whose
     ``lanes_kernels`` gives a fused force field with every term in a lanes kernel (a
-    :class:`~langevin_md.systems.torch_forcefield.TorchForceField` in double precision, no
-    constraints, CPU), with one temperature for all walkers.
+    :class:`~langevin_md.systems.torch_forcefield.TorchForceField` in double precision on the
+    CPU, with or without distance constraints), with one temperature for all walkers.
     """
     if type(integrator) is not BAOAB or state.kT is not None or not isinstance(state, UnderdampedState):
         return None
-    if constraint_solver(system, state.positions) is not None:
-        return None
+    solver = constraint_solver(system, state.positions)
+    constraints = None
+    if solver is not None:
+        constraints = fused_constraints.pack_clusters(constraints_of(system), np.asarray(system.masses),
+                                                      state.positions.numpy().dtype)
     lanes_kernels = getattr(system, "lanes_kernels", None)
     fused = lanes_kernels(state.positions) if lanes_kernels is not None else None
     if fused is None:
         return None
     inv_mass, thermal_velocity = integrator.mass_factors(system, state)
-    return LanesBAOAB(fused, integrator.timestep, integrator.friction, inv_mass, thermal_velocity)
+    return LanesBAOAB(fused, integrator.timestep, integrator.friction, inv_mass, thermal_velocity, constraints,
+                      solver.tolerance if solver is not None else 0.0)
