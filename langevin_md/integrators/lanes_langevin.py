@@ -182,7 +182,7 @@ def _uniform_rows(keys, first_word, u1, theta, w0, w1):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _uniforms(keys, first_word, u1, theta, chunks):
+def _uniforms_parallel(keys, first_word, u1, theta, chunks):
     n = keys.shape[0]
     for c in prange(chunks):
         _uniform_rows(keys, first_word, u1, theta, c * n // chunks, (c + 1) * n // chunks)
@@ -194,11 +194,17 @@ def _normals_to_lanes(r, cos, sin, n, out):
     n_walkers, m = r.shape
     lanes = out.shape[3]
     for k in range(out.shape[0]):
-        for b in range(lanes):
-            w = min(k * lanes + b, n_walkers - 1)
-            for i in range(n):
-                z = r[w, i] * cos[w, i] if i < m else r[w, i - m] * sin[w, i - m]
-                out[k, i // 3, i % 3, b] = z
+        last = min(lanes, n_walkers - k * lanes)  # lanes of real walkers in this block
+        for i in range(n):  # writes run along the lanes; the reads gather
+            row = out[k, i // 3, i % 3]
+            if i < m:
+                for b in range(last):
+                    row[b] = r[k * lanes + b, i] * cos[k * lanes + b, i]
+            else:
+                for b in range(last):
+                    row[b] = r[k * lanes + b, i - m] * sin[k * lanes + b, i - m]
+            for b in range(last, lanes):  # pad lanes: the last walker's noise
+                row[b] = row[last - 1]
 
 
 class NormalLanes:
@@ -228,7 +234,10 @@ class NormalLanes:
         g = self.generator
         first = np.uint64(g.counter & (2**64 - 1))
         g.counter += 2 * self.m
-        _uniforms(self.keys, first, self.r, self.theta, self.chunks)
+        if self.chunks > 1:
+            _uniforms_parallel(self.keys, first, self.r, self.theta, self.chunks)
+        else:  # a parallel launch, even of one chunk, would wake numba's pool
+            _uniform_rows(self.keys, first, self.r, self.theta, 0, self.keys.shape[0])
         r_t, theta_t = torch.from_numpy(self.r), torch.from_numpy(self.theta)
         torch.log(r_t, out=r_t)
         np.multiply(self.r, -2.0, out=self.r)
@@ -273,6 +282,15 @@ class LanesBAOAB:
 
     def run(self, state: UnderdampedState, generator, n_steps: int) -> UnderdampedState:
         """``n_steps`` BAOAB steps from ``state``, drawing from ``generator`` (advanced as the eager steps do)."""
+        torch_threads = torch.get_num_threads()
+        try:
+            return self._run(state, generator, n_steps)
+        finally:
+            # numba's OpenMP layer sets the OpenMP thread count, which torch reads as its own
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)
+
+    def _run(self, state: UnderdampedState, generator, n_steps: int) -> UnderdampedState:
         x, v, f = (t.detach().numpy() for t in (state.positions, state.velocities, state.forces))
         n = x.shape[0]
         lanes = block_size(n)
