@@ -18,9 +18,23 @@ test from the serial pass. A new test of one of the kinds above belongs in the l
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# One thread per pytest-xdist worker: ``-n auto`` already starts one worker per CPU, and the
+# OpenMP/MKL pools of several workers fighting over the same cores are far worse than idle
+# cores. Measured on the 2-core VM: once torch.set_num_threads(2) has been called explicitly
+# (the torch executor does it when it restores the setting after a run with one thread), MKL
+# threads even a 1600-element sqrt or log, and with the other worker busy each such call waits
+# for a core: 1 ms instead of 2 us. On the shared VM the four tests of test_tempering.py took
+# 1386 s in a worker that had run lmd.sample before them, 20 s with one thread per worker. Set before torch is first imported (test
+# modules import it at collection, after this file), and inherited by the CLI subprocesses
+# that tests start. The serial pass runs without xdist and keeps every CPU.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 #: Test files (every test in them) or single tests (``file::name``, any parametrisation),
 #: relative to the repository root, with the reason they run alone.
