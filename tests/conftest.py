@@ -27,11 +27,12 @@ import pytest
 # OpenMP/MKL pools of several workers fighting over the same cores are far worse than idle
 # cores. Measured on the 2-core VM: once torch.set_num_threads(2) has been called explicitly
 # (the torch executor does it when it restores the setting after a run with one thread), MKL
-# threads even a 1600-element sqrt or log, and with the other worker busy each such call waits
-# for a core: 1 ms instead of 2 us. On the shared VM the four tests of test_tempering.py took
-# 1386 s in a worker that had run lmd.sample before them, 20 s with one thread per worker. Set before torch is first imported (test
-# modules import it at collection, after this file), and inherited by the CLI subprocesses
-# that tests start. The serial pass runs without xdist and keeps every CPU.
+# threads even a 1600-element sqrt or log, and with the other core busy each such call waits
+# for it: 0.1-10 ms instead of 2 us. On the shared VM the five tests of test_tempering.py took
+# 1386 s in a worker that had run lmd.sample before them, 20 s with one thread per worker.
+# Set before torch is first imported (test modules import it at collection, after this
+# file), and inherited by the CLI subprocesses that tests start. The serial pass runs without
+# xdist and keeps every CPU.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, "1")
