@@ -29,15 +29,16 @@ demo: $(STAMP) opencl
 	$(BIN)/langevin-md demo
 
 # Two passes (tests/conftest.py says which tests are `serial` and why): first every other test
-# on $(TEST_WORKERS) pytest-xdist workers, one test file per worker so that a module's
-# fixtures are built once; then the serial ones (thread counts from idle CPUs, wall-clock
-# bounds, SIGKILL timing, a Dask cluster, OpenCL) with nothing beside them. Both passes always
-# run and print pytest's summary; the target fails if either failed (exit 5, "no tests
-# collected", counts as passing: a subset in TESTS may hold no serial test). TEST_WORKERS=1
-# runs the first pass without xdist too.
+# on $(TEST_WORKERS) pytest-xdist workers with one thread each, one test file per worker so
+# that a module's fixtures are built once, handed out in the order tests/conftest.py gives
+# (its LONG_FIRST files first, so that both workers finish together); then the serial ones
+# (thread counts from idle CPUs, wall-clock bounds, SIGKILL timing, a Dask cluster, OpenCL)
+# with nothing beside them. Both passes always run and print pytest's summary; the target
+# fails if either failed (exit 5, "no tests collected", counts as passing: a subset in TESTS
+# may hold no serial test). TEST_WORKERS=1 runs the first pass without xdist too.
 TESTS        ?= tests
 TEST_WORKERS ?= auto
-PYTEST_PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+PYTEST_PARALLEL = $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: $(STAMP) opencl
 	@$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not serial" $(TESTS); parallel=$$?; \

@@ -18,9 +18,24 @@ test from the serial pass. A new test of one of the kinds above belongs in the l
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# One thread per pytest-xdist worker: ``-n auto`` already starts one worker per CPU, and the
+# OpenMP/MKL pools of several workers fighting over the same cores are far worse than idle
+# cores. Measured on the 2-core VM: once torch.set_num_threads(2) has been called explicitly
+# (the torch executor does it when it restores the setting after a run with one thread), MKL
+# threads even a 1600-element sqrt or log, and with the other core busy each such call waits
+# for it: 0.1-10 ms instead of 2 us. On the shared VM the five tests of test_tempering.py took
+# 1386 s in a worker that had run lmd.sample before them, 20 s with one thread per worker.
+# Set before torch is first imported (test modules import it at collection, after this
+# file), and inherited by the CLI subprocesses that tests start. The serial pass runs without
+# xdist and keeps every CPU.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 #: Test files (every test in them) or single tests (``file::name``, any parametrisation),
 #: relative to the repository root, with the reason they run alone.
@@ -50,27 +65,68 @@ SERIAL = {
     "tests/hostile/test_upstream_inductor_scatter.py": "compiles and runs with two OpenMP threads on purpose",
 }
 
+#: The test files that take longest in the xdist pass, longest first: seconds in one process
+#: with a worker's environment (one thread) on the shared 2-core VM, December 2026; only the
+#: order is used. ``make test`` hands whole files to the workers in collection order
+#: (``--dist loadfile --no-loadscope-reorder``) and this list moves these files to the front,
+#: so that the long ones start first and the many short files fill in behind them: both
+#: workers finish together rather than one starting a long file while the other has nothing
+#: left. (xdist's own order puts the files with the fewest tests last, and the slow
+#: statistical files have two or three tests each.) A file that becomes slow belongs here;
+#: ``--durations=0`` gives the numbers.
+LONG_FIRST = {
+    "tests/test_compile_auto.py": 48,
+    "tests/test_demo.py": 40,
+    "tests/hostile/test_write_safety.py": 33,
+    "tests/statistical/test_mixed_precision.py": 30,
+    "tests/examples/test_examples.py": 30,
+    "tests/test_readme.py": 25,
+    "tests/statistical/test_constrained_md.py": 23,
+    "tests/run/test_prior_config.py": 23,
+    "tests/statistical/test_tempering.py": 20,
+    "tests/statistical/test_exact_laws.py": 19,
+    "tests/statistical/test_forcefield_agreement.py": 17,
+    "tests/statistical/test_targets.py": 10,
+}
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(config, items):
-    """Mark the listed tests (and every ``opencl`` test) ``serial``; refuse stale entries."""
+def _stale_entries():
+    """Entries of SERIAL and LONG_FIRST that name no file or test of this repository."""
     stale = []
-    for key in SERIAL:
+    for key in [*SERIAL, *LONG_FIRST]:
         file, _, name = key.partition("::")
         path = ROOT / file
         # Read from the file, not from what was collected: a run of one file or one test
         # collects no others, and must not call them stale.
         if not path.is_file() or (name and f"def {name}(" not in path.read_text(encoding="utf-8")):
             stale.append(key)
+    return stale
+
+
+def _relative(item):
+    """The item's file relative to the repository root, or None for a test outside it."""
+    try:
+        return Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark the listed tests (and every ``opencl`` test) ``serial``, put the LONG_FIRST files
+    first (each file's tests stay together and in order), and refuse stale entries."""
+    stale = _stale_entries()
     if stale:
-        raise pytest.UsageError(f"tests/conftest.py SERIAL lists tests that do not exist: {stale}; "
-                                "update the list after a rename")
-    for item in items:
-        try:
-            rel = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
-        except ValueError:  # a test outside this repository
+        raise pytest.UsageError(f"tests/conftest.py SERIAL or LONG_FIRST lists tests that do not exist: {stale}; "
+                                "update the lists after a rename")
+    rank = {file: i for i, file in enumerate(sorted(LONG_FIRST, key=LONG_FIRST.get, reverse=True))}
+    order = {}
+    for position, item in enumerate(items):
+        rel = _relative(item)
+        order[item] = (rank.get(rel, len(rank)), position)
+        if rel is None:
             continue
         name = getattr(item, "originalname", None) or item.name
         for key in (rel, f"{rel}::{name}"):
@@ -78,3 +134,4 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.serial(reason=SERIAL[key]))
         if item.get_closest_marker("opencl") is not None:
             item.add_marker(pytest.mark.serial(reason="OpenCL/PoCL uses every core"))
+    items.sort(key=order.__getitem__)
