@@ -296,7 +296,7 @@ class OpenMMSampler(Executor):
         reader = self._reader
         direct = self.numpy_dtype == np.float64  # OpenMM writes straight into the block
         chunk = reader.chunk
-        pending = []  # (frame, previous cut, step) of the frames read since the last check
+        pending = []  # (frame, previous cut, step, U) of the frames read since the last check
         advance = walker.integrator.step  # bound once: the loop runs once per frame
         step = s0
         checked_end = False
@@ -306,7 +306,7 @@ class OpenMMSampler(Executor):
             except openmm.OpenMMException as exc:
                 if not is_nan_error(exc):  # the CPU and GPU platforms stop on NaN coordinates
                     raise
-                return self._check_frames(pending, j, positions, energies, kinetic) or (step, cut)
+                return self._check_frames(pending, j, positions, kinetic) or (step, cut)
             bar.update(cut - step)
             prev, step = step, cut
             if mala and step == self.burn_in_end:
@@ -317,12 +317,12 @@ class OpenMMSampler(Executor):
                 continue
             e = reader.read(walker, len(pending), positions[frame, j] if direct else None)
             energies[frame, j] = e
-            pending.append((frame, prev, step))
+            pending.append((frame, prev, step, e))
             if len(pending) == chunk or not math.isfinite(e):
-                failed = self._check_frames(pending, j, positions, energies, kinetic)
+                failed = self._check_frames(pending, j, positions, kinetic)
                 if failed is not None:
                     return failed
-        failed = self._check_frames(pending, j, positions, energies, kinetic)
+        failed = self._check_frames(pending, j, positions, kinetic)
         if failed is not None:
             return failed
         if not checked_end and not np.isfinite(reader(walker)[0]):  # an unrecorded end
@@ -333,7 +333,7 @@ class OpenMMSampler(Executor):
                 self.accepted[j] += int(round(n_acc))
         return None
 
-    def _check_frames(self, pending: list, j: int, positions, energies, kinetic) -> Optional[tuple[int, int]]:
+    def _check_frames(self, pending: list, j: int, positions, kinetic) -> Optional[tuple[int, int]]:
         """Finish walker ``j``'s frames read into the reader's chunk; empties ``pending``.
 
         Fills their kinetic energies (and, for float32 records, positions), then returns
@@ -349,10 +349,12 @@ class OpenMMSampler(Executor):
             kinetic[frames, j] = k
         if self.numpy_dtype != np.float64:
             positions[frames, j] = self._reader.chunk_positions[:count]
-        ok = np.isfinite(energies[frames, j]) & np.isfinite(positions[frames, j]).reshape(count, -1).all(axis=1)
+        # U as OpenMM returned it (float64), positions as recorded
+        ok = np.isfinite(np.fromiter((p[3] for p in pending), dtype=np.float64, count=count))
+        ok &= np.isfinite(positions[frames, j]).reshape(count, -1).all(axis=1)
         if kinetic is not None:
             ok &= np.isfinite(k)
-        bad = pending[int(np.argmin(ok))][1:] if not ok.all() else None
+        bad = pending[int(np.argmin(ok))][1:3] if not ok.all() else None
         pending.clear()
         return bad
 
