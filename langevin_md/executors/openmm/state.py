@@ -144,7 +144,7 @@ class FrameReader:
             if self.system.constrained:
                 # v then holds the step-end velocities, projected unless they diverged.
                 v_end = v + self.kick * f
-                if np.all(np.isfinite(v_end)):
+                if np.isfinite(v_end).all():
                     self._project(walker, v_end, v, self.velocities)
                     v[...] = self.velocities
                 else:
