@@ -94,8 +94,9 @@ def test_the_probe_weighs_both_and_the_openmm_twin_is_the_same_system(alanine):
     # A second call on the same system and walkers reuses the timings: the same answer, no new probe.
     again = choose_backend(alanine, BAOAB(0.001, 1.0), 1, LONG)
     assert again.backend == choice.backend and "timings probed earlier in this process" in again.reason
-    # Other walker counts are probed afresh.
-    assert "probed earlier" not in choose_backend(alanine, BAOAB(0.001, 1.0), 2, LONG).reason
+    # Another walker count probes torch afresh; OpenMM's timings (one walker) are reused.
+    other = choose_backend(alanine, BAOAB(0.001, 1.0), 2, LONG).reason
+    assert "; OpenMM's timings probed earlier in this process" in other
     twin = openmm_equivalent(alanine)
     assert twin.openmm_system is alanine.source_openmm_system
     x = alanine.initial_positions(3) + 0.01 * torch.randn(3, 22, 3, generator=torch.Generator().manual_seed(0),
@@ -151,9 +152,11 @@ def test_a_short_few_walker_molecular_run_goes_to_openmm_and_says_why(caplog):
     assert reason.startswith("OpenMM is faster here (probe: ") and "per Context" in reason
     assert f"backend='auto' chose openmm: {reason}" in [rec.getMessage() for rec in caplog.records]
     assert r.positions.shape == (20, 1, 22, 3) and np.isfinite(r.energies).all()
-    # The second call reuses the probe: no new timing, the same executor.
+    # The second call reuses the OpenMM probe (and torch's, unless the first call cut it short:
+    # a cold process's first torch step can outlast this whole OpenMM run), the same executor.
     again = lmd.sample(alanine, BAOAB(0.001, 1.0), n_steps=200, n_walkers=1, record_every=10)
-    assert again.metadata["backend"] == "openmm" and "probed earlier in this process" in again.metadata["backend_reason"]
+    assert again.metadata["backend"] == "openmm"
+    assert "timings probed earlier in this process" in again.metadata["backend_reason"]
     # The same seed on the same executor: bitwise the same run (OpenMM Reference).
     np.testing.assert_array_equal(again.positions, r.positions)
     # An explicit backend="torch" still wins, with no probe.

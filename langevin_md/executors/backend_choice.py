@@ -182,29 +182,29 @@ def choose_backend(system, integrator, n_walkers: int, n_steps: int,
     n_walkers, n_steps, record_every = int(n_walkers), int(n_steps), max(1, int(record_every))
     timings = _cache(system)
     omm_key = ("openmm", repr(integrator))
-    earlier = omm_key in timings
-    if not earlier:
+    torch_key = ("torch", repr(integrator), n_walkers, str(dtype))
+    # Which timings earlier calls left (a torch probe cut short is not kept).
+    earlier = ("; timings probed earlier in this process" if omm_key in timings and torch_key in timings else
+               "; OpenMM's timings probed earlier in this process" if omm_key in timings else "")
+    if omm_key not in timings:
         timings[omm_key] = probe_openmm(equivalent, integrator, seed)
     omm = timings[omm_key]
     cost_openmm = omm.run_cost(n_walkers, n_steps, record_every)
     openmm_text = (f"OpenMM {omm.step * 1e6:.3g} µs per walker-step + {omm.frame * 1e6:.3g} µs per frame "
                    f"+ {omm.context * 1e3:.3g} ms per Context")
-    torch_key = ("torch", repr(integrator), n_walkers, str(dtype))
-    if torch_key in timings:
-        t_torch = timings[torch_key]
-    else:
-        earlier = False
+    if torch_key not in timings:
         t_torch, first = probe_torch(system, integrator, n_walkers, seed, dtype, budget=cost_openmm)
         if t_torch is None:
             return BackendChoice("openmm", (
                 f"OpenMM is faster here (probe: the torch executor's set-up and first step of {n_walkers} "
                 f"walkers took {first:.3g} s, more than the whole OpenMM run of {n_steps} steps, "
-                f"~{cost_openmm:.3g} s; {openmm_text})"))
+                f"~{cost_openmm:.3g} s; {openmm_text}{earlier})"))
         timings[torch_key] = t_torch
+    t_torch = timings[torch_key]
     cost_torch = n_steps * t_torch
     numbers = (f"probe: torch {t_torch * 1e3:.3g} ms per step of {n_walkers} walkers (eager), {openmm_text}; "
                f"{n_steps} steps, a frame every {record_every}: torch ~{cost_torch:.3g} s, "
-               f"OpenMM ~{cost_openmm:.3g} s" + ("; timings probed earlier in this process" if earlier else ""))
+               f"OpenMM ~{cost_openmm:.3g} s{earlier}")
     if cost_openmm < cost_torch:
         return BackendChoice("openmm", f"OpenMM is faster here ({numbers})")
     return BackendChoice("torch", f"torch is as fast or faster here ({numbers})")
