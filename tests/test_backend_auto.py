@@ -170,3 +170,16 @@ def test_a_system_without_an_openmm_twin_goes_to_torch_even_for_one_walker():
                            alanine.positions)
     r = lmd.sample(bare, BAOAB(0.001, 1.0), n_steps=20, n_walkers=1, record_every=10)
     assert r.metadata["backend"] == "torch" and "keeps no openmm.System" in r.metadata["backend_reason"]
+
+
+def test_the_torch_probe_stops_after_one_step_when_that_decides():
+    from langevin_md.executors.backend_choice import probe_torch
+
+    ula = lmd.integrators.ULA(0.1)
+    # Timed in full: seconds per step, and the set-up plus first step.
+    t_step, t_first = probe_torch(Harmonic(dim=2), ula, 4, seed=0)
+    assert t_step > 0 and t_first > 0
+    # Any set-up outlasts a zero budget: stop (the other executor wins).
+    assert probe_torch(Harmonic(dim=2), ula, 4, seed=0, budget=0.0)[0] is None
+    # With no limit on the other side, even n_steps times the first step is within it: stop.
+    assert probe_torch(Harmonic(dim=2), ula, 4, seed=0, n_steps=10)[0] is None

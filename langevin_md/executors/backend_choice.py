@@ -19,9 +19,11 @@ The rule, in order (the first that applies decides, and its reason is kept):
    * torch (:func:`probe_torch`, once per system, scheme, walker count and dtype: a torch
      executor on all ``N`` walkers, eager, one warm-up step then :data:`PROBE_STEPS` timed):
      every walker at once, ``steps × t_torch(N)``. The probe is cut short after its first
-     step when the set-up and that step alone took longer than the whole OpenMM run would
-     (then OpenMM is faster whatever the remaining steps cost, and a short run is not held
-     up by probing torch); such a cut probe is not kept, so the next call measures again.
+     step when that already decides: the set-up and that step alone took longer than the
+     whole OpenMM run would (OpenMM wins whatever the remaining steps cost), or ``steps``
+     times it, an upper bound of the torch run, is within the OpenMM run's cost (torch wins).
+     So a short run is not held up by probing; a cut probe is not kept, and the next call
+     measures again.
 
    The cheaper run wins. The torch probe is eager, so where ``compile="auto"`` later
    compiles, torch is faster than the estimate: ties go to torch. No crossover is written
@@ -193,12 +195,18 @@ def choose_backend(system, integrator, n_walkers: int, n_steps: int,
     openmm_text = (f"OpenMM {omm.step * 1e6:.3g} µs per walker-step + {omm.frame * 1e6:.3g} µs per frame "
                    f"+ {omm.context * 1e3:.3g} ms per Context")
     if torch_key not in timings:
-        t_torch, first = probe_torch(system, integrator, n_walkers, seed, dtype, budget=cost_openmm)
-        if t_torch is None:
+        t_torch, first = probe_torch(system, integrator, n_walkers, seed, dtype, budget=cost_openmm,
+                                     n_steps=n_steps)
+        if t_torch is None and first > cost_openmm:
             return BackendChoice("openmm", (
                 f"OpenMM is faster here (probe: the torch executor's set-up and first step of {n_walkers} "
                 f"walkers took {first:.3g} s, more than the whole OpenMM run of {n_steps} steps, "
                 f"~{cost_openmm:.3g} s; {openmm_text}{earlier})"))
+        if t_torch is None:
+            return BackendChoice("torch", (
+                f"torch is as fast or faster here (probe: the torch executor's set-up and first step of "
+                f"{n_walkers} walkers took {first:.3g} s, so its {n_steps}-step run takes at most "
+                f"~{n_steps * first:.3g} s against OpenMM's ~{cost_openmm:.3g} s; {openmm_text}{earlier})"))
         timings[torch_key] = t_torch
     t_torch = timings[torch_key]
     cost_torch = n_steps * t_torch
@@ -244,15 +252,19 @@ def probe_openmm(openmm_system, integrator, seed: int) -> OpenMMTimings:
     return OpenMMTimings(context=t_context, step=t_step, frame=t_frame)
 
 
-def probe_torch(system, integrator, n_walkers: int, seed: int, dtype=None,
-                budget: float = math.inf) -> tuple[Optional[float], float]:
+def probe_torch(system, integrator, n_walkers: int, seed: int, dtype=None, budget: float = math.inf,
+                n_steps: Optional[int] = None) -> tuple[Optional[float], float]:
     """Seconds per eager torch step of all ``n_walkers`` walkers; the walkers are thrown away.
+
+    The probe stops after its first step when that already decides a run of ``n_steps``
+    steps against ``budget`` seconds (the other executor's cost): when the set-up and first
+    step took longer than ``budget``, or when ``n_steps`` times that (an upper bound of the
+    torch run) is within it.
 
     Returns
     -------
     t_torch : float or None
-        Seconds per step, or None when the set-up and first step already took longer than
-        ``budget`` seconds (the probe stops there).
+        Seconds per step, or None when the probe stopped after its first step.
     t_first : float
         Seconds the set-up and first step took.
     """
@@ -262,7 +274,7 @@ def probe_torch(system, integrator, n_walkers: int, seed: int, dtype=None,
     probe = Sampler(system, integrator, n_walkers=n_walkers, seed=seed, dtype=dtype, compile=False)
     probe.run(1, progress=False)  # warm-up: first-call allocations, the dtype's copy of the terms
     t_first = time.perf_counter() - t0
-    if t_first > budget:
+    if t_first > budget or (n_steps is not None and n_steps * t_first <= budget):
         return None, t_first
     t0 = time.perf_counter()
     probe.run(PROBE_STEPS, record_every=PROBE_STEPS, progress=False)
