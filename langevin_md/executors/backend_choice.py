@@ -58,7 +58,7 @@ OPENMM_PROBE_MAX_STEPS = 4000
 #: evaluation OpenMM does not cache).
 OPENMM_PROBE_FRAMES = 5
 
-#: Probe timings per system (weakly held): ``{"openmm", integrator repr}`` -> OpenMMTimings and
+#: Probe timings per system (weakly held): ``("openmm", integrator repr)`` -> OpenMMTimings and
 #: ``("torch", integrator repr, walkers, dtype)`` -> seconds per torch step. A process that calls
 #: ``sample()`` again on the same system reuses them, so only the first call pays a probe and
 #: repeated calls cannot flip on timing noise.
