@@ -183,3 +183,11 @@ def test_the_torch_probe_stops_after_one_step_when_that_decides():
     assert probe_torch(Harmonic(dim=2), ula, 4, seed=0, budget=0.0)[0] is None
     # With no limit on the other side, even n_steps times the first step is within it: stop.
     assert probe_torch(Harmonic(dim=2), ula, 4, seed=0, n_steps=10)[0] is None
+
+
+def test_a_scheme_openmm_cannot_constrain_is_left_to_torch_which_names_the_problem():
+    hbonds = systems.alanine_dipeptide(solvent="vacuum", constraints="HBonds", engine="openmm")
+    choice = choose_backend(hbonds, lmd.integrators.ULA(1e-7), 1, LONG)
+    assert choice.backend == "torch" and "cannot run on a system with constraints" in choice.reason
+    with pytest.raises(ValueError, match="BAOAB"):
+        lmd.sample(hbonds, lmd.integrators.ULA(1e-7), n_steps=1)

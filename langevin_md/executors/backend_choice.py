@@ -189,7 +189,10 @@ def choose_backend(system, integrator, n_walkers: int, n_steps: int,
     earlier = ("; timings probed earlier in this process" if omm_key in timings and torch_key in timings else
                "; OpenMM's timings probed earlier in this process" if omm_key in timings else "")
     if omm_key not in timings:
-        timings[omm_key] = probe_openmm(equivalent, integrator, seed)
+        try:
+            timings[omm_key] = probe_openmm(equivalent, integrator, seed)
+        except ValueError as exc:  # e.g. a scheme OpenMM cannot constrain: torch says its own piece
+            return BackendChoice("torch", f"the OpenMM executor cannot run this ({exc})")
     omm = timings[omm_key]
     cost_openmm = omm.run_cost(n_walkers, n_steps, record_every)
     openmm_text = (f"OpenMM {omm.step * 1e6:.3g} µs per walker-step + {omm.frame * 1e6:.3g} µs per frame "

@@ -225,7 +225,7 @@ def _constraint_table(system):
 def test_constrained_systems_run_where_a_scheme_constrains_and_are_refused_elsewhere(hbonds):
     assert hbonds.constrained
     # The torch executor's BAOAB constrains (SHAKE/RATTLE on the System's own list) ...
-    res = lmd.sample(hbonds, BAOAB(timestep=0.002, friction=1.0), n_steps=2)
+    res = lmd.sample(hbonds, BAOAB(timestep=0.002, friction=1.0), n_steps=2, backend="torch")
     assert np.isfinite(res.energies).all()
     # ... its overdamped and Metropolis schemes refuse, naming the schemes that constrain.
     for scheme in (ULA(1e-7), MALA(1e-7)):
