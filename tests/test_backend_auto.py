@@ -15,8 +15,7 @@ import torch
 import langevin_md as lmd
 from langevin_md import systems
 from langevin_md.errors import ConfigError
-from langevin_md.executors.backend_choice import (PROBE_MIN_WALKER_STEPS, choose_backend,
-                                                  openmm_equivalent)
+from langevin_md.executors.backend_choice import choose_backend, openmm_equivalent
 from langevin_md.integrators import BAOAB, HMC, ReplicaExchange
 from langevin_md.run.build import build_sampler, check_config
 from langevin_md.run.config import load_config, parse_config
@@ -24,7 +23,7 @@ from langevin_md.run.folder import create_run, load_run
 from langevin_md.run.session import execute_run
 from langevin_md.systems import Harmonic, TorchForceField
 
-LONG = 10**6  # steps: long enough that only a rule, never the short-run default, decides
+LONG = 10**6  # steps: a long run, where the probe's cost is negligible
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +78,25 @@ def test_what_the_openmm_executor_cannot_run_goes_to_torch_with_the_reason(alani
                            alanine.positions)
     choice = choose_backend(bare, BAOAB(0.001, 1.0), 1, LONG)
     assert choice.backend == "torch" and "keeps no openmm.System" in choice.reason
-    short = choose_backend(alanine, BAOAB(0.001, 1.0), 1, PROBE_MIN_WALKER_STEPS - 1)
-    assert short.backend == "torch" and short.reason.startswith("a short run")
+    # Torch settings of the force field itself keep the run on torch.
+    mixed = alanine.with_precision("mixed")
+    assert choose_backend(mixed, BAOAB(0.001, 1.0), 1, LONG).reason == \
+        "the force field was built with precision='mixed', a setting of the torch executor"
+    assert "kernels='torch'" in choose_backend(alanine.with_kernels("torch"), BAOAB(0.001, 1.0), 1, LONG).reason
 
 
 def test_the_probe_weighs_both_and_the_openmm_twin_is_the_same_system(alanine):
+    alanine = systems.alanine_dipeptide(solvent="vacuum", engine="torch")  # no timings kept yet
     choice = choose_backend(alanine, BAOAB(0.001, 1.0), 1, LONG)
     assert choice.backend in ("torch", "openmm") and "(probe: torch " in choice.reason
     assert "probed earlier" not in choice.reason
+    assert openmm_equivalent(alanine) is openmm_equivalent(alanine)  # one twin per force field
     # A second call on the same system and walkers reuses the timings: the same answer, no new probe.
     again = choose_backend(alanine, BAOAB(0.001, 1.0), 1, LONG)
     assert again.backend == choice.backend and "timings probed earlier in this process" in again.reason
-    # Other walker counts are probed afresh.
-    assert "probed earlier" not in choose_backend(alanine, BAOAB(0.001, 1.0), 2, LONG).reason
+    # Another walker count probes torch afresh; OpenMM's timings (one walker) are reused.
+    other = choose_backend(alanine, BAOAB(0.001, 1.0), 2, LONG).reason
+    assert "; OpenMM's timings probed earlier in this process" in other
     twin = openmm_equivalent(alanine)
     assert twin.openmm_system is alanine.source_openmm_system
     x = alanine.initial_positions(3) + 0.01 * torch.randn(3, 22, 3, generator=torch.Generator().manual_seed(0),
@@ -130,3 +135,59 @@ def test_a_run_folder_records_the_executor_used_and_resume_keeps_it(tmp_path):
     for folder in (run_dir, raw):
         result = load_run(folder)
         np.testing.assert_array_equal(result.positions, straight.positions)  # bitwise across the resume
+
+
+def test_a_short_few_walker_molecular_run_goes_to_openmm_and_says_why(caplog):
+    """Alanine dipeptide in vacuum, one walker, 200 steps: one OpenMM Context (~10 µs a step on
+    the Reference platform) against the batched torch executor's per-step Python work
+    (~100 µs for one walker): OpenMM, with the probe's numbers in the reason and the log.
+    Not a timed assertion: the margin is about tenfold either way the machine is loaded, and
+    a short run is no longer sent to torch unprobed."""
+    alanine = systems.alanine_dipeptide(solvent="vacuum", temperature=300.0)  # the default engine: torch
+    assert isinstance(alanine, TorchForceField)
+    with caplog.at_level(logging.INFO, logger="langevin_md.executors"):
+        r = lmd.sample(alanine, BAOAB(0.001, 1.0), n_steps=200, n_walkers=1, record_every=10)
+    assert r.metadata["backend"] == "openmm" and r.metadata["device"] == "openmm:Reference"
+    reason = r.metadata["backend_reason"]
+    assert reason.startswith("OpenMM is faster here (probe: ") and "per Context" in reason
+    assert f"backend='auto' chose openmm: {reason}" in [rec.getMessage() for rec in caplog.records]
+    assert r.positions.shape == (20, 1, 22, 3) and np.isfinite(r.energies).all()
+    # The second call reuses the OpenMM probe (and torch's, unless the first call cut it short:
+    # a cold process's first torch step can outlast this whole OpenMM run), the same executor.
+    again = lmd.sample(alanine, BAOAB(0.001, 1.0), n_steps=200, n_walkers=1, record_every=10)
+    assert again.metadata["backend"] == "openmm"
+    assert "timings probed earlier in this process" in again.metadata["backend_reason"]
+    # The same seed on the same executor: bitwise the same run (OpenMM Reference).
+    np.testing.assert_array_equal(again.positions, r.positions)
+    # An explicit backend="torch" still wins, with no probe.
+    t = lmd.sample(alanine, BAOAB(0.001, 1.0), n_steps=20, n_walkers=1, record_every=10, backend="torch")
+    assert t.metadata["backend"] == "torch" and t.metadata["backend_reason"] == "backend='torch' given"
+
+
+def test_a_system_without_an_openmm_twin_goes_to_torch_even_for_one_walker():
+    alanine = systems.alanine_dipeptide(solvent="vacuum", engine="torch")
+    bare = TorchForceField(alanine.module, alanine.masses, alanine.temperature, alanine.topology,
+                           alanine.positions)
+    r = lmd.sample(bare, BAOAB(0.001, 1.0), n_steps=20, n_walkers=1, record_every=10)
+    assert r.metadata["backend"] == "torch" and "keeps no openmm.System" in r.metadata["backend_reason"]
+
+
+def test_the_torch_probe_stops_after_one_step_when_that_decides():
+    from langevin_md.executors.backend_choice import probe_torch
+
+    ula = lmd.integrators.ULA(0.1)
+    # Timed in full: seconds per step, and the set-up plus first step.
+    t_step, t_first = probe_torch(Harmonic(dim=2), ula, 4, seed=0)
+    assert t_step > 0 and t_first > 0
+    # Any set-up outlasts a zero budget: stop (the other executor wins).
+    assert probe_torch(Harmonic(dim=2), ula, 4, seed=0, budget=0.0)[0] is None
+    # With no limit on the other side, even n_steps times the first step is within it: stop.
+    assert probe_torch(Harmonic(dim=2), ula, 4, seed=0, n_steps=10)[0] is None
+
+
+def test_a_scheme_openmm_cannot_constrain_is_left_to_torch_which_names_the_problem():
+    hbonds = systems.alanine_dipeptide(solvent="vacuum", constraints="HBonds", engine="openmm")
+    choice = choose_backend(hbonds, lmd.integrators.ULA(1e-7), 1, LONG)
+    assert choice.backend == "torch" and "cannot run on a system with constraints" in choice.reason
+    with pytest.raises(ValueError, match="BAOAB"):
+        lmd.sample(hbonds, lmd.integrators.ULA(1e-7), n_steps=1)

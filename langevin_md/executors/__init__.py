@@ -94,9 +94,9 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     backend : {'auto', 'torch', 'openmm'}
         Which executor runs (see :data:`BACKENDS` and the module docstring). ``"auto"``
         (default) picks the faster correct one for this system, scheme, walker count and
-        options (:func:`~.backend_choice.choose_backend`: torch for anything only it runs or
-        for short runs, else a cost model checked by a probe of a few steps of each); an
-        explicit choice always wins. ``metadata["backend"]`` and ``metadata["backend_reason"]``
+        options (:func:`~.backend_choice.choose_backend`: torch for anything only it runs,
+        else the cheaper whole run by a cost model from short probes of each, made once per
+        process and reused); an explicit choice always wins. ``metadata["backend"]`` and ``metadata["backend_reason"]``
         of the result say which ran and why, and the choice is logged.
     compile : True, False or "auto"
         Torch executor only: fuse steps with ``torch.compile``. ``"auto"`` (default)
@@ -127,7 +127,8 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
     n_steps = checks.positive_int("n_steps", n_steps)
     burn_in = checks.non_negative_int("burn_in", burn_in)
     backend, reason, system = _resolve_backend(backend, system, integrator, n_walkers, burn_in + n_steps,
-                                               seed, device, dtype, compile, threads)
+                                               seed, device, dtype, compile, threads,
+                                               checks.positive_int("record_every", record_every))
     cls = executor_class(backend)
     if backend == "torch":
         sampler = cls(system, integrator, n_walkers=n_walkers, seed=seed, device=device, dtype=dtype,
@@ -157,7 +158,7 @@ def sample(system, integrator, n_steps: int, n_walkers: int = 1, record_every: i
 
 
 def _resolve_backend(backend: str, system, integrator, n_walkers: int, n_steps: int, seed: int, device,
-                     dtype, compile, threads):
+                     dtype, compile, threads, record_every: int = 1):
     """(backend, reason, system to run) for :func:`sample`; "auto" asks :func:`choose_backend`."""
     checks.choice("backend", backend, BACKEND_CHOICES)
     from .backend_choice import choose_backend, openmm_equivalent
@@ -173,7 +174,7 @@ def _resolve_backend(backend: str, system, integrator, n_walkers: int, n_steps: 
     torch_options = [f"{name}={value!r}" for name, value in (("device", device), ("threads", threads))
                      if value is not None] + (["compile=True"] if compile is True else [])
     choice = choose_backend(system, integrator, checks.positive_int("n_walkers", n_walkers), n_steps,
-                            torch_options, seed, dtype)
+                            torch_options, seed, dtype, record_every)
     log.info("backend='auto' chose %s: %s", choice.backend, choice.reason)
     if choice.backend == "openmm":
         system = openmm_equivalent(system)

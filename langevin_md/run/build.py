@@ -183,7 +183,7 @@ def resolve_backend(config: RunConfig, system, integrator) -> None:
         choice = BackendChoice("torch", "[prior]: the force field plus a torch prior runs on the torch executor only")
     else:
         choice = choose_backend(system, integrator, int(s["n_walkers"]), int(s.get("burn_in", 0)) + int(s["n_steps"]),
-                                torch_options, int(s.get("seed", 0)), s.get("dtype"))
+                                torch_options, int(s.get("seed", 0)), s.get("dtype"), int(s.get("record_every", 1)))
     config.sampler["backend"] = choice.backend
     config.backend_reason = choice.reason
     log.info("[sampler] backend = \"auto\" chose %s: %s", choice.backend, choice.reason)

@@ -34,9 +34,11 @@ def choose_engine(system, engine: str = "auto", openmm_options=()) -> str:
     force field with its fused CPU kernels runs 1.5–1.8× OpenMM in vacuum and 11–12× with OBC2
     from 64 walkers, and is slower than one Context for a single walker in vacuum. Torch is also
     the only engine that batches walkers on a GPU and fuses with learned priors in one graph, so
-    it is the default; pass ``engine="openmm"`` for few walkers or for ``backend="openmm"`` (a
-    run config with ``backend = "openmm"`` chooses it itself unless ``engine = "torch"`` pins
-    the system).
+    it is the default; for few walkers ``sample``'s ``backend="auto"`` runs the torch force
+    field as the ``openmm.System`` it was compiled from on the OpenMM executor when a probe
+    finds that faster (:mod:`langevin_md.executors.backend_choice`). A run config with
+    ``backend = "openmm"`` chooses the OpenMM engine itself unless ``engine = "torch"`` pins
+    the system.
 
     ``engine="torch"`` with an unsupported force raises the torch compiler's ValueError
     (naming the force); ``"openmm"`` always keeps the bridge.

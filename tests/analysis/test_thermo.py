@@ -124,7 +124,7 @@ def test_degrees_of_freedom_follow_the_executor_that_ran():
     with pytest.raises(ValueError, match="backend must be 'openmm' or 'torch', got 'jax'"):
         degrees_of_freedom(system, "jax")
     integrator = lmd.integrators.BAOAB(0.002, 5.0)
-    ours = lmd.sample(system, integrator, n_steps=4, n_walkers=2, seed=1, record_every=2)
+    ours = lmd.sample(system, integrator, n_steps=4, n_walkers=2, seed=1, record_every=2, backend="torch")
     theirs = lmd.sample(system, integrator, n_steps=4, n_walkers=2, seed=1, record_every=2, backend="openmm")
     assert ours.metadata["backend"] == "torch" and theirs.metadata["backend"] == "openmm"
     assert kinetic_temperature_check(ours).n_dof == 54

@@ -166,6 +166,22 @@ def test_nonfinite_state_raises_with_the_frames_before_it():
         lmd.sample(system, BAOAB(), n_steps=1, initial_positions=np.full((4, 3), np.nan), backend="openmm")
 
 
+
+def test_a_divergence_inside_a_chunk_of_frames_is_reported_at_its_first_bad_frame():
+    # Frames are finished (kinetic energy, finiteness) 64 at a time: with a frame every step the
+    # divergence (~250 steps in) falls after several chunks, and it must still be reported at the
+    # first bad frame, with every frame before it kept and finite.
+    system = harmonic_openmm_system(np.full(4, 10.0), 1000.0, 300.0)
+    with pytest.raises(lmd.NonFiniteStateError) as info:
+        lmd.sample(system, BAOAB(timestep=0.5, friction=1.0), n_steps=5000, n_walkers=1, record_every=1,
+                   backend="openmm")
+    err = info.value
+    r = err.result
+    assert r.n_frames > 64 and err.steps == (r.steps[-1], r.steps[-1] + 1)
+    assert np.all(np.isfinite(r.positions)) and np.all(np.isfinite(r.energies))
+    assert np.all(np.isfinite(r.kinetic_energies))
+    np.testing.assert_array_equal(r.steps, np.arange(1, r.n_frames + 1))
+
 # --------------------------------------------------------------------------- energy conservation
 def test_frictionless_baoab_conserves_energy_to_order_h2(vacuum):
     # Velocity Verlet (BAOAB with friction 0 = LangevinMiddleIntegrator with friction 0): the total
@@ -209,7 +225,7 @@ def _constraint_table(system):
 def test_constrained_systems_run_where_a_scheme_constrains_and_are_refused_elsewhere(hbonds):
     assert hbonds.constrained
     # The torch executor's BAOAB constrains (SHAKE/RATTLE on the System's own list) ...
-    res = lmd.sample(hbonds, BAOAB(timestep=0.002, friction=1.0), n_steps=2)
+    res = lmd.sample(hbonds, BAOAB(timestep=0.002, friction=1.0), n_steps=2, backend="torch")
     assert np.isfinite(res.energies).all()
     # ... its overdamped and Metropolis schemes refuse, naming the schemes that constrain.
     for scheme in (ULA(1e-7), MALA(1e-7)):

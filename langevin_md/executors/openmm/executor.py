@@ -9,9 +9,12 @@ compiled integrator (:func:`~.export.to_openmm_integrator`).
 Stepping. The run is cut into segments at the steps where a reporter is due (and, when frames
 go to sinks, after a bounded block of frames). Inside a segment the walkers run one after
 another, each from the segment start to its end: between records a walker's integrator takes
-its steps in one ``step`` call, and at a record the state is fetched once (``getState``) and
-checked for finiteness. The segment's frames go to the sinks when every walker has finished
-it, then the reporters are told.
+its steps in one ``step`` call, and at a record the state is fetched once (``getState``, straight
+into the frame block). Kinetic energies and finiteness checks are computed for up to 64 frames
+at once (:class:`~.state.FrameReader`), and at once when a potential energy is not finite, so
+a diverged walker is still reported at its first bad frame while the per-frame Python work
+stays a small part of a step. The segment's frames go to the sinks when every walker has
+finished it, then the reporters are told.
 
 Reproducibility. Walker ``w``'s integrator and initial-velocity seeds are pure functions of
 ``(seed, w)`` (:mod:`.seeds`). OpenMM's Reference platform draws every Context's random
@@ -45,6 +48,7 @@ energy; it removes 3 degrees of freedom from the kinetic energy.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Optional, Sequence
 
@@ -278,20 +282,31 @@ class OpenMMSampler(Executor):
 
     def _run_walker(self, walker: Walker, j: int, s0: int, cuts, frame_at, positions, energies,
                     kinetic, bar) -> Optional[tuple[int, int]]:
-        """One walker through a segment: None, or (last good step, failing step)."""
+        """One walker through a segment: None, or (last good step, failing step).
+
+        Per cut only OpenMM is called: one ``step`` and, at a frame, one state read into the
+        reader's chunk (:meth:`FrameReader.read`). Kinetic energies and the finiteness of
+        positions and kinetic energies are worked out for a chunk of frames at once
+        (:meth:`_check_frames`), and at once when a frame's potential energy is not finite:
+        a diverged walker is reported at its first bad frame, as if every frame were checked.
+        """
         import openmm  # the package imports without OpenMM installed; only running needs it
 
         mala = self.integrator.metropolis_adjusted
+        reader = self._reader
         direct = self.numpy_dtype == np.float64  # OpenMM writes straight into the block
+        chunk = reader.chunk
+        pending = []  # (frame, previous cut, step, U) of the frames read since the last check
+        advance = walker.integrator.step  # bound once: the loop runs once per frame
         step = s0
         checked_end = False
         for cut in cuts:
             try:
-                walker.integrator.step(cut - step)
+                advance(cut - step)
             except openmm.OpenMMException as exc:
                 if not is_nan_error(exc):  # the CPU and GPU platforms stop on NaN coordinates
                     raise
-                return step, cut
+                return self._check_frames(pending, j, positions, kinetic) or (step, cut)
             bar.update(cut - step)
             prev, step = step, cut
             if mala and step == self.burn_in_end:
@@ -300,24 +315,48 @@ class OpenMMSampler(Executor):
             checked_end = frame is not None
             if frame is None:
                 continue
-            if direct:
-                e, k = self._reader(walker, positions[frame, j])
-            else:
-                e, k = self._reader(walker)
-                positions[frame, j] = self._reader.positions
+            e = reader.read(walker, len(pending), positions[frame, j] if direct else None)
             energies[frame, j] = e
-            if kinetic is not None:
-                kinetic[frame, j] = k
-            if not (np.isfinite(e) and (kinetic is None or np.isfinite(k))
-                    and np.all(np.isfinite(positions[frame, j]))):
-                return prev, step
-        if not checked_end and not np.isfinite(self._reader(walker)[0]):  # an unrecorded end
+            pending.append((frame, prev, step, e))
+            if len(pending) == chunk or not math.isfinite(e):
+                failed = self._check_frames(pending, j, positions, kinetic)
+                if failed is not None:
+                    return failed
+        failed = self._check_frames(pending, j, positions, kinetic)
+        if failed is not None:
+            return failed
+        if not checked_end and not np.isfinite(reader(walker)[0]):  # an unrecorded end
             return s0, step
         if mala:
             n_acc = walker.take_acceptance()
             if step > self.burn_in_end:
                 self.accepted[j] += int(round(n_acc))
         return None
+
+    def _check_frames(self, pending: list, j: int, positions, kinetic) -> Optional[tuple[int, int]]:
+        """Finish walker ``j``'s frames read into the reader's chunk; empties ``pending``.
+
+        Fills their kinetic energies (and, for float32 records, positions), then returns
+        (previous cut, step) of the first frame with a non-finite potential or kinetic energy
+        or position, or None.
+        """
+        count = len(pending)
+        if count == 0:
+            return None
+        frames = np.fromiter((p[0] for p in pending), dtype=np.int64, count=count)
+        k = self._reader.kinetic(count)
+        if kinetic is not None:
+            kinetic[frames, j] = k
+        if self.numpy_dtype != np.float64:
+            positions[frames, j] = self._reader.chunk_positions[:count]
+        # U as OpenMM returned it (float64), positions as recorded
+        ok = np.isfinite(np.fromiter((p[3] for p in pending), dtype=np.float64, count=count))
+        ok &= np.isfinite(positions[frames, j]).reshape(count, -1).all(axis=1)
+        if kinetic is not None:
+            ok &= np.isfinite(k)
+        bad = pending[int(np.argmin(ok))][1:3] if not ok.all() else None
+        pending.clear()
+        return bad
 
     def _result(self, recorder: FrameRecorder, wall_time: float) -> SampleResult:
         mala = self.integrator.metropolis_adjusted
