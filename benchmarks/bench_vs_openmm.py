@@ -3,11 +3,15 @@
 The honest harness of issue 21: for each case and walker count N, walker-steps per second of
 
 * **default**: ``lmd.sample`` as the README shows it (``alanine_dipeptide(...)`` with its
-  default engine, float64, ``compile="auto"``, ``record_every=10``); its force field evaluates
-  the standard terms with the fused numba kernels (``kernels="auto"``, :mod:`langevin_md.forcefield.fused`);
+  default engine, float64, ``backend="auto"``, ``compile="auto"``, ``record_every=10``); on the
+  torch executor its force field evaluates the standard terms with the fused numba kernels
+  (``kernels="auto"``, :mod:`langevin_md.forcefield.fused`) and BAOAB runs on their lanes
+  (:mod:`langevin_md.integrators.lanes_langevin`); a row that ``backend="auto"`` sends to the
+  OpenMM executor says so;
 * **torch**: the default with ``kernels="torch"`` (the batched torch terms: the default path
   before the fused kernels);
-* **mixed**: the same with ``precision="mixed"`` (float32 terms, float64 state), eager;
+* **mixed**: the same with ``precision="mixed"`` (float32 terms, float64 state), eager steps
+  around the fused kernels (the lanes BAOAB runs double precision only);
 * **float32**: ``dtype="float32"``, eager;
 * **compiled**: mixed precision with ``compile=True`` (the cold compile is timed apart and
   not counted; only with ``--variants ...,compiled``: it takes minutes under load);
