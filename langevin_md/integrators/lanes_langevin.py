@@ -66,22 +66,27 @@ def _kick_block(v, f, kick):
 
 
 @njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
-def _open_block(x, v, f, e, xi, kick, half_h, c, noise, first):
+def _open_block(x, x0, v, f, e, xi, kick, half_h, c, noise, first, keep_start):
     """The end kick of the previous step (unless ``first``), then B A O A of this one; zeroes f and e.
 
-    ``noise[a]`` = √(1 − c²)·√(kT/m_a); ``xi`` the step's normal deviates in lanes. ``noise``
-    is None-free: a frictionless run passes c = 1 and ``noise`` zeros, and skips ``xi``.
+    ``kick[a]`` = (h/2)/m_a, ``noise[a]`` = √(1 − c²)·√(kT/m_a), ``xi`` the step's normal
+    deviates in lanes (not read when c = 1: a frictionless step draws none). With
+    ``keep_start`` the positions the step starts from are copied to ``x0`` (SHAKE's
+    reference); x then holds the unconstrained x̃ = x + (h/2) v + (h/2) v_O, with v_O the
+    unprojected O step (SHAKE ignores normal components, see :mod:`~langevin_md.integrators.underdamped`).
     """
     lanes = v.shape[2]
     for a in range(v.shape[0]):
         k, s = kick[a], noise[a]
         for d in range(3):
-            xa, va, fa, za = x[a, d], v[a, d], f[a, d], xi[a, d]
+            xa, x0a, va, fa, za = x[a, d], x0[a, d], v[a, d], f[a, d], xi[a, d]
             for b in range(lanes):
                 vb = va[b]
                 if not first:
                     vb = k * fa[b] + vb  # B(h/2) that ends the previous step
                 vb = k * fa[b] + vb  # B(h/2)
+                if keep_start:
+                    x0a[b] = xa[b]
                 xb = half_h * vb + xa[b]  # A(h/2)
                 if c != 1.0:
                     vb = s * za[b] + c * vb  # O(h)
@@ -92,54 +97,16 @@ def _open_block(x, v, f, e, xi, kick, half_h, c, noise, first):
         e[b] = 0.0
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
-def _open_constrained_block(x, x0, v, f, e, xi, kick, half_h, c, noise):
-    """B A O A of a constrained step before its SHAKE: x0 ← x, then x ← x̃ (unconstrained); zeroes f and e.
-
-    v ← (h/2)F/m + v; x̃ = x + (h/2) v + (h/2) v_O with v_O = c v + noise·ξ, unprojected (SHAKE
-    ignores normal components, see :mod:`~langevin_md.integrators.underdamped`).
-    """
-    lanes = v.shape[2]
-    for a in range(v.shape[0]):
-        k, s = kick[a], noise[a]
-        for d in range(3):
-            xa, x0a, va, fa, za = x[a, d], x0[a, d], v[a, d], f[a, d], xi[a, d]
-            for b in range(lanes):
-                vb = k * fa[b] + va[b]  # B(h/2)
-                xb = xa[b]
-                x0a[b] = xb
-                xb = half_h * vb + xb  # A(h/2)
-                if c != 1.0:
-                    vb = s * za[b] + c * vb  # O(h)
-                xa[b] = half_h * vb + xb  # A(h/2)
-                va[b] = vb
-                fa[b] = 0.0
-    for b in range(lanes):
-        e[b] = 0.0
-
-
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-def _open_constrained_parallel(x, x0, v, f, e, xi, kick, half_h, c, noise):
+def _open_parallel(x, x0, v, f, e, xi, kick, half_h, c, noise, first, keep_start):
     for k in prange(x.shape[0]):
-        _open_constrained_block(x[k], x0[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise)
+        _open_block(x[k], x0[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise, first, keep_start)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _open_constrained_serial(x, x0, v, f, e, xi, kick, half_h, c, noise):
+def _open_serial(x, x0, v, f, e, xi, kick, half_h, c, noise, first, keep_start):
     for k in range(x.shape[0]):
-        _open_constrained_block(x[k], x0[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise)
-
-
-@njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-def _open_parallel(x, v, f, e, xi, kick, half_h, c, noise, first):
-    for k in prange(x.shape[0]):
-        _open_block(x[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise, first)
-
-
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _open_serial(x, v, f, e, xi, kick, half_h, c, noise, first):
-    for k in range(x.shape[0]):
-        _open_block(x[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise, first)
+        _open_block(x[k], x0[k], v[k], f[k], e[k], xi[k], kick, half_h, c, noise, first, keep_start)
 
 
 @njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
@@ -221,7 +188,7 @@ class LanesBAOAB:
             else:
                 xi = to_lanes(generator.normal(event, dtype=state.positions.dtype).numpy(), lanes)
             if self.constraints is None:
-                opening(xl, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise, step == 0)
+                opening(xl, xl, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise, step == 0, False)
                 self.fused.accumulate_lanes(xl, fl, el, parallel)
             else:
                 self._constrained_step(xl, x0, vl, fl, el, xi, parallel, n)
@@ -236,8 +203,9 @@ class LanesBAOAB:
     def _constrained_step(self, xl, x0, vl, fl, el, xi, parallel: bool, n_walkers: int) -> None:
         """One constrained BAOAB step in lanes: B, A O A with one SHAKE (and its velocity correction), forces, B, RATTLE."""
         arrays = self.constraints.arrays()
-        (_open_constrained_parallel if parallel else _open_constrained_serial)(
-            xl, x0, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise)
+        # the previous step ended with its own kick and projection: no end kick here
+        (_open_parallel if parallel else _open_serial)(
+            xl, x0, vl, fl, el, xi, self.kick, self.half_h, self.c, self.noise, True, True)
         shake = fused_constraints.shake_velocities_lanes_parallel if parallel else \
             fused_constraints.shake_velocities_lanes_serial
         failed = shake(x0, xl, vl, 1.0 / self.h, *arrays, self.tolerance, MAX_ITERATIONS)
