@@ -134,6 +134,11 @@ class LanesBAOAB:
         h (ps) and γ (1/ps) of the BAOAB integrator.
     inv_mass, thermal_velocity : torch.Tensor, shape ``(n_atoms, 1)``
         1/m and √(kT/m), the eager step's own tensors (so the products are the same numbers).
+    constraints : LaneConstraints, optional
+        The system's distance constraints packed for the lanes kernels
+        (:func:`~langevin_md.integrators.fused_constraints.pack_clusters`); None for none.
+    tolerance : float
+        SHAKE's relative bond-length tolerance (the eager solver's), with ``constraints``.
     """
 
     def __init__(self, fused, timestep: float, friction: float, inv_mass: torch.Tensor,
@@ -146,12 +151,10 @@ class LanesBAOAB:
         self.h = h
         self.half_h = 0.5 * h
         self.c = math.exp(-friction * h)
-        dtype = inv_mass.dtype
         # the eager step's per-atom factors: (τ · 1/m) and (√(1 − c²) · √(kT/m)), as torch forms them
         self.kick = np.ascontiguousarray((0.5 * h * inv_mass).reshape(-1).numpy())
         self.noise = np.ascontiguousarray((math.sqrt(1.0 - self.c * self.c) * thermal_velocity)
                                           .reshape(-1).numpy())
-        self.dtype = dtype
 
     def run(self, state: UnderdampedState, generator, n_steps: int) -> UnderdampedState:
         """``n_steps`` BAOAB steps from ``state``, drawing from ``generator`` (advanced as the eager steps do)."""
@@ -176,7 +179,7 @@ class LanesBAOAB:
         xi = np.zeros_like(xl)
         event = tuple(state.positions.shape[1:])
         normals = (NormalLanes(generator, event[0], lanes) if isinstance(generator, WalkerRNG)
-                   and generator.device.type == "cpu" and xl.dtype == np.float64 else None)
+                   and generator.device.type == "cpu" else None)
         if normals is not None:
             normals.chunks = numba_threads(n)
         x0 = np.empty_like(xl) if self.constraints is not None else None
@@ -198,7 +201,6 @@ class LanesBAOAB:
         return evolve(state, positions=positions, velocities=torch.from_numpy(from_lanes(vl, n)),
                       forces=torch.from_numpy(from_lanes(fl, n)),
                       energy=torch.from_numpy(energies_from_lanes(el, n).copy()))
-
 
     def _constrained_step(self, xl, x0, vl, fl, el, xi, parallel: bool, n_walkers: int) -> None:
         """One constrained BAOAB step in lanes: B, A O A with one SHAKE (and its velocity correction), forces, B, RATTLE."""
@@ -234,19 +236,22 @@ def lanes_runner(system, integrator, state) -> Optional[LanesBAOAB]:
     It applies to exactly :class:`~langevin_md.integrators.underdamped.BAOAB` on a system whose
     ``lanes_kernels`` gives a fused force field with every term in a lanes kernel (a
     :class:`~langevin_md.systems.torch_forcefield.TorchForceField` in double precision on the
-    CPU, with or without distance constraints), with one temperature for all walkers.
+    CPU, with or without distance constraints), a float64 state and one temperature for all
+    walkers.
     """
     if type(integrator) is not BAOAB or state.kT is not None or not isinstance(state, UnderdampedState):
         return None
-    solver = constraint_solver(system, state.positions)
-    constraints = None
-    if solver is not None:
-        constraints = fused_constraints.pack_clusters(constraints_of(system), np.asarray(system.masses),
-                                                      state.positions.numpy().dtype)
+    if state.positions.dtype != torch.float64:
+        # float32 state: torch rounds τ·v in float32 where numba would widen it; eager steps
+        return None
     lanes_kernels = getattr(system, "lanes_kernels", None)
     fused = lanes_kernels(state.positions) if lanes_kernels is not None else None
     if fused is None:
         return None
+    solver = constraint_solver(system, state.positions)
+    constraints = None
+    if solver is not None:
+        constraints = fused_constraints.pack_clusters(constraints_of(system), np.asarray(system.masses), np.float64)
     inv_mass, thermal_velocity = integrator.mass_factors(system, state)
     return LanesBAOAB(fused, integrator.timestep, integrator.friction, inv_mass, thermal_velocity, constraints,
                       solver.tolerance if solver is not None else 0.0)

@@ -78,6 +78,9 @@ def test_runner_declines_what_it_does_not_run(vacuum):
     assert lanes_runner(vacuum, lmd.integrators.OBABO(timestep=0.001, friction=1.0), state) is None
     assert lanes_runner(vacuum.with_kernels("torch"), baoab, state) is None
     assert lanes_runner(vacuum.with_precision("mixed"), baoab, state) is None
+    single = type(state)(**{k: getattr(state, k).to(torch.float32) for k in ("positions", "energy", "forces",
+                                                                          "velocities")})
+    assert lanes_runner(vacuum, baoab, single) is None  # float32 state: eager steps
     hot = with_temperature(vacuum, state, torch.full((4,), 2.5, dtype=torch.float64))  # per-walker kT
     assert lanes_runner(vacuum, baoab, hot) is None
 
