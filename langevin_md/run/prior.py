@@ -119,7 +119,7 @@ def _fail(prior: dict, what: str) -> ConfigError:
 
 def _energy_model(prior: dict, width: tuple):
     """The energy model of ``prior['model']`` (no pickle), checked to take inputs of shape ``width``."""
-    from ..training.io import load_model
+    from ..learned.io import load_model
 
     try:
         model = load_model(prior["model"])

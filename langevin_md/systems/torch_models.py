@@ -16,7 +16,7 @@ Noise-conditional models
 ------------------------
 A module is *noise-conditional* when it has an attribute ``noise_conditional = True`` and
 accepts ``module(x, sigma)`` with ``sigma`` of shape ``(n_walkers,)`` (the models of
-:mod:`langevin_md.training.models` are). The annealed samplers call
+:mod:`langevin_md.learned.models` are). The annealed samplers call
 :meth:`TorchEnergy.noised_energy_and_forces` / :meth:`ScoreModel.noised_energy_and_forces`
 at each noise level; plain ``energy_and_forces`` evaluates at the smallest level.
 """

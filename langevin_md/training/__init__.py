@@ -18,8 +18,8 @@ from .config import main
 from .force_matching import fit_forces, force_matching_loss
 from .progress import ProgressLog, plot_loss_curve
 from .dsm import TrainResult, dsm_loss, fit, geometric_sigmas, model_score
-from .io import load_model, save_model
-from .models import EnergyMLP, ScoreMLP, build_model
+from langevin_md.learned.io import load_model, save_model
+from langevin_md.learned.models import EnergyMLP, ScoreMLP, build_model
 
 __all__ = ["fit", "dsm_loss", "model_score", "geometric_sigmas", "TrainResult", "EnergyMLP", "ScoreMLP",
            "build_model", "save_model", "load_model", "main", "CGMap", "fit_forces", "force_matching_loss",

@@ -209,7 +209,7 @@ def main(config_path) -> "TrainResult":  # noqa: F821 - documented return type
     langevin_md.training.TrainResult
     """
     from .dsm import fit, geometric_sigmas
-    from .models import EnergyMLP, ScoreMLP
+    from langevin_md.learned.models import EnergyMLP, ScoreMLP
 
     config_path = check_config_path(config_path)
     with open(config_path, "rb") as f:

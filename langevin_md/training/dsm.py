@@ -107,8 +107,8 @@ def fit(model: nn.Module, samples, sigmas: Sequence[float], epochs: int = 100, b
     Parameters
     ----------
     model : torch.nn.Module
-        ``model(x, sigma)``: an :class:`~langevin_md.training.models.EnergyMLP` or
-        :class:`~langevin_md.training.models.ScoreMLP` (or any module with that signature;
+        ``model(x, sigma)``: an :class:`~langevin_md.learned.models.EnergyMLP` or
+        :class:`~langevin_md.learned.models.ScoreMLP` (or any module with that signature;
         energy models carry a ``kT`` attribute). Trained in place, on its own device and
         dtype; at the end it holds the weights of the best validation epoch. Models with
         ``set_data_statistics`` get their input normalisation from the training split, and
@@ -184,7 +184,7 @@ def fit(model: nn.Module, samples, sigmas: Sequence[float], epochs: int = 100, b
     from tqdm.auto import tqdm
 
     from ..threads import choose_threads, torch_threads
-    from .io import save_model
+    from langevin_md.learned.io import save_model
     from .progress import ProgressLog, plot_loss_curve
 
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience),

@@ -81,8 +81,8 @@ def train_force_matching(cfg: dict, base: str, config_path: str, out_dir: str):
     import torch
 
     from .force_matching import fit_forces
-    from .io import save_model
-    from .models import EnergyMLP
+    from langevin_md.learned.io import save_model
+    from langevin_md.learned.models import EnergyMLP
 
     data, model_cfg, fm, out = cfg["data"], cfg.get("model", {}), cfg["force_matching"], cfg["output"]
     if "run" not in data:

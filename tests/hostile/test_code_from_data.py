@@ -155,7 +155,7 @@ def test_pickled_checkpoint_is_not_unpickled_and_the_run_restarts_announced(tmp_
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_training_samples_and_torch_model_are_refused(tmp_path):
     from langevin_md.training.config import load_samples
-    from langevin_md.training.io import load_model
+    from langevin_md.learned.io import load_model
 
     marker = tmp_path / "marker"
     np.save(tmp_path / "samples.npy", np.array([_Payload(marker)], dtype=object), allow_pickle=True)
@@ -172,7 +172,7 @@ def test_safetensors_metadata_cannot_name_code(tmp_path):
     from safetensors.torch import save_file
     import torch
 
-    from langevin_md.training.io import load_model
+    from langevin_md.learned.io import load_model
 
     path = tmp_path / "m.safetensors"
     arch = json.dumps({"class": "os.system", "kwargs": {"command": f"touch {tmp_path / 'marker'}"}})

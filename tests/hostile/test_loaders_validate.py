@@ -16,8 +16,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from langevin_md.systems.torch_forcefield import TorchForceField, load_forcefield
-from langevin_md.training.io import load_model, save_model
-from langevin_md.training.models import EnergyMLP
+from langevin_md.learned.io import load_model, save_model
+from langevin_md.learned.models import EnergyMLP
 
 META = "langevin_md.architecture"
 

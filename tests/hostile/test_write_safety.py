@@ -315,7 +315,7 @@ def test_train_refuses_a_link_where_its_outputs_go(tmp_path, capsys, entry):
 
 def test_save_model_never_writes_through_a_planted_temporary_name(tmp_path):
     from langevin_md.training import save_model
-    from langevin_md.training.models import EnergyMLP
+    from langevin_md.learned.models import EnergyMLP
 
     outside = tmp_path / "outside"
     sums = outside_files(outside)

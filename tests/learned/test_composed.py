@@ -10,7 +10,7 @@ import langevin_md as lmd
 from langevin_md.systems.features import PhiPsi, ramachandran_indices
 from langevin_md.systems.molecules import alanine_dipeptide
 from langevin_md.systems.torch_models import FeaturePrior
-from langevin_md.training.models import EnergyMLP
+from langevin_md.learned.models import EnergyMLP
 
 
 @pytest.fixture(scope="module")

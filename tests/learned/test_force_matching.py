@@ -9,7 +9,7 @@ import torch
 import langevin_md as lmd
 from langevin_md.training.cg_map import CGMap
 from langevin_md.training.force_matching import fit_forces, force_matching_loss
-from langevin_md.training.models import EnergyMLP
+from langevin_md.learned.models import EnergyMLP
 
 K_BOND, K_EXT, KT = 50.0, 4.0, 2.5
 MASSES = np.array([1.0, 3.0, 1.0, 3.0])  # two beads of two atoms, unequal masses

@@ -7,7 +7,7 @@ import torch
 import langevin_md as lmd
 from langevin_md.integrators.overdamped import ULA
 from langevin_md.systems.torch_models import FeaturePrior, ScoreModel, TorchEnergy
-from langevin_md.training.models import EnergyMLP, ScoreMLP
+from langevin_md.learned.models import EnergyMLP, ScoreMLP
 
 
 class Quartic(torch.nn.Module):
@@ -135,3 +135,17 @@ def test_energy_runs_on_the_modules_device():
     assert e.device.type == "cuda" and f.device.type == "cuda"
     e, f = TorchEnergy(EnergyMLP((2,)).cuda(), (2,), 1.0).energy_and_forces(x.cpu())
     assert e.device.type == "cpu"
+
+
+def test_models_keep_their_old_module_path_for_pickles():
+    """Models moved to langevin_md.learned; a pickle written before names langevin_md.training.models."""
+    import pickle
+
+    import langevin_md.training.models as old_path
+
+    assert old_path.EnergyMLP is EnergyMLP and old_path.ScoreMLP is ScoreMLP
+    model = EnergyMLP((2,), hidden=8, n_layers=1)
+    # protocol 0 writes class paths as newline-ended text, so the old path can be put in place
+    old = pickle.dumps(model, protocol=0).replace(b"langevin_md.learned.models", b"langevin_md.training.models")
+    assert b"langevin_md.training.models" in old
+    assert isinstance(pickle.loads(old), EnergyMLP)

@@ -46,7 +46,7 @@ def check_architecture(architecture: dict, shapes: Mapping[str, tuple], path: st
     Parameters
     ----------
     architecture : dict
-        ``{"class": name, "kwargs": {...}}`` as :func:`langevin_md.training.models.build_model`
+        ``{"class": name, "kwargs": {...}}`` as :func:`langevin_md.learned.models.build_model`
         takes it.
     shapes : mapping of str to tuple of int
         Every stored tensor's name and shape, read from the file's header.

@@ -47,7 +47,7 @@ def save_model(model: nn.Module, path: PathLike, architecture: Optional[dict] = 
     Parameters
     ----------
     model : torch.nn.Module
-        Its ``architecture()`` (the models of :mod:`langevin_md.training.models`) is stored
+        Its ``architecture()`` (the models of :mod:`langevin_md.learned.models`) is stored
         so :func:`load_model` can rebuild it; other modules store ``architecture`` if given,
         else weights only (load them with ``load_model(path, architecture=module)``).
     path : str or PathLike
@@ -80,7 +80,7 @@ def save_model(model: nn.Module, path: PathLike, architecture: Optional[dict] = 
 def _resolve_architecture(architecture, stored: str, shapes: dict, path: str):
     """The module or architecture dict to load into, checked against the stored shapes.
 
-    Nothing is allocated before the check (see :mod:`langevin_md.training.arch_check`).
+    Nothing is allocated before the check (see :mod:`langevin_md.learned.arch_check`).
     """
     if isinstance(architecture, nn.Module):
         return architecture
