@@ -147,6 +147,7 @@ class LanesBAOAB:
         self.fused = fused
         self.constraints = constraints
         self.tolerance = tolerance
+        self._normals: Optional[NormalLanes] = None
         h = timestep
         self.h = h
         self.half_h = 0.5 * h
@@ -172,16 +173,12 @@ class LanesBAOAB:
         lanes = block_size(n)
         xl, vl, fl = to_lanes(x, lanes), to_lanes(v, lanes), to_lanes(f, lanes)
         el = np.zeros(xl.shape[:1] + xl.shape[3:], dtype=xl.dtype)
-        parallel = numba_threads(xl.shape[0]) > 1
-        self.fused.set_threads(xl.shape[0])
+        parallel = self.fused.set_threads(xl.shape[0])
         opening = _open_parallel if parallel else _open_serial
         kick = _kick_parallel if parallel else _kick_serial
         xi = np.zeros_like(xl)
         event = tuple(state.positions.shape[1:])
-        normals = (NormalLanes(generator, event[0], lanes) if isinstance(generator, WalkerRNG)
-                   and generator.device.type == "cpu" else None)
-        if normals is not None:
-            normals.chunks = numba_threads(n)
+        normals = self._normals_for(generator, event[0], lanes)
         x0 = np.empty_like(xl) if self.constraints is not None else None
         for step in range(n_steps):
             if self.c == 1.0:  # frictionless: no noise, and no random numbers drawn (as eager)
@@ -201,6 +198,16 @@ class LanesBAOAB:
         return evolve(state, positions=positions, velocities=torch.from_numpy(from_lanes(vl, n)),
                       forces=torch.from_numpy(from_lanes(fl, n)),
                       energy=torch.from_numpy(energies_from_lanes(el, n).copy()))
+
+    def _normals_for(self, generator, n_atoms: int, lanes: int) -> Optional[NormalLanes]:
+        """The :class:`NormalLanes` of ``generator`` (kept from segment to segment: its buffers), or None off the CPU."""
+        if not isinstance(generator, WalkerRNG) or generator.device.type != "cpu":
+            return None
+        held = self._normals
+        if held is None or held.generator is not generator or held.out.shape[3] != lanes:
+            held = self._normals = NormalLanes(generator, n_atoms, lanes)
+        held.chunks = numba_threads(generator.n_walkers)
+        return held
 
     def _constrained_step(self, xl, x0, vl, fl, el, xi, parallel: bool, n_walkers: int) -> None:
         """One constrained BAOAB step in lanes: B, A O A with one SHAKE (and its velocity correction), forces, B, RATTLE."""

@@ -57,10 +57,6 @@ def _branches(x: np.ndarray, params) -> set:
     return out
 
 
-def _to_lanes(x: np.ndarray, block: int) -> np.ndarray:
-    return to_lanes(x, block)
-
-
 def _lanes_result(x: np.ndarray, params, block: int, f0: np.ndarray, e0: np.ndarray):
     """(E (n,), F (n, A, 3)) of accumulate_lanes added into ``e0``, ``f0``, blocks of ``block`` lanes."""
     n = x.shape[0]
@@ -95,7 +91,7 @@ def test_lanes_agree_with_the_torch_term_and_not_with_blocking(obc2_walkers, dty
 def test_parallel_lanes_equal_serial(obc2_walkers):
     term, x = obc2_walkers
     params = obc2.pack(term, np.float64)
-    X = _to_lanes(x, 7)
+    X = to_lanes(x, 7)
     out = {}
     for parallel in (False, True):
         F, E = np.zeros_like(X), np.zeros((X.shape[0], X.shape[3]))
@@ -107,7 +103,7 @@ def test_parallel_lanes_equal_serial(obc2_walkers):
 def test_bad_lanes_are_refused_by_name(obc2_walkers):
     term, x = obc2_walkers
     params = obc2.pack(term, np.float64)
-    X = _to_lanes(x, 8)
+    X = to_lanes(x, 8)
     F, E = np.zeros_like(X), np.zeros((X.shape[0], 8))
     with pytest.raises(ValueError, match=r"X must have shape \(n_blocks, 22, 3, B\), got \(3, 8, 22, 3\)"):
         obc2.accumulate_lanes(X.transpose(0, 3, 1, 2).copy(), F, E, params, parallel=False)
